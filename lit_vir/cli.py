@@ -1,0 +1,157 @@
+"""The `lit-vir` / `lightning` / `python -m lit_vir` command: LightningCLI plus lit_vir's own tools.
+
+`fit`, `validate`, `test` and `predict` are LightningCLI subcommands over one `ImageClassifier` and
+any `ImageDataModule`, configured by YAML files (`-c`, several merge left to right) and
+command-line overrides. The datamodule's `num_classes`, `image_size` and `in_channels` are linked
+into the model, so they are never typed twice (an override of a linked field is ignored: change
+the dataset instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import jsonargparse
+from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lit_vir.checks import find_config_error
+from lit_vir.data.base import ImageDataModule
+from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
+from lit_vir.training.module import ImageClassifier
+
+__all__ = ["ViRCLI", "main"]
+
+EXAMPLES = """\
+examples:
+  lit-vir fit -c configs/quickstart.yaml                      # ViR on digits, CPU, ~1 min
+  lit-vir fit -c configs/vir.yaml                             # reference ViR on MNIST
+  lit-vir fit -c configs/vir.yaml -c configs/data/cifar10.yaml -c configs/depth/3.yaml
+  lit-vir fit -c configs/vir.yaml --model.backbone.init_args.spectral_radius 1.1
+  lit-vir fit -c configs/vir.yaml --print_config              # the merged config, resolved
+  lit-vir test -c configs/vir.yaml --ckpt_path logs/vir-mnist/version_0/checkpoints/last.ckpt
+  lit-vir fit --help                                          # every option of a subcommand
+"""
+
+DEFAULT_LOGGER = {
+    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    "init_args": {"save_dir": "logs", "name": None},
+}
+DEFAULT_CALLBACKS = [
+    {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {
+            "monitor": "val/acc",
+            "mode": "max",
+            "save_last": True,
+            "filename": "epoch{epoch:03d}-val_acc{val/acc:.4f}",
+            "auto_insert_metric_name": False,
+        },
+    },
+    {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "epoch"}},
+    {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
+    {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
+]
+LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description and examples kept as written."""
+
+
+class ViRCLI(LightningCLI):
+    """LightningCLI with lit_vir's links, defaults (TensorBoard under `logs/`, checkpointing, Rich)
+    and `--test_after_fit`."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After `fit`, test the best checkpoint (by val/acc) on the test split.",
+        )
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        for name in LINKED_FROM_DATA:
+            parser.link_arguments(f"data.{name}", f"model.init_args.backbone.init_args.{name}", apply_on="instantiate")
+        parser.set_defaults({"trainer.logger": DEFAULT_LOGGER, "trainer.callbacks": DEFAULT_CALLBACKS})
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a bad value stops here, before any data is read."""
+        try:
+            super().instantiate_classes()
+        except Exception as error:
+            config_error = find_config_error(error)
+            if config_error is None:
+                raise
+            print(f"lit-vir: invalid configuration: {config_error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        drop_default_callbacks_that_conflict(config.trainer)
+        logger = config.trainer.logger
+        is_tensorboard = isinstance(logger, jsonargparse.Namespace) and logger.class_path.endswith("TensorBoardLogger")
+        if is_tensorboard and logger.init_args.get("name") is None:
+            logger.init_args.name = run_name(config)  # `<backbone>-<dataset>`, e.g. vir-mnist
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+
+
+def drop_default_callbacks_that_conflict(trainer: jsonargparse.Namespace) -> None:
+    """Turning the progress bar or the logger off also removes the default callbacks that need them
+    (Lightning refuses a RichProgressBar without a progress bar and a LearningRateMonitor without a logger)."""
+    needs = {
+        "RichProgressBar": trainer.get("enable_progress_bar") is False,
+        "LearningRateMonitor": trainer.get("logger") in (False, None),
+    }
+    unwanted = {name for name, conflict in needs.items() if conflict}
+    if trainer.get("callbacks") and unwanted:
+        trainer.callbacks = [
+            callback
+            for callback in trainer.callbacks
+            if not (isinstance(callback, jsonargparse.Namespace) and callback.class_path.rsplit(".", 1)[-1] in unwanted)
+        ]
+
+
+def run_name(config: jsonargparse.Namespace) -> str:
+    """`<backbone class>-<dataset>` in lower case: `vir-mnist`, `visiontransformer-cifar10`."""
+    backbone = config.model.init_args.backbone.class_path.rsplit(".", 1)[-1]
+    data = config.data.class_path.rsplit(".", 1)[-1].removesuffix("DataModule")
+    return f"{backbone}-{data}".lower()
+
+
+class HideProductTips(logging.Filter):
+    """Drop Lightning's advertising lines ("💡 Tip: ... litlogger") from the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip" not in record.getMessage()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the console scripts; `args` (without the program name) allows in-process use."""
+    jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideProductTips())
+    try:
+        ViRCLI(
+            ImageClassifier,
+            ImageDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "parser_mode": "omegaconf+",
+                "prog": "lit-vir",
+                "description": "Train, evaluate and analyse Vision Reservoirs and ViTs with Lightning.",
+                "epilog": EXAMPLES,
+                "formatter_class": HelpFormatter,
+            },
+            args=args,
+        )
+    except (DatasetFilesMissing, CorruptDatasetFile) as error:
+        print(f"lit-vir: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

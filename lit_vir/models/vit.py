@@ -1,0 +1,162 @@
+"""The ViT baseline (Dosovitskiy et al. 2021) at small-image sizes, the model ViR is compared with.
+
+Patch embedding (stride-P convolution) → class token + learned positional embedding → L pre-norm
+blocks (x += MHSA(LN x); x += MLP(LN x)) → LN → Linear on the class token (or the token mean).
+Presets (`vit_base`, `vit_small`) are thin functions over the one constructor; spec: `variants.md`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+
+__all__ = ["Attention", "Block", "Mlp", "VisionTransformer", "vit_base", "vit_small"]
+
+
+class Mlp(nn.Module):
+    """Linear → GELU → Dropout → Linear → Dropout."""
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(tokens)))))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with fused q/k/v, on PyTorch's scaled-dot-product kernel."""
+
+    def __init__(self, dim: int, num_heads: int, attention_dropout: float = 0.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.attention_dropout = attention_dropout
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def split_heads(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v, each (B, heads, T, head_dim)."""
+        batch, length, _ = tokens.shape
+        qkv = self.qkv(tokens).reshape(batch, length, 3, self.num_heads, self.head_dim)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def merge_heads(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, heads, T, head_dim) → projected (B, T, D)."""
+        return self.proj_drop(self.proj(values.transpose(1, 2).flatten(2)))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_heads(tokens)
+        dropout = self.attention_dropout if self.training else 0.0
+        return self.merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=dropout))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x += MHSA(LN x); x += MLP(LN x)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, attention_dropout, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = tokens + self.attn(self.norm1(tokens))
+        return tokens + self.mlp(self.norm2(tokens))
+
+
+class VisionTransformer(nn.Module):
+    """ViT for small images, trained from scratch; `forward_features` keeps every token for analysis."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_size: int = 32,
+        in_channels: int = 3,
+        *,
+        patch_size: int = 4,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        pooling: Literal["token", "mean"] = "token",
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        check_range(owner, "num_classes", num_classes, low=1)
+        check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
+        check_range(owner, "depth (L)", depth, low=1)
+        check_range(owner, "num_heads", num_heads, low=1)
+        if embed_dim % num_heads:
+            raise ConfigError(f"{owner}: embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}.")
+        check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
+        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
+        check_choice(owner, "pooling", pooling, ("token", "mean"))
+
+        self.num_classes = num_classes
+        self.depth = depth
+        self.pooling = pooling
+        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        num_patches = (image_size // patch_size) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """timm's ViT initialisation: truncated normal (std .02) for tokens and Linear weights."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with the class token prepended and positions added: (B, 1+T, D)."""
+        patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
+        cls = self.cls_token.expand(patches.shape[0], -1, -1)
+        return self.pos_drop(torch.cat([cls, patches], dim=1) + self.pos_embed)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens(images)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)  # (B, 1+T, D)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = features[:, 0] if self.pooling == "token" else features[:, 1:].mean(dim=1)
+        return self.head(pooled)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+def vit_base(depth: int = 12, **kwargs) -> VisionTransformer:
+    """ViT-Base width (D 768, 12 heads, MLP 3072): the paper's comparison at depth 1/3/6/12."""
+    return VisionTransformer(depth=depth, embed_dim=768, num_heads=12, mlp_ratio=4.0, **kwargs)
+
+
+def vit_small(**kwargs) -> VisionTransformer:
+    """The from-scratch anchor: D 192, 12 heads, MLP ×2, depth 9, patch 4 (≈2.7M parameters)."""
+    options = dict(patch_size=4, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0) | kwargs
+    return VisionTransformer(**options)

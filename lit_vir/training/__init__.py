@@ -1,0 +1,6 @@
+"""The Lightning layer: the LightningModule, schedules and callbacks that wrap the plain models."""
+
+from lit_vir.training.module import ImageClassifier
+from lit_vir.training.schedulers import WarmupCosineLR
+
+__all__ = ["ImageClassifier", "WarmupCosineLR"]

@@ -1,0 +1,71 @@
+"""Shared fixtures: the repo's configs, tiny model overrides and a runner for the real console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# A ViR small enough for a CPU test: N 32, D 16, M 32 (still the reference topology and readout).
+TINY_VIR = [
+    "--model.backbone.init_args.num_nodes",
+    "32",
+    "--model.backbone.init_args.jump_size",
+    "5",
+    "--model.backbone.init_args.embed_dim",
+    "16",
+    "--model.backbone.init_args.mlp_dim",
+    "32",
+]
+# Keep test runs short and quiet: few batches, no Rich rendering to a pipe.
+QUICK_TRAINER = [
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.limit_test_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def console_script(name: str) -> str:
+    """The installed console script next to this interpreter (proves the package's entry points)."""
+    script = Path(sys.executable).with_name(name)
+    if not script.exists():
+        pytest.fail(f"console script {name!r} is not installed next to {sys.executable}; run `pip install -e .`")
+    return str(script)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0."""
+
+    def run(*args: str, script: str = "lit-vir", expect_success: bool = True, timeout: float = 300):
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        completed = subprocess.run(
+            [console_script(script), *args],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if expect_success and completed.returncode != 0:
+            output = f"{completed.stdout}\n{completed.stderr}"
+            pytest.fail(f"lit-vir {' '.join(args)} exited {completed.returncode}:\n{output}")
+        return completed
+
+    return run

@@ -1,0 +1,74 @@
+"""Small datasets written in the exact on-disk formats torchvision reads (MNIST IDX, CIFAR pickles).
+
+MNIST and CIFAR cannot be downloaded in CI, so the loaders are tested on files made here. Images
+carry a class-dependent brightness so that a model can learn them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def labelled_images(count: int, shape: tuple[int, ...], classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images whose mean brightness encodes the label, plus noise; labels cycle through classes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % classes
+    rng.shuffle(labels)
+    base = (labels * (200 // max(1, classes - 1))).reshape(-1, *([1] * len(shape)))
+    noise = rng.integers(0, 56, size=(count, *shape))
+    return (base + noise).astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file: magic 0x00000803 (or 01 for labels), big-endian sizes, raw bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, folder: str = "MNIST", train: int = 300, test: int = 100, seed: int = 0) -> Path:
+    """`<root>/<folder>/raw/` with the four uncompressed IDX files torchvision's MNIST reads."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        images, labels = labelled_images(count, (28, 28), 10, seed + (prefix == "t10k"))
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return raw
+
+
+def write_cifar10(root: Path, per_batch: int = 40, test: int = 50, seed: int = 0) -> Path:
+    """`<root>/cifar-10-batches-py/` with 5 training batches, the test batch and batches.meta."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]
+    for offset, name in enumerate(names):
+        count = test if name == "test_batch" else per_batch
+        images, labels = labelled_images(count, (3, 32, 32), 10, seed + offset)
+        entry = {"batch_label": name, "data": images.reshape(count, -1), "labels": labels.tolist()}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    meta = {"label_names": [f"class{index}" for index in range(10)], "num_cases_per_batch": per_batch}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    return folder
+
+
+def write_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 0) -> Path:
+    """`<root>/cifar-100-python/` with train, test and meta (fine and coarse labels)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, (name, count) in enumerate((("train", train), ("test", test))):
+        images, labels = labelled_images(count, (3, 32, 32), 100, seed + offset)
+        entry = {
+            "data": images.reshape(count, -1),
+            "fine_labels": labels.tolist(),
+            "coarse_labels": (labels // 5).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+    meta = {
+        "fine_label_names": [f"fine{index}" for index in range(100)],
+        "coarse_label_names": [f"coarse{index}" for index in range(20)],
+    }
+    (folder / "meta").write_bytes(pickle.dumps(meta))
+    return folder

@@ -1,0 +1,217 @@
+"""The real command line: console scripts in subprocesses, config composition, checkpoints, TensorBoard."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.cli import main
+from lit_vir.models import ViR
+from lit_vir.training import ImageClassifier
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+from tests.fakedata import write_cifar10, write_mnist
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.glob("logs/*/version_*/checkpoints/*.ckpt"))
+
+
+def printed_metric(output: str, name: str) -> float:
+    """A value from Lightning's printed test table (`│ test/acc │ 0.97 │`)."""
+    match = re.search(rf"{re.escape(name)}\s*│\s*([0-9.eE+-]+)", output)
+    assert match, f"{name} not in the output:\n{output}"
+    return float(match.group(1))
+
+
+def printed_config(capsys, *args: str) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_fit_then_test_from_checkpoint_on_mnist_idx_files(tmp_path, run_cli):
+    write_mnist(tmp_path / "data", train=300, test=100)
+    common = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, *QUICK_TRAINER, "--data.init_args.download", "false"]
+    run_cli("fit", *common)
+    saved = checkpoints(tmp_path)
+    assert [path.name for path in saved if path.name == "last.ckpt"] == ["last.ckpt"]
+    assert (tmp_path / "logs" / "vir-mnist" / "version_0" / "config.yaml").exists()
+    best = next(path for path in saved if path.name != "last.ckpt")
+    tested = run_cli("test", *common, "--ckpt_path", str(best))
+    assert 0.0 <= printed_metric(tested.stdout, "test/acc") <= 1.0
+
+
+def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, run_cli):
+    write_cifar10(tmp_path / "data")
+    common = [
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        "-c",
+        str(CONFIGS / "data" / "cifar10.yaml"),
+        *TINY_VIR,
+        "--data.init_args.verify_checksums",
+        "false",
+        "--data.init_args.download",
+        "false",
+    ]
+    run_cli("fit", *common, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu")
+    run_cli("fit", *common, *QUICK_TRAINER, "--model.backbone.init_args.depth", "2")
+    last = tmp_path / "logs" / "vir-cifar10" / "version_0" / "checkpoints" / "last.ckpt"
+    tested = run_cli("test", *common, *QUICK_TRAINER, "--ckpt_path", str(last))
+    assert 0.0 <= printed_metric(tested.stdout, "test/acc") <= 1.0
+
+
+def test_quickstart_reaches_95_percent_on_digits(tmp_path, run_cli):
+    finished = run_cli("fit", "-c", str(CONFIGS / "quickstart.yaml"), "--trainer.enable_progress_bar", "false")
+    assert printed_metric(finished.stdout, "test/acc") >= 0.95
+
+
+@pytest.mark.parametrize("script", ["lightning", "lit-vir"])
+def test_console_scripts_show_help_with_examples(run_cli, script):
+    shown = run_cli("--help", script=script)
+    assert "fit" in shown.stdout and "examples:" in shown.stdout
+
+
+def test_python_module_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert shown.returncode == 0 and "--model" in shown.stdout and "--trainer.max_epochs" in shown.stdout
+
+
+def test_configs_compose_left_to_right(capsys):
+    config = printed_config(
+        capsys,
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        "-c",
+        str(CONFIGS / "data" / "cifar10.yaml"),
+        "-c",
+        str(CONFIGS / "depth" / "3.yaml"),
+        "-c",
+        str(CONFIGS / "model" / "vir_serial.yaml"),
+    )
+    backbone = config["model"]["init_args"]["backbone"]
+    assert config["data"]["class_path"] == "lit_vir.data.CIFAR10DataModule"
+    assert (backbone["init_args"]["depth"], backbone["init_args"]["mode"]) == (3, "serial")
+    assert backbone["init_args"]["num_nodes"] == 1000  # the rest of vir.yaml survives
+
+
+def test_command_line_override_of_a_nested_field(capsys):
+    config = printed_config(capsys, "-c", str(CONFIGS / "vir.yaml"), "--model.backbone.init_args.depth", "6")
+    assert config["model"]["init_args"]["backbone"]["init_args"]["depth"] == 6
+
+
+def test_vit_piece_swaps_the_backbone(capsys):
+    config = printed_config(
+        capsys,
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        "-c",
+        str(CONFIGS / "model" / "vit_base.yaml"),
+        "-c",
+        str(CONFIGS / "depth" / "12.yaml"),
+    )
+    backbone = config["model"]["init_args"]["backbone"]
+    assert backbone["class_path"] == "lit_vir.models.VisionTransformer"
+    assert (backbone["init_args"]["embed_dim"], backbone["init_args"]["depth"]) == (768, 12)
+
+
+def test_scheduler_length_follows_a_max_epochs_override(capsys):
+    config = printed_config(
+        capsys,
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        "-c",
+        str(CONFIGS / "recipe" / "strong.yaml"),
+        "--trainer.max_epochs",
+        "7",
+    )
+    assert config["model"]["init_args"]["scheduler"]["init_args"]["total"] == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("--model.backbone.init_args.spectral_radius=0", "spectral_radius (α)"),
+        ("--model.backbone.init_args.spectral_radius=-0.5", "spectral_radius (α)"),
+        ("--model.backbone.init_args.input_sparsity=1.5", "input_sparsity (SD)"),
+        ("--model.backbone.init_args.input_sparsity=0", "input_sparsity (SD)"),
+        ("--model.backbone.init_args.jump_size=1000", "jump_size (ℓ)"),
+        ("--model.backbone.init_args.patch_size=5", "patch_size (P)"),
+    ],
+)
+def test_bad_values_stop_before_any_data_is_read(tmp_path, monkeypatch, capsys, override, field):
+    monkeypatch.chdir(tmp_path)  # no MNIST here: reading data would fail with a different message
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(CONFIGS / "vir.yaml"), override])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert ("invalid configuration" in error and field in error and "allowed range" in error) or "divide" in error
+    assert not (tmp_path / "data").exists() and not (tmp_path / "logs").exists()
+
+
+def test_unknown_pooling_names_the_field_and_choices(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit", "-c", str(CONFIGS / "vir.yaml"), "--model.backbone.init_args.pooling=max"])
+    error = capsys.readouterr().err
+    assert "pooling" in error and "'flatten', 'mean', 'last'" in error
+
+
+def run_in_process(tmp_path: Path, monkeypatch, *args: str) -> Path:
+    """A short in-process fit on generated MNIST; returns the run folder."""
+    write_mnist(tmp_path / "data", train=200, test=50)
+    monkeypatch.chdir(tmp_path)
+    main(
+        ["fit", "-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, *QUICK_TRAINER, "--data.init_args.download", "false", *args]
+    )
+    return tmp_path / "logs" / "vir-mnist" / "version_0"
+
+
+def test_checkpoint_round_trip_restores_reservoirs_bit_for_bit(tmp_path, monkeypatch):
+    run = run_in_process(tmp_path, monkeypatch, "--model.backbone.init_args.seed", "123")
+    restored = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    fresh = ViR(
+        num_classes=10, image_size=28, in_channels=1, num_nodes=32, jump_size=5, embed_dim=16, mlp_dim=32, seed=123
+    )
+    other_seed = ViR(
+        num_classes=10, image_size=28, in_channels=1, num_nodes=32, jump_size=5, embed_dim=16, mlp_dim=32, seed=7
+    )
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    other_seed.load_state_dict({k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")})
+    for name in ("weight", "input_weight"):
+        original = getattr(fresh.reservoirs[0], name)
+        assert torch.equal(getattr(restored.backbone.reservoirs[0], name), original)
+        assert torch.equal(getattr(other_seed.reservoirs[0], name), original)
+
+
+def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
+    run = run_in_process(tmp_path, monkeypatch, "--trainer.log_every_n_steps", "1")
+    events = EventAccumulator(str(run))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    expected = {
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/acc_top5",
+        "val/acc_best",
+        "lr-Adam",
+        "params/trainable",
+        "params/fixed",
+    }
+    assert expected <= scalars, f"missing: {expected - scalars}"
+    assert events.Scalars("params/fixed")[0].value == 32 * 32 + 16 * 32
+    assert events.Scalars("lr-Adam")[0].value == pytest.approx(3e-4)

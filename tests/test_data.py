@@ -1,0 +1,178 @@
+"""DataModules read the real on-disk formats, split reproducibly and fail with the paths involved."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lit_vir.checks import ConfigError
+from lit_vir.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    CorruptDatasetFile,
+    DatasetFilesMissing,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+)
+from tests.fakedata import write_cifar10, write_cifar100, write_idx, write_mnist
+
+MNIST_FILES = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def ready(datamodule, stage=None):
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return datamodule
+
+
+def test_mnist_reads_idx_files_and_splits_validation(tmp_path):
+    write_mnist(tmp_path, train=300, test=100)
+    data = ready(MNISTDataModule(root=str(tmp_path), batch_size=32, val_size=0.1, download=False))
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (270, 30, 100)
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
+
+
+def test_validation_split_is_seeded_and_disjoint(tmp_path):
+    write_mnist(tmp_path, train=200, test=20)
+    first = ready(MNISTDataModule(root=str(tmp_path), download=False, split_seed=1), "fit")
+    again = ready(MNISTDataModule(root=str(tmp_path), download=False, split_seed=1), "fit")
+    other = ready(MNISTDataModule(root=str(tmp_path), download=False, split_seed=2), "fit")
+    assert first.val_set.indices == again.val_set.indices
+    assert first.val_set.indices != other.val_set.indices
+    assert not set(first.train_set.indices) & set(first.val_set.indices)
+
+
+def test_normalisation_uses_the_dataset_statistics(tmp_path):
+    write_mnist(tmp_path, train=50, test=10)
+    data = ready(MNISTDataModule(root=str(tmp_path), download=False), "test")
+    raw, _ = data.test_set.dataset[0]
+    pixel = torch.tensor(np.asarray(raw), dtype=torch.float32) / 255
+    image, _ = data.test_set[0]
+    assert torch.allclose(image[0], (pixel - 0.1307) / 0.3081, atol=1e-5)
+
+
+def test_augmentation_changes_training_images_only(tmp_path):
+    write_mnist(tmp_path, train=50, test=10)
+    data = ready(MNISTDataModule(root=str(tmp_path), download=False, augment=True, val_size=10))
+    torch.manual_seed(0)
+    assert any(not torch.equal(data.train_set[0][0], data.train_set[0][0]) for _ in range(10))
+    assert torch.equal(data.val_set[0][0], data.val_set[0][0])
+
+
+def test_missing_mnist_files_are_named_with_their_folder(tmp_path):
+    data = MNISTDataModule(root=str(tmp_path), download=False)
+    with pytest.raises(DatasetFilesMissing) as error:
+        data.prepare_data()
+    message = str(error.value)
+    for name in MNIST_FILES:
+        assert str(tmp_path / "MNIST" / "raw" / name) in message
+
+
+def test_failed_download_reports_files_and_reason(tmp_path, monkeypatch):
+    # The real download path, pointed at a mirror that does not exist (no network in tests).
+    monkeypatch.setattr(MNISTDataModule.dataset_class, "mirrors", [f"file://{tmp_path}/no-mirror/"])
+    with pytest.raises(DatasetFilesMissing) as error:
+        MNISTDataModule(root=str(tmp_path / "root"), download=True).prepare_data()
+    assert "train-images-idx3-ubyte" in str(error.value)
+    assert "Download was not possible" in str(error.value)
+
+
+def test_fashion_mnist_is_taken_from_a_system_package_folder(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    raw = write_mnist(tmp_path / "source", folder="FashionMNIST", train=40, test=10)
+    system.mkdir()
+    for name in MNIST_FILES:
+        with open(raw / name, "rb") as source, gzip.open(system / f"{name}.gz", "wb") as target:
+            shutil.copyfileobj(source, target)
+    monkeypatch.setattr(FashionMNISTDataModule, "system_folders", (str(system),))
+    data = ready(FashionMNISTDataModule(root=str(tmp_path / "root"), download=False, val_size=4))
+    assert len(data.train_set) == 36 and len(data.test_set) == 10
+    assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").read_bytes() == (
+        raw / "train-images-idx3-ubyte"
+    ).read_bytes()
+
+
+def test_gz_files_placed_in_the_raw_folder_are_unpacked(tmp_path):
+    raw = write_mnist(tmp_path, train=20, test=10)
+    for name in MNIST_FILES:
+        with open(raw / name, "rb") as source, gzip.open(raw / f"{name}.gz", "wb") as target:
+            shutil.copyfileobj(source, target)
+        (raw / name).unlink()
+    data = ready(MNISTDataModule(root=str(tmp_path), download=False, val_size=2))
+    assert len(data.test_set) == 10
+
+
+def test_idx_file_with_bad_magic_number_is_reported_by_path(tmp_path):
+    raw = write_mnist(tmp_path, train=20, test=10)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x12\x34\x56\x78" + bytes(100))
+    with pytest.raises(CorruptDatasetFile, match="train-images-idx3-ubyte: bad magic number"):
+        ready(MNISTDataModule(root=str(tmp_path), download=False), "fit")
+
+
+def test_truncated_idx_file_is_reported_by_path(tmp_path):
+    raw = write_mnist(tmp_path, train=20, test=10)
+    path = raw / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CorruptDatasetFile, match=r"t10k-images-idx3-ubyte: is \d+ bytes, its header promises"):
+        ready(MNISTDataModule(root=str(tmp_path), download=False), "test")
+
+
+def test_images_and_labels_of_different_length_are_refused(tmp_path):
+    raw = write_mnist(tmp_path, train=20, test=10)
+    write_idx(raw / "t10k-labels-idx1-ubyte", torch.zeros(9, dtype=torch.uint8).numpy())
+    with pytest.raises(ValueError, match="10 images but 9 labels"):
+        ready(MNISTDataModule(root=str(tmp_path), download=False), "test")
+
+
+def test_cifar10_pickles_load_without_checksums(tmp_path):
+    write_cifar10(tmp_path, per_batch=40, test=50)
+    data = ready(CIFAR10DataModule(root=str(tmp_path), download=False, verify_checksums=False, val_size=20))
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (180, 20, 50)
+    image, label = data.train_set[0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 10
+    assert (data.num_classes, data.image_size, data.in_channels) == (10, 32, 3)
+
+
+def test_cifar10_checksum_failure_names_the_switch(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(CorruptDatasetFile, match="verify_checksums: false"):
+        ready(CIFAR10DataModule(root=str(tmp_path), download=False), "test")
+
+
+def test_missing_cifar_files_are_named(tmp_path):
+    with pytest.raises(DatasetFilesMissing) as error:
+        CIFAR10DataModule(root=str(tmp_path), download=False).prepare_data()
+    for name in ("data_batch_1", "data_batch_5", "test_batch", "batches.meta"):
+        assert str(Path(tmp_path) / "cifar-10-batches-py" / name) in str(error.value)
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    write_cifar100(tmp_path, train=200, test=100)
+    data = ready(CIFAR100DataModule(root=str(tmp_path), download=False, verify_checksums=False), "test")
+    labels = [data.test_set[index][1] for index in range(len(data.test_set))]
+    assert data.num_classes == 100 and max(labels) >= 20  # fine, not coarse (20 classes)
+
+
+def test_digits_are_real_8x8_images_with_a_held_out_test_split():
+    data = ready(DigitsDataModule(test_size=0.2, val_size=0.1))
+    assert len(data.test_set) == 359 and len(data.train_set) + len(data.val_set) == 1797 - 359
+    image, label = data.test_set[0]
+    assert image.shape == (1, 8, 8) and 0 <= label < 10
+
+
+def test_bad_validation_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="val_size"):
+        ready(DigitsDataModule(val_size=5000), "fit")
+
+
+def test_real_fashion_mnist_from_the_debian_package_if_installed(tmp_path):
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    data = ready(FashionMNISTDataModule(root=str(tmp_path), download=False, val_size=0.1))
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (54_000, 6_000, 10_000)

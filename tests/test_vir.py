@@ -1,0 +1,110 @@
+"""ViR's assembly: shapes, which parts learn, and the spec's parameter counts."""
+
+import pytest
+import torch
+
+from lit_vir.models import ViR, count_parameters, vit_base
+from lit_vir.models.vir import PatchEmbedding
+
+TINY = dict(num_nodes=24, jump_size=5, embed_dim=8, mlp_dim=16)
+
+
+def tiny_vir(**options) -> ViR:
+    return ViR(num_classes=5, image_size=8, in_channels=3, patch_size=4, **(TINY | options))
+
+
+def loss_gradients(model: ViR) -> dict[str, torch.Tensor | None]:
+    model.zero_grad()
+    model(torch.randn(2, 3, 8, 8)).square().sum().backward()
+    return {name: parameter.grad for name, parameter in model.named_parameters()}
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "mean", "last"])
+@pytest.mark.parametrize(("mode", "depth"), [("parallel", 1), ("parallel", 3), ("serial", 3)])
+def test_output_shape(mode, depth, pooling):
+    model = tiny_vir(mode=mode, depth=depth, pooling=pooling)
+    assert model(torch.randn(4, 3, 8, 8)).shape == (4, 5)
+    assert model.forward_features(torch.randn(4, 3, 8, 8)).shape == (4, 4, 8)  # (B, T, D)
+
+
+def test_patches_are_row_major_and_flattened_row_col_channel():
+    embedding = PatchEmbedding(image_size=4, in_channels=2, patch_size=2, embed_dim=8)
+    image = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)  # value = c·16 + y·4 + x
+    captured = {}
+    embedding.projection.register_forward_hook(lambda module, inputs, output: captured.update(patches=inputs[0]))
+    embedding(image)
+    patches = captured["patches"][0]  # (T, P·P·C)
+    assert patches.shape == (4, 8)
+    # patch 1 is the top-right block (row-major); entries run over (p1, p2, c)
+    expected = [c * 16 + y * 4 + x for y in (0, 1) for x in (2, 3) for c in (0, 1)]
+    assert patches[1].tolist() == expected
+
+
+def test_no_gradient_reaches_reservoir_matrices_which_are_buffers():
+    model = tiny_vir(depth=2)
+    loss_gradients(model)
+    names = {name for name, _ in model.named_parameters()}
+    assert not any("reservoirs" in name for name in names)
+    assert {"weight", "input_weight"} <= {name.rsplit(".", 1)[-1] for name, _ in model.named_buffers()}
+
+
+def test_fixed_embedding_gets_no_gradient_but_readouts_and_head_do():
+    gradients = loss_gradients(tiny_vir())
+    assert gradients["embedding.projection.weight"] is None
+    for name in (
+        "readouts.0.state_readout.weight",
+        "readouts.0.quadratic_readout.weight",
+        "blocks.0.mlp.0.weight",
+        "head.linear.weight",
+    ):
+        assert gradients[name] is not None and gradients[name].abs().sum() > 0
+
+
+def test_train_embedding_lets_gradient_reach_the_embedding():
+    gradients = loss_gradients(tiny_vir(train_embedding=True))
+    assert gradients["embedding.projection.weight"].abs().sum() > 0
+
+
+def test_serial_earlier_cores_learn_through_later_reservoirs():
+    gradients = loss_gradients(tiny_vir(mode="serial", depth=3))
+    for core in range(3):
+        assert gradients[f"readouts.{core}.quadratic_readout.weight"].abs().sum() > 0
+
+
+def test_serial_detach_cuts_earlier_cores_off():
+    gradients = loss_gradients(tiny_vir(mode="serial", depth=3, detach=True))
+    for core in (0, 1):
+        assert gradients[f"readouts.{core}.quadratic_readout.weight"] is None
+    assert gradients["readouts.2.quadratic_readout.weight"].abs().sum() > 0
+
+
+def test_parallel_cores_all_learn():
+    gradients = loss_gradients(tiny_vir(depth=3))
+    for core in range(3):
+        assert gradients[f"readouts.{core}.state_readout.weight"].abs().sum() > 0
+
+
+def test_parallel_core_reservoirs_equal_serial_ones():
+    parallel, serial = tiny_vir(depth=3, seed=5), tiny_vir(depth=3, seed=5, mode="serial")
+    for core in range(3):
+        assert torch.equal(parallel.reservoirs[0].weight[core], serial.reservoirs[core].weight[0])
+
+
+@pytest.mark.parametrize(("depth", "trainable"), [(1, 702_730), (3, 1_899_018), (6, 3_693_450), (12, 7_282_314)])
+def test_parameter_counts_at_reference_settings_equal_the_spec(depth, trainable):
+    counts = count_parameters(ViR(num_classes=10, image_size=32, in_channels=3, depth=depth))
+    assert counts.trainable == trainable
+    assert counts.fixed == 1_128_000 * depth
+
+
+def test_reference_parts_have_the_spec_sizes():
+    model = ViR(num_classes=10, image_size=32, in_channels=3)
+    size = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert size(model.embedding) == 6_272
+    assert size(model.head) == 98_314
+    assert size(model.readouts[0]) + size(model.blocks[0]) == 598_144
+
+
+def test_vir_trainable_parameters_are_within_the_claimed_share_of_vit_base():
+    ratio = count_parameters(ViR(depth=1)).trainable / count_parameters(vit_base(depth=1)).trainable
+    assert 0.05 <= ratio <= 0.15
