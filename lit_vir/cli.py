@@ -10,6 +10,7 @@ the dataset instead).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -20,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_vir.checks import find_config_error
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
+from lit_vir.training.checkpoints import CheckpointError
 from lit_vir.training.module import ImageClassifier
 
 __all__ = ["ViRCLI", "main"]
@@ -55,6 +57,9 @@ DEFAULT_CALLBACKS = [
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]
 LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
+
+# lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
+TOOLS: dict[str, tuple[str, str]] = {}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -131,11 +136,47 @@ class HideProductTips(logging.Filter):
         return "💡 Tip" not in record.getMessage()
 
 
+def tools_help() -> str:
+    lines = [f"  {name:<12}{summary}" for name, (_, summary) in TOOLS.items()]
+    return "\ntools (lit-vir TOOL --help for each):\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def parser_kwargs() -> dict:
+    return {
+        "parser_mode": "omegaconf+",
+        "prog": "lit-vir",
+        "description": "Train, evaluate and analyse Vision Reservoirs and ViTs with Lightning.",
+        "epilog": EXAMPLES + tools_help(),
+        "formatter_class": HelpFormatter,
+    }
+
+
+def build_from_config(args: list[str]) -> tuple[ImageClassifier, ImageDataModule]:
+    """Model and datamodule from config files and overrides (`["-c", "configs/vir.yaml", ...]`), as `fit`
+    would build them, without training: for the analysis and benchmark tools."""
+    jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    cli = ViRCLI(
+        ImageClassifier,
+        ImageDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=42,
+        parser_kwargs=parser_kwargs(),
+        args=[*args, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
+        run=False,
+    )
+    return cli.model, cli.datamodule
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts; `args` (without the program name) allows in-process use."""
-    jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    argv = sys.argv[1:] if args is None else list(args)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideProductTips())
     try:
+        if argv and argv[0] in TOOLS:
+            importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+            return
+        jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         ViRCLI(
             ImageClassifier,
             ImageDataModule,
@@ -143,15 +184,9 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_data=True,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "parser_mode": "omegaconf+",
-                "prog": "lit-vir",
-                "description": "Train, evaluate and analyse Vision Reservoirs and ViTs with Lightning.",
-                "epilog": EXAMPLES,
-                "formatter_class": HelpFormatter,
-            },
+            parser_kwargs=parser_kwargs(),
             args=args,
         )
-    except (DatasetFilesMissing, CorruptDatasetFile) as error:
+    except (DatasetFilesMissing, CorruptDatasetFile, CheckpointError) as error:
         print(f"lit-vir: {error}", file=sys.stderr)
         raise SystemExit(1) from None

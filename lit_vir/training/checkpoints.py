@@ -1,0 +1,82 @@
+"""Checkpoints that are written atomically and read without running code from them.
+
+Every load path of lit_vir (the CLI's `--ckpt_path`, the analysis and robustness commands, notebooks)
+goes through `read_checkpoint`, which unpickles with `weights_only=True` and turns the ways a file can be
+wrong — missing, truncated, not a checkpoint, carrying code — into one clear `CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "load_classifier", "read_checkpoint"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot (or must not) be loaded."""
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a Lightning checkpoint with weights-only unpickling; raise CheckpointError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file.")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects beyond tensors and plain data, which could run "
+            f"code when unpickled (weights-only loading). Only load checkpoints you trust. Detail: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint — truncated (an interrupted copy?) or not written by torch.save "
+            f"({type(error).__name__}: {str(error).splitlines()[0]})."
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        kind = type(checkpoint).__name__
+        raise CheckpointError(f"{path}: a torch file but not a Lightning checkpoint (a {kind} without 'state_dict').")
+    return checkpoint
+
+
+def load_classifier(path: str | Path, map_location: Any = "cpu"):
+    """The `ImageClassifier` of a checkpoint written by `lit-vir fit`, rebuilt from its saved config."""
+    from lit_vir.training.module import ImageClassifier  # the module imports this file
+
+    read_checkpoint(path, map_location)  # clear errors before Lightning's own loading
+    return ImageClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file in the target folder, flush it to disk, then rename it into place:
+    a kill at any moment leaves the old checkpoint or the new one, never half a file. Loads are
+    weights-only with clear errors."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}.")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(checkpoint, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None):
+        return read_checkpoint(path, map_location if map_location is not None else "cpu")
