@@ -13,6 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import jsonargparse
 from jsonargparse import DefaultHelpFormatter
@@ -21,8 +22,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_vir.checks import find_config_error
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
-from lit_vir.training.checkpoints import CheckpointError
+from lit_vir.training.checkpoints import CheckpointError, read_checkpoint
+from lit_vir.training.guards import NonFiniteLossError, ReservoirMismatchError
 from lit_vir.training.module import ImageClassifier
+from lit_vir.training.provenance import SaveConfigAndEnvironment
 
 __all__ = ["ViRCLI", "main"]
 
@@ -43,11 +46,12 @@ DEFAULT_LOGGER = {
 }
 DEFAULT_CALLBACKS = [
     {
-        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "class_path": "lit_vir.training.checkpoints.ResumableModelCheckpoint",
         "init_args": {
             "monitor": "val/acc",
             "mode": "max",
             "save_last": True,
+            "save_on_exception": True,
             "filename": "epoch{epoch:03d}-val_acc{val/acc:.4f}",
             "auto_insert_metric_name": False,
         },
@@ -56,6 +60,7 @@ DEFAULT_CALLBACKS = [
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]
+DEFAULT_PLUGINS = [{"class_path": "lit_vir.training.checkpoints.AtomicCheckpointIO"}]
 LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
@@ -80,7 +85,28 @@ class ViRCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.backbone.init_args.{name}", apply_on="instantiate")
-        parser.set_defaults({"trainer.logger": DEFAULT_LOGGER, "trainer.callbacks": DEFAULT_CALLBACKS})
+        parser.set_defaults(
+            {
+                "trainer.logger": DEFAULT_LOGGER,
+                "trainer.callbacks": DEFAULT_CALLBACKS,
+                "trainer.plugins": DEFAULT_PLUGINS,
+            }
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse, name the run, resolve `--ckpt_path last` to the newest run's last.ckpt, and check the
+        checkpoint before anything loads it."""
+        super().parse_arguments(parser, args)
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        drop_default_callbacks_that_conflict(config.trainer)
+        logger = config.trainer.logger
+        is_tensorboard = isinstance(logger, jsonargparse.Namespace) and logger.class_path.endswith("TensorBoardLogger")
+        if is_tensorboard and logger.init_args.get("name") is None:
+            logger.init_args.name = run_name(config)  # `<backbone>-<dataset>`, e.g. vir-mnist
+        if config.get("ckpt_path") == "last" and is_tensorboard:
+            config.ckpt_path, logger.init_args.version = last_checkpoint(logger.init_args)
+        if config.get("ckpt_path") not in (None, "last", "best"):
+            read_checkpoint(config.ckpt_path)
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a bad value stops here, before any data is read."""
@@ -93,17 +119,13 @@ class ViRCLI(LightningCLI):
             print(f"lit-vir: invalid configuration: {config_error}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        drop_default_callbacks_that_conflict(config.trainer)
-        logger = config.trainer.logger
-        is_tensorboard = isinstance(logger, jsonargparse.Namespace) and logger.class_path.endswith("TensorBoardLogger")
-        if is_tensorboard and logger.init_args.get("name") is None:
-            logger.init_args.name = run_name(config)  # `<backbone>-<dataset>`, e.g. vir-mnist
-
     def after_fit(self) -> None:
-        if self.config[self.subcommand].get("test_after_fit"):
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+        """With `--test_after_fit`, test the best checkpoint, or the final weights when none was saved."""
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
 
 
 def drop_default_callbacks_that_conflict(trainer: jsonargparse.Namespace) -> None:
@@ -122,6 +144,21 @@ def drop_default_callbacks_that_conflict(trainer: jsonargparse.Namespace) -> Non
         ]
 
 
+def last_checkpoint(logger: jsonargparse.Namespace) -> tuple[str, int]:
+    """The last.ckpt of the run to resume — the logger's fixed version, else the newest version that has
+    one — and that version, so the resumed run logs into the same folder."""
+    root = Path(logger.save_dir) / (logger.name or "")
+    version = logger.get("version")
+    pattern = f"version_{version}" if version is not None else "version_*"
+    found = sorted(root.glob(f"{pattern}/checkpoints/last.ckpt"), key=lambda path: int(path.parts[-3][8:]))
+    if not found:
+        raise CheckpointError(
+            f"--ckpt_path last: no {root}/{pattern}/checkpoints/last.ckpt to resume. Run without --ckpt_path to "
+            "start afresh, or give the checkpoint's path."
+        )
+    return str(found[-1]), int(found[-1].parts[-3][8:])
+
+
 def run_name(config: jsonargparse.Namespace) -> str:
     """`<backbone class>-<dataset>` in lower case: `vir-mnist`, `visiontransformer-cifar10`."""
     backbone = config.model.init_args.backbone.class_path.rsplit(".", 1)[-1]
@@ -134,6 +171,16 @@ class HideProductTips(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "💡 Tip" not in record.getMessage()
+
+
+def show_lit_vir_messages() -> None:
+    """lit_vir's INFO messages (e.g. each rank's reservoir checksum) on stderr, once."""
+    logger = logging.getLogger("lit_vir")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("lit_vir: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def tools_help() -> str:
@@ -172,6 +219,7 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts; `args` (without the program name) allows in-process use."""
     argv = sys.argv[1:] if args is None else list(args)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideProductTips())
+    show_lit_vir_messages()
     try:
         if argv and argv[0] in TOOLS:
             importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
@@ -183,10 +231,17 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=42,
+            save_config_callback=SaveConfigAndEnvironment,
             save_config_kwargs={"overwrite": True},
             parser_kwargs=parser_kwargs(),
             args=args,
         )
-    except (DatasetFilesMissing, CorruptDatasetFile, CheckpointError) as error:
+    except (
+        DatasetFilesMissing,
+        CorruptDatasetFile,
+        CheckpointError,
+        NonFiniteLossError,
+        ReservoirMismatchError,
+    ) as error:
         print(f"lit-vir: {error}", file=sys.stderr)
         raise SystemExit(1) from None

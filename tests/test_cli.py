@@ -210,8 +210,10 @@ def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
         "val/acc_best",
         "lr-Adam",
         "params/trainable",
+        "params/frozen",
         "params/fixed",
     }
     assert expected <= scalars, f"missing: {expected - scalars}"
-    assert events.Scalars("params/fixed")[0].value == 32 * 32 + 16 * 32
+    assert events.Scalars("params/fixed")[0].value == 32 * 32 + 16 * 32  # W (N×N) and V (D×N)
+    assert events.Scalars("params/frozen")[0].value == 4 * 4 * 1 * 16 + 16  # the fixed patch embedding
     assert events.Scalars("lr-Adam")[0].value == pytest.approx(3e-4)

@@ -97,6 +97,11 @@ def test_parameter_counts_at_reference_settings_equal_the_spec(depth, trainable)
     assert counts.fixed == 1_128_000 * depth
 
 
+def test_fixed_embedding_is_counted_as_frozen_unless_trained():
+    assert count_parameters(ViR(num_nodes=32, jump_size=5)).frozen == 6_272
+    assert count_parameters(ViR(num_nodes=32, jump_size=5, train_embedding=True)).frozen == 0
+
+
 def test_reference_parts_have_the_spec_sizes():
     model = ViR(num_classes=10, image_size=32, in_channels=3)
     size = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731

@@ -65,6 +65,7 @@ class ImageDataModule(L.LightningDataModule, ABC):
         split_seed: int = 42,
         augment: bool = False,
         download: bool = True,
+        persistent_workers: bool = False,
     ) -> None:
         """
         Args:
@@ -77,6 +78,8 @@ class ImageDataModule(L.LightningDataModule, ABC):
             split_seed: seed of that split (independent of the training seed).
             augment: the dataset's training augmentation (CIFAR: random crop with padding 4 + flip).
             download: download missing files (needs the internet); otherwise fail with the file list.
+            persistent_workers: keep loader workers between epochs (faster epoch starts; a resumed run
+                then draws different augmentations than a straight one, since workers restart seeded).
         """
         super().__init__()
         owner = type(self).__name__
@@ -100,6 +103,11 @@ class ImageDataModule(L.LightningDataModule, ABC):
         self.split_seed = split_seed
         self.augment = augment
         self.download = download
+        self.persistent_workers = persistent_workers and num_workers > 0
+        # Shuffling and worker seeds come from this generator, not the global one; its state is saved in
+        # checkpoints (state_dict), so a resumed run shuffles exactly as a straight run would.
+        self.shuffle_generator = torch.Generator()
+        self.shuffle_generator.manual_seed(torch.initial_seed() % 2**63)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -147,6 +155,12 @@ class ImageDataModule(L.LightningDataModule, ABC):
             test = self.load_split(train=False)
             self.test_set = TransformedSubset(test, range(len(test)), self.eval_transform())
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"shuffle_generator": self.shuffle_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.shuffle_generator.set_state(state_dict["shuffle_generator"])
+
     def _loader(self, dataset: Dataset | None, *, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}: setup() has not built this split yet.")
@@ -157,7 +171,9 @@ class ImageDataModule(L.LightningDataModule, ABC):
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers,
+            # evaluation loaders get a throwaway generator so they never advance the global random stream
+            generator=self.shuffle_generator if train else torch.Generator(),
         )
 
     def train_dataloader(self) -> DataLoader:

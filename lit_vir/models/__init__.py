@@ -1,8 +1,27 @@
 """Plain PyTorch models: reservoir topology, ViR and the ViT family. No Lightning in here."""
 
 from lit_vir.models.counting import ParameterCount, count_parameters
+from lit_vir.models.mobilevit import MobileViT, mobilevit_s, mobilevit_xs, mobilevit_xxs
 from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.vir import ViR
 from lit_vir.models.vit import VisionTransformer, vit_base, vit_small
+from lit_vir.models.vitae import ViTAEStage, ViTAEv2, vitae_v2_28, vitae_v2_32, vitae_v2_s
 
-__all__ = ["ParameterCount", "Reservoir", "ViR", "VisionTransformer", "count_parameters", "vit_base", "vit_small"]
+__all__ = [
+    "MobileViT",
+    "ParameterCount",
+    "Reservoir",
+    "ViR",
+    "ViTAEStage",
+    "ViTAEv2",
+    "VisionTransformer",
+    "count_parameters",
+    "mobilevit_s",
+    "mobilevit_xs",
+    "mobilevit_xxs",
+    "vit_base",
+    "vit_small",
+    "vitae_v2_28",
+    "vitae_v2_32",
+    "vitae_v2_s",
+]

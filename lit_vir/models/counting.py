@@ -1,4 +1,4 @@
-"""Trainable vs fixed parameter counts, the numbers the paper's cost claims are about."""
+"""Parameter counts in the paper's terms, the numbers its cost claims are about."""
 
 from __future__ import annotations
 
@@ -13,25 +13,25 @@ __all__ = ["ParameterCount", "count_parameters"]
 
 @dataclass(frozen=True)
 class ParameterCount:
-    """`trainable`: parameters the optimiser holds (the paper's count, which includes ViR's patch
-    embedding even when it receives no gradient); `fixed`: reservoir buffers (W, V, b) plus frozen
-    parameters."""
+    """`trainable`: the model's learnable weights (its nn.Parameters), counted as the paper counts them —
+    ViR's patch embedding included, although it stays frozen unless `train_embedding`;
+    `frozen`: how many of those receive no gradient in this configuration;
+    `fixed`: the reservoirs' random matrices W, V (and bias b), which are never learnable."""
 
     trainable: int
+    frozen: int
     fixed: int
-
-    @property
-    def total(self) -> int:
-        return self.trainable + self.fixed
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    reservoir = sum(
+    reservoir_buffers = (
         buffer.numel()
         for module in model.modules()
         if isinstance(module, Reservoir)
         for buffer in module.buffers(recurse=False)
     )
-    return ParameterCount(trainable=trainable, fixed=frozen + reservoir)
+    return ParameterCount(
+        trainable=sum(p.numel() for p in model.parameters()),
+        frozen=sum(p.numel() for p in model.parameters() if not p.requires_grad),
+        fixed=sum(reservoir_buffers),
+    )

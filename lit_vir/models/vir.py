@@ -155,6 +155,8 @@ class ViR(nn.Module):
         self.detach = detach
         self.train_embedding = train_embedding
         self.embedding = PatchEmbedding(image_size, in_channels, patch_size, embed_dim)
+        # Frozen rather than detached: a parameter that never gets a gradient would stall DDP.
+        self.embedding.requires_grad_(train_embedding)
         reservoir_options = dict(
             num_nodes=num_nodes,
             spectral_radius=spectral_radius,
@@ -180,8 +182,7 @@ class ViR(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, T, D); a fixed random projection unless `train_embedding`."""
-        tokens = self.embedding(images)
-        return tokens if self.train_embedding else tokens.detach()
+        return self.embedding(images)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Core outputs z (B, T, D) before the head: averaged (parallel) or from the last core (serial)."""

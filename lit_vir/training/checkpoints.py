@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "load_classifier", "read_checkpoint"]
+from lit_vir.training.guards import NonFiniteLossError
+
+__all__ = ["AtomicCheckpointIO", "CheckpointError", "ResumableModelCheckpoint", "load_classifier", "read_checkpoint"]
 
 
 class CheckpointError(RuntimeError):
@@ -80,3 +83,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None):
         return read_checkpoint(path, map_location if map_location is not None else "cpu")
+
+
+class ResumableModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that, with `save_on_exception`, saves a resumable checkpoint when a run is
+    interrupted (SIGTERM, Ctrl-C, any error) — except when the weights went non-finite: a NaN
+    checkpoint would replace the last good `last.ckpt` with one that cannot be resumed."""
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, NonFiniteLossError):
+            return
+        super().on_exception(trainer, pl_module, exception)

@@ -7,6 +7,7 @@ serves training, validation and test.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Literal
 
@@ -20,8 +21,17 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_vir.checks import check_choice, check_range
 from lit_vir.models.counting import count_parameters
+from lit_vir.training.guards import (
+    NonFiniteLossError,
+    diagnose_non_finite,
+    reservoir_checksum,
+    verify_same_reservoirs,
+)
+from lit_vir.training.rng import capture_rng_state, restore_rng_state
 
 __all__ = ["ImageClassifier"]
+
+log = logging.getLogger(__name__)
 
 REFERENCE_LEARNING_RATE = 3e-4
 
@@ -94,6 +104,7 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self.model_step(batch)
+        self.stop_on_non_finite(loss, batch[0])
         self.train_metrics.update(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
@@ -121,10 +132,39 @@ class ImageClassifier(L.LightningModule):
         images, _ = batch
         return self(images).softmax(dim=-1)
 
+    def stop_on_non_finite(self, loss: torch.Tensor, images: torch.Tensor) -> None:
+        """Raise NonFiniteLossError on every rank if the loss is NaN/Inf on any rank (no rank is left
+        waiting in a collective)."""
+        bad = not bool(torch.isfinite(loss))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise NonFiniteLossError(diagnose_non_finite(self.backbone, images, loss, self.global_step))
+
+    def setup(self, stage: str) -> None:
+        """Verify that every rank built the same reservoirs (they are drawn from the seed on each rank)."""
+        checksum = reservoir_checksum(self.backbone)
+        log.info("rank %d: reservoir checksum %016x", self.global_rank, checksum)
+        if self.trainer.world_size == 1:
+            return
+        gathered = self.trainer.strategy.all_gather(torch.tensor(checksum, dtype=torch.int64, device=self.device))
+        verify_same_reservoirs([int(value) for value in gathered.flatten().tolist()])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When fit resumes, continue the random streams where the interrupted run left them."""
+        if self._trainer is not None and self.trainer.state.fn == "fit" and "rng_states" in checkpoint:
+            restore_rng_state(checkpoint["rng_states"])
+
     def on_fit_start(self) -> None:
         counts = count_parameters(self.backbone)
         for logger in self.loggers:
-            logger.log_metrics({"params/trainable": counts.trainable, "params/fixed": counts.fixed}, step=0)
+            logger.log_metrics(
+                {"params/trainable": counts.trainable, "params/frozen": counts.frozen, "params/fixed": counts.fixed},
+                step=0,
+            )
 
     def configure_optimizers(self) -> Any:
         parameters = [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,352 @@
+"""MobileViT (Mehta & Rastegari, ICLR 2022) with the ExMobileViT classifier extension (Yang et al., 2023).
+
+MobileViT is a MobileNetV2 whose last three stages end in a MobileViT block:
+
+    stem 3×3 conv → MV2 → 3× MV2 → [MV2↓, MobileViT] × 3 → 1×1 conv → global average pool → Linear
+
+A MobileViT block convolves locally (3×3, then 1×1 to the transformer width d), unfolds the map into
+p×p patches and lets each pixel position attend across all patches (L pre-norm transformer layers),
+folds back, projects to C and fuses with its input (3×3 conv over [x ; y]).
+
+ExMobileViT (`extension`) also pools the outputs of the first two MobileViT blocks through 1×1 conv +
+BN + SiLU to c1 and c2 channels and concatenates them with the c3 final features into a wider,
+bias-free classifier: the early, more local features reach the decision directly. Spec: `variants.md`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_vir.checks import ConfigError, check_choice, check_range
+from lit_vir.models.vit import Block
+
+__all__ = [
+    "EXTENSION_WIDTHS",
+    "MOBILEVIT_WIDTHS",
+    "ConvNormAct",
+    "InvertedResidual",
+    "MobileViT",
+    "MobileViTBlock",
+    "TransformerLayer",
+    "mobilevit_s",
+    "mobilevit_xs",
+    "mobilevit_xxs",
+]
+
+Extension = Literal[576, 640, 928]
+
+# ExMobileViT's named classifiers: (c1, c2, c3) = pooled widths of MobileViT block 1, block 2 and the
+# final 1×1 conv; the name is the classifier's input width c1 + c2 + c3.
+EXTENSION_WIDTHS: dict[int, tuple[int, int, int]] = {
+    576: (32, 64, 480),
+    640: (32, 128, 480),
+    928: (128, 160, 640),
+}
+
+# The paper's widths (its Table 4): stem + 5 stages (`channels`), transformer widths d and depths L,
+# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs).
+MOBILEVIT_WIDTHS: dict[str, dict] = {
+    "xxs": dict(
+        channels=(16, 16, 24, 48, 64, 80),
+        transformer_dims=(64, 80, 96),
+        final_dim=320,
+        expand_ratio=2,
+        dropout=0.05,
+    ),
+    "xs": dict(
+        channels=(16, 32, 48, 64, 80, 96),
+        transformer_dims=(96, 120, 144),
+        final_dim=384,
+        expand_ratio=4,
+        dropout=0.1,
+    ),
+    "s": dict(
+        channels=(16, 32, 64, 96, 128, 160),
+        transformer_dims=(144, 192, 240),
+        final_dim=640,
+        expand_ratio=4,
+        dropout=0.1,
+    ),
+}
+
+
+class ConvNormAct(nn.Sequential):
+    """k×k convolution (no bias) → BatchNorm → SiLU (`act=False`: no SiLU), 'same' padding."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1, act: bool = True
+    ) -> None:
+        layers = [
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        super().__init__(*layers, *([nn.SiLU()] if act else []))
+
+
+class InvertedResidual(nn.Module):
+    """MV2 (MobileNetV2): 1×1 expand ×e → 3×3 depthwise (stride s) → 1×1 linear projection, with an
+    identity shortcut when the shape is kept (stride 1, same width)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+        super().__init__()
+        hidden = in_channels * expand_ratio
+        expand = [ConvNormAct(in_channels, hidden, 1)] if expand_ratio != 1 else []
+        self.block = nn.Sequential(
+            *expand,
+            ConvNormAct(hidden, hidden, 3, stride, groups=hidden),
+            ConvNormAct(hidden, out_channels, 1, act=False),
+        )
+        self.use_shortcut = stride == 1 and in_channels == out_channels
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W)
+        mapped = self.block(feature_map)  # (B, C_out, H/s, W/s)
+        return feature_map + mapped if self.use_shortcut else mapped
+
+
+class TransformerLayer(Block):
+    """ViT's pre-norm block with MobileViT's Swish (SiLU) in the feed-forward network (cvnets).
+
+    ViT's `Mlp` also drops out after the activation, where cvnets has a separate `ffn_dropout` (0).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float) -> None:
+        super().__init__(dim, num_heads, mlp_ratio, dropout, attention_dropout)
+        self.mlp.act = nn.SiLU()
+
+
+class MobileViTBlock(nn.Module):
+    """Local 3×3 conv → 1×1 to d → unfold p×p patches → L transformer layers + LN → fold → 1×1 to C
+    → fuse: 3×3 conv over [x ; y]. Map (B, C, H, W) → (B, C, H, W); H and W must be multiples of p.
+
+    Unfolding puts the p² pixels of a patch in the batch and the H·W/p² patches in the sequence, so a
+    pixel attends to the same-position pixel of every patch: global reach at 1/p² of the cost.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        patch_size: int,
+        dropout: float,
+        attention_dropout: float,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.conv_local = ConvNormAct(channels, channels, 3)
+        self.conv_in = nn.Conv2d(channels, dim, 1, bias=False)
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_out = ConvNormAct(dim, channels, 1)
+        self.fusion = ConvNormAct(2 * channels, channels, 3)
+
+    def unfold(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(B, d, H, W) → (B·p², H·W/p², d): one sequence of patches per pixel position in the patch."""
+        batch, dim, height, width = feature_map.shape
+        p = self.patch_size
+        patches = feature_map.reshape(batch, dim, height // p, p, width // p, p)
+        patches = patches.permute(0, 3, 5, 2, 4, 1)  # (B, p, p, H/p, W/p, d)
+        return patches.reshape(batch * p * p, (height // p) * (width // p), dim)
+
+    def fold(self, patches: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Inverse of `unfold`: (B·p², H·W/p², d) → (B, d, H, W)."""
+        p = self.patch_size
+        dim = patches.shape[-1]
+        feature_map = patches.reshape(-1, p, p, height // p, width // p, dim)
+        feature_map = feature_map.permute(0, 5, 3, 1, 4, 2)  # (B, d, H/p, p, W/p, p)
+        return feature_map.reshape(-1, dim, height, width)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        height, width = feature_map.shape[-2:]
+        local = self.conv_in(self.conv_local(feature_map))  # (B, d, H, W)
+        patches = self.unfold(local)  # (B·p², N, d)
+        for layer in self.layers:
+            patches = layer(patches)
+        mixed = self.conv_out(self.fold(self.norm(patches), height, width))  # (B, C, H, W)
+        return self.fusion(torch.cat([feature_map, mixed], dim=1))  # (B, C, H, W)
+
+
+class MobileViT(nn.Module):
+    """MobileViT for small images, optionally with the ExMobileViT classifier (`extension`).
+
+    Stride schedule. ImageNet MobileViT strides by 2 in the stem and in stages 2-5 (total 32: its
+    MobileViT blocks see 32², 16², 8² at 256×256); at 32×32 that leaves 4², 2², 1² maps and a last
+    block that cannot unfold 2×2 patches. `output_stride` 8 (the default for images up to 64 pixels)
+    drops the stride of the stem and of the MV2-only stage 2, so at 32×32 the blocks see 16², 8², 4²
+    and the final map is 4×4. Inputs are zero-padded (centred) to a multiple of output_stride · p: 28×28
+    to 32×32, 8×8 to 16×16; `output_stride` 32 keeps the ImageNet schedule (224 pads to 256).
+
+    Extension. `extension` names ExMobileViT's classifier (576, 640 or 928; see `EXTENSION_WIDTHS`) or
+    gives (c1, c2, c3). Our reading of c3: it is the width of the final 1×1 conv + BN + SiLU, i.e. of the
+    pooled last-stage features, replacing `final_dim`. For MobileViT-S (final 640), "928" keeps 640 and
+    adds 128 + 160 early channels (+5.7% parameters at 1000 classes, the paper's "about 5%"); "576" and
+    "640" shrink the final conv to 480 so the classifier reads 576 or 640 features, at most S's 640 —
+    a comparison at (nearly) the same classifier width. On XS (384) or XXS (320), c3 widens that
+    final conv instead. The extended classifier is bias-free, the plain one has a bias.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_size: int = 32,
+        in_channels: int = 3,
+        *,
+        channels: tuple[int, ...] = (16, 32, 64, 96, 128, 160),
+        transformer_dims: tuple[int, ...] = (144, 192, 240),
+        transformer_depths: tuple[int, ...] = (2, 4, 3),
+        final_dim: int = 640,
+        expand_ratio: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        patch_size: int = 2,
+        output_stride: Literal[8, 32] | None = None,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        head_dropout: float = 0.1,
+        extension: Extension | tuple[int, int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        check_range(owner, "num_classes", num_classes, low=1)
+        check_range(owner, "image_size", image_size, low=1)
+        check_range(owner, "in_channels", in_channels, low=1)
+        check_widths(owner, "channels", channels, 6)
+        check_widths(owner, "transformer_dims", transformer_dims, 3)
+        check_widths(owner, "transformer_depths", transformer_depths, 3, low=0)
+        check_range(owner, "final_dim", final_dim, low=1)
+        check_range(owner, "expand_ratio", expand_ratio, low=1)
+        check_range(owner, "num_heads", num_heads, low=1)
+        for dim in transformer_dims:
+            if dim % num_heads:
+                raise ConfigError(
+                    f"{owner}: transformer_dims = {tuple(transformer_dims)} has {dim}, not divisible by "
+                    f"num_heads = {num_heads}."
+                )
+        check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
+        check_range(owner, "patch_size", patch_size, low=1)
+        output_stride = (8 if image_size <= 64 else 32) if output_stride is None else output_stride
+        check_choice(owner, "output_stride", output_stride, (8, 32))
+        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "head_dropout", head_dropout, low=0, high=1, high_inclusive=False)
+        extension_widths = resolve_extension(owner, extension)
+
+        self.num_classes = num_classes
+        self.output_stride = output_stride
+        self.patch_size = patch_size
+        self.extension_widths = extension_widths
+        self.padded_size = math.ceil(image_size / (output_stride * patch_size)) * output_stride * patch_size
+        early_stride = 1 if output_stride == 8 else 2  # stem and stage 2
+        stem, w1, w2, w3, w4, w5 = channels
+        transformer = dict(
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            patch_size=patch_size,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+        )
+
+        self.stem = ConvNormAct(in_channels, stem, 3, early_stride)
+        self.stage1 = nn.Sequential(InvertedResidual(stem, w1, 1, expand_ratio))
+        self.stage2 = nn.Sequential(
+            InvertedResidual(w1, w2, early_stride, expand_ratio),
+            InvertedResidual(w2, w2, 1, expand_ratio),
+            InvertedResidual(w2, w2, 1, expand_ratio),
+        )
+        self.stage3, self.stage4, self.stage5 = (
+            nn.Sequential(
+                InvertedResidual(previous, width, 2, expand_ratio),
+                MobileViTBlock(width, dim, depth, **transformer),
+            )
+            for previous, width, dim, depth in zip(
+                (w2, w3, w4), (w3, w4, w5), transformer_dims, transformer_depths, strict=True
+            )
+        )
+        final_width = final_dim if extension_widths is None else extension_widths[2]
+        self.final_conv = ConvNormAct(w5, final_width, 1)
+        if extension_widths is None:
+            self.branches = None
+            self.head = nn.Linear(final_width, num_classes)
+        else:
+            self.branches = nn.ModuleList(
+                [ConvNormAct(w3, extension_widths[0], 1), ConvNormAct(w4, extension_widths[1], 1)]
+            )
+            self.head = nn.Linear(sum(extension_widths), num_classes, bias=False)
+        self.head_drop = nn.Dropout(head_dropout)
+
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        """Zero-pad (B, C, H, W), centred, to the next multiple of output_stride · patch_size."""
+        multiple = self.output_stride * self.patch_size
+        height, width = images.shape[-2:]
+        extra_h, extra_w = -height % multiple, -width % multiple
+        if not (extra_h or extra_w):
+            return images
+        return F.pad(images, (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2))
+
+    def forward_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Outputs of MobileViT blocks 1 and 2 and of the final 1×1 conv; at 32×32 with `channels`
+        (·, ·, ·, W3, W4, ·): (B, W3, 16, 16), (B, W4, 8, 8), (B, final_dim or c3, 4, 4)."""
+        feature_map = self.stage2(self.stage1(self.stem(self.pad(images))))  # (B, W2, H', W'), H' = H/s²
+        first = self.stage3(feature_map)  # (B, W3, H'/2, W'/2)
+        second = self.stage4(first)  # (B, W4, H'/4, W'/4)
+        return first, second, self.final_conv(self.stage5(second))  # last: (B, final, H'/8, W'/8)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The pooled vector the classifier reads: (B, final_dim), or (B, c1 + c2 + c3) with the extension."""
+        first, second, last = self.forward_maps(images)
+        pooled = last.mean(dim=(2, 3))  # (B, final_dim or c3)
+        if self.branches is None:
+            return pooled
+        early = [
+            branch(feature_map).mean(dim=(2, 3))
+            for branch, feature_map in zip(self.branches, (first, second), strict=True)
+        ]
+        return torch.cat([*early, pooled], dim=1)  # (B, c1 + c2 + c3)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(features))  # (B, classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+def check_widths(owner: str, field: str, values: tuple[int, ...], length: int, low: int = 1) -> None:
+    """`values` must hold `length` integers ≥ `low`."""
+    values = tuple(values)
+    if len(values) != length or any(not isinstance(value, int) or value < low for value in values):
+        raise ConfigError(f"{owner}: {field} = {values!r} must be {length} integers ≥ {low}.")
+
+
+def resolve_extension(owner: str, extension: int | tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    """(c1, c2, c3) for a named ExMobileViT classifier or explicit widths; None without the extension."""
+    if extension is None:
+        return None
+    if isinstance(extension, int):
+        check_choice(owner, "extension", extension, tuple(EXTENSION_WIDTHS))
+        return EXTENSION_WIDTHS[extension]
+    check_widths(owner, "extension", extension, 3)
+    return tuple(extension)
+
+
+def mobilevit_xxs(**kwargs) -> MobileViT:
+    """MobileViT-XXS: 1.3M parameters at 1000 classes (paper), MV2 expansion 2."""
+    return MobileViT(**(MOBILEVIT_WIDTHS["xxs"] | kwargs))
+
+
+def mobilevit_xs(**kwargs) -> MobileViT:
+    """MobileViT-XS: 2.3M parameters at 1000 classes (paper)."""
+    return MobileViT(**(MOBILEVIT_WIDTHS["xs"] | kwargs))
+
+
+def mobilevit_s(**kwargs) -> MobileViT:
+    """MobileViT-S: 5.6M parameters at 1000 classes (paper); the backbone ExMobileViT extends."""
+    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | kwargs))

@@ -1,0 +1,60 @@
+"""What a run was made with: package versions, machine and command, saved next to its config.yaml."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+import yaml
+from lightning.pytorch.cli import SaveConfigCallback
+
+import lit_vir
+
+__all__ = ["SaveConfigAndEnvironment", "environment"]
+
+
+def _git_commit() -> str | None:
+    """The commit of the lit_vir checkout, if it is one (editable installs)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(lit_vir.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "lit_vir": lit_vir.__version__,
+        "lit_vir_commit": _git_commit(),
+        "torch": str(torch.__version__),
+        "lightning": str(lightning.__version__),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "command": list(sys.argv),
+    }
+
+
+class SaveConfigAndEnvironment(SaveConfigCallback):
+    """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, command)."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        """Runs on rank zero only, so it must not call collectives (`trainer.log_dir` broadcasts)."""
+        folder = trainer.loggers[0].log_dir if trainer.loggers else trainer.default_root_dir
+        if folder is None:
+            return
+        target = Path(folder) / "environment.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(environment(), sort_keys=False))

@@ -1,0 +1,179 @@
+"""MobileViT and ExMobileViT: small-image strides, patch unfolding, the papers' parameter counts, the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from lit_vir.checks import ConfigError
+from lit_vir.cli import main
+from lit_vir.models import MobileViT, count_parameters, mobilevit_s, mobilevit_xs, mobilevit_xxs
+from lit_vir.models.mobilevit import EXTENSION_WIDTHS, MobileViTBlock
+from tests.conftest import CONFIGS
+from tests.fakedata import write_cifar10, write_mnist
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP threads of these small models contend
+    (about 10× slower with 2 threads under load); restored after each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# A MobileViT small enough for CPU tests: every width 8, one transformer layer per block.
+TINY = dict(
+    channels=(8, 8, 8, 8, 8, 8),
+    transformer_dims=(8, 8, 8),
+    transformer_depths=(1, 1, 1),
+    final_dim=16,
+    expand_ratio=2,
+    num_heads=2,
+)
+
+
+@pytest.mark.parametrize(("image_size", "in_channels"), [(28, 1), (32, 3)])
+def test_small_image_strides_give_16_8_4_maps_and_logits(image_size, in_channels):
+    model = mobilevit_s(num_classes=7, image_size=image_size, in_channels=in_channels)
+    images = torch.randn(2, in_channels, image_size, image_size)
+    first, second, last = model.forward_maps(images)  # 28×28 is padded to 32×32 first
+    assert (first.shape, second.shape, last.shape) == ((2, 96, 16, 16), (2, 128, 8, 8), (2, 640, 4, 4))
+    assert model(images).shape == (2, 7)
+    assert model.forward_features(images).shape == (2, 640)
+    assert model.padded_size == 32
+
+
+def test_imagenet_schedule_keeps_total_stride_32():
+    model = MobileViT(num_classes=3, image_size=64, output_stride=32, **TINY)
+    assert [tuple(m.shape[-2:]) for m in model.forward_maps(torch.randn(1, 3, 64, 64))] == [(8, 8), (4, 4), (2, 2)]
+
+
+def test_unfold_puts_same_position_pixels_of_all_patches_in_one_sequence():
+    block = MobileViTBlock(4, 2, 1, 1, 2.0, patch_size=2, dropout=0.0, attention_dropout=0.0)
+    rows, cols = torch.meshgrid(torch.arange(4.0), torch.arange(6.0), indexing="ij")
+    feature_map = torch.stack([rows, cols]).unsqueeze(0)  # (1, 2, 4, 6): channel 0 = row, 1 = col
+    patches = block.unfold(feature_map)  # (p², patches, d) = (4, 6, 2)
+    assert patches.shape == (4, 6, 2)
+    for i in range(2):
+        for j in range(2):
+            sequence = patches[i * 2 + j]  # pixel (i, j) of every 2×2 patch, patches row-major
+            expected = [[2 * r + i, 2 * c + j] for r in range(2) for c in range(3)]
+            assert sequence.tolist() == expected
+    assert torch.equal(block.fold(patches, 4, 6), feature_map)
+
+
+@pytest.mark.parametrize(("build", "millions"), [(mobilevit_xxs, 1.3), (mobilevit_xs, 2.3), (mobilevit_s, 5.6)])
+def test_presets_match_the_papers_parameter_counts(build, millions):
+    """The paper reports 1.3M / 2.3M / 5.6M at 1000 classes (rounded to 0.1M: ±0.05M). Without
+    positional embeddings the count does not depend on the image size, and 10 classes save
+    (final_dim + 1) · 990 classifier parameters."""
+    imagenet = count_parameters(build(num_classes=1000, image_size=256, output_stride=32)).trainable
+    small = build(num_classes=10, image_size=32)
+    print(f"{build.__name__}: {imagenet} at 1000 classes, {count_parameters(small).trainable} at 10")
+    assert abs(imagenet - millions * 1e6) <= 0.05e6
+    assert count_parameters(small).trainable == imagenet - (small.head.in_features + 1) * 990
+
+
+def conv_bn(cin: int, cout: int) -> int:
+    """A bias-free 1×1 conv and its BatchNorm (weight and bias)."""
+    return cin * cout + 2 * cout
+
+
+@pytest.mark.parametrize("extension", [576, 640, 928])
+def test_extension_adds_the_branches_and_the_wider_bias_free_classifier(extension):
+    classes, (block1, block2, last_in, final) = 10, (96, 128, 160, 640)  # MobileViT-S widths
+    c1, c2, c3 = EXTENSION_WIDTHS[extension]
+    branches = conv_bn(block1, c1) + conv_bn(block2, c2)
+    final_conv = conv_bn(last_in, c3) - conv_bn(last_in, final)  # c3 replaces the final 1×1 conv's width
+    classifier = (c1 + c2 + c3) * classes - (final * classes + classes)
+    plain = count_parameters(mobilevit_s(num_classes=classes)).trainable
+    extended = mobilevit_s(num_classes=classes, extension=extension)
+    assert count_parameters(extended).trainable - plain == branches + final_conv + classifier
+    assert extended.head.bias is None and extended.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, extension)
+
+
+def test_extension_928_costs_about_five_percent_of_mobilevit_s():
+    """The paper: "about 5% additional parameters" (ImageNet, 1000 classes)."""
+    plain = count_parameters(mobilevit_s(num_classes=1000)).trainable
+    extended = count_parameters(mobilevit_s(num_classes=1000, extension=928)).trainable
+    assert 0.04 < extended / plain - 1 < 0.07
+
+
+@pytest.mark.parametrize("extension", [None, (4, 6, 12)])
+def test_every_parameter_learns(extension):
+    model = MobileViT(num_classes=3, image_size=28, in_channels=1, extension=extension, **TINY)
+    model(torch.randn(2, 1, 28, 28)).square().sum().backward()
+    silent = [
+        name for name, parameter in model.named_parameters() if parameter.grad is None or not parameter.grad.any()
+    ]
+    assert silent == []
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (dict(channels=(8, 8, 8)), "channels"),
+        (dict(transformer_dims=(8, 8, 9)), "num_heads"),
+        (dict(transformer_depths=(1, -1, 1)), "transformer_depths"),
+        (dict(extension=700), "extension"),
+        (dict(extension=(4, 0, 8)), "extension"),
+        (dict(output_stride=16), "output_stride"),
+        (dict(patch_size=0), "patch_size"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(head_dropout=-0.1), "head_dropout"),
+    ],
+)
+def test_invalid_arguments_name_the_field(options, field):
+    with pytest.raises(ConfigError, match=field):
+        MobileViT(**(TINY | options))
+
+
+TINY_CLI = [
+    "--model.backbone.init_args.channels=[8, 8, 8, 8, 8, 8]",
+    "--model.backbone.init_args.transformer_dims=[8, 8, 8]",
+    "--model.backbone.init_args.transformer_depths=[1, 1, 1]",
+    "--model.backbone.init_args.final_dim=16",
+    "--model.backbone.init_args.num_heads=2",
+]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "write", "pieces", "extra"),
+    [
+        ("mnist", write_mnist, ["mobilevit.yaml", "exmobilevit.yaml"], []),
+        ("cifar10", write_cifar10, ["mobilevit.yaml"], ["--data.init_args.verify_checksums", "false"]),
+    ],
+)
+def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, pieces, extra):
+    write(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    model_pieces = [argument for piece in pieces for argument in ("-c", str(CONFIGS / "model" / piece))]
+    main(
+        [
+            "fit",
+            "-c",
+            str(CONFIGS / "vir.yaml"),
+            *model_pieces,
+            "-c",
+            str(CONFIGS / "data" / f"{dataset}.yaml"),
+            *TINY_CLI,
+            "--data.init_args.download",
+            "false",
+            "--data.init_args.batch_size",
+            "8",
+            *extra,
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    summary = capsys.readouterr().out  # Lightning's model summary table
+    assert re.search(r"backbone\s+│\s+MobileViT\b", summary)
+    assert ("backbone.branches" in summary) == ("exmobilevit.yaml" in pieces)  # the extension is that one line

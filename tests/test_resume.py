@@ -1,0 +1,186 @@
+"""Exact resume, atomic checkpoints, safe loading and saving on interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.cli import main
+from lit_vir.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_classifier, read_checkpoint
+from tests.conftest import CONFIGS, REPO, TINY_VIR, console_script
+from tests.fakedata import write_mnist
+
+DETERMINISTIC = [
+    "-c",
+    str(CONFIGS / "vir.yaml"),
+    *TINY_VIR,
+    "--model.backbone.init_args.dropout",
+    "0.2",  # exercises the random stream during training
+    "--data.init_args.download",
+    "false",
+    "--data.init_args.augment",
+    "true",
+    "--data.init_args.batch_size",
+    "50",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.deterministic",
+    "true",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.log_every_n_steps",
+    "1",
+]
+
+
+def fit_in(folder: Path, monkeypatch, *args: str) -> Path:
+    write_mnist(folder / "data", train=300, test=50)
+    monkeypatch.chdir(folder)
+    main(["fit", *DETERMINISTIC, *args])
+    return folder / "logs" / "vir-mnist" / "version_0"
+
+
+def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path, monkeypatch):
+    straight = fit_in(tmp_path / "straight", monkeypatch, "--trainer.max_epochs", "2")
+    fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "1")
+    resumed = fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    assert resumed == tmp_path / "resumed" / "logs" / "vir-mnist" / "version_0"  # same folder, no version_1
+    assert not (resumed.parent / "version_1").exists()
+    first = read_checkpoint(straight / "checkpoints" / "last.ckpt")["state_dict"]
+    second = read_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"]
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    for tag in ("val/acc", "val/loss", "train/loss_epoch"):
+        assert scalars(straight, tag) == scalars(resumed, tag), tag
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data", train=100, test=20)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *DETERMINISTIC, "--ckpt_path", "last"])
+    assert exit_info.value.code == 1
+    assert "no logs/vir-mnist/version_*/checkpoints/last.ckpt to resume" in capsys.readouterr().err
+
+
+def test_interrupted_save_leaves_the_old_checkpoint_and_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+
+    def killed_mid_write(obj, stream, *args, **kwargs):
+        stream.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # what a kill during the write looks like from inside
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
+    monkeypatch.undo()
+    assert torch.equal(read_checkpoint(target)["state_dict"]["w"], torch.ones(3))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_truncated_checkpoint_gives_a_clear_error(tmp_path):
+    path = tmp_path / "cut.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:700])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint — truncated"):
+        read_checkpoint(path)
+
+
+def test_foreign_torch_file_is_not_taken_for_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.ones(2)}, path)
+    with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
+        read_checkpoint(path)
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_that_would_run_code_is_refused_everywhere(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"payload": RunsCodeWhenUnpickled(marker)}}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_classifier(path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "-c", str(CONFIGS / "quickstart.yaml"), "--ckpt_path", str(path)])
+    assert exit_info.value.code == 1 and "refused to load" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, signal_number):
+    write_mnist(tmp_path / "data", train=120, test=20)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    args = [
+        "fit",
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        *TINY_VIR,
+        "--data.init_args.download",
+        "false",
+        "--data.init_args.batch_size",
+        "4",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+=tests.callbacks.AnnounceStep",
+        "--trainer.callbacks.init_args.step",
+        "5",
+    ]
+    process = subprocess.Popen(
+        [console_script("lit-vir"), *args],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    for line in process.stdout:  # blocks until the run prints; no sleeping
+        output.append(line)
+        if "lit_vir-test: reached step 5" in line:
+            process.send_signal(signal_number)
+    process.wait(timeout=120)
+    log = "".join(output)
+    last = tmp_path / "logs" / "vir-mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.exists(), log
+    checkpoint = read_checkpoint(last)
+    assert 5 <= checkpoint["global_step"] < 27, log  # saved mid-epoch (27 steps per epoch)
+    if signal_number == signal.SIGTERM:
+        resumed = subprocess.run(
+            [console_script("lit-vir"), *args[:-3], "--ckpt_path", "last"],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert read_checkpoint(last)["global_step"] == 27
