@@ -17,11 +17,13 @@ from pathlib import Path
 
 import jsonargparse
 from jsonargparse import DefaultHelpFormatter
+from lightning import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_vir.checks import find_config_error
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
+from lit_vir.training.callbacks.corruption_report import CorruptionReport
 from lit_vir.training.checkpoints import CheckpointError, read_checkpoint
 from lit_vir.training.guards import NonFiniteLossError, ReservoirMismatchError
 from lit_vir.training.module import ImageClassifier
@@ -64,7 +66,10 @@ DEFAULT_PLUGINS = [{"class_path": "lit_vir.training.checkpoints.AtomicCheckpoint
 LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
-TOOLS: dict[str, tuple[str, str]] = {}
+TOOLS: dict[str, tuple[str, str]] = {
+    "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
+    "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -118,6 +123,14 @@ class ViRCLI(LightningCLI):
                 raise
             print(f"lit-vir: invalid configuration: {config_error}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """A test run on a corruption benchmark (a datamodule with `cells`) always reports per cell."""
+        trainer = super().instantiate_trainer(**kwargs)
+        reports = any(isinstance(callback, CorruptionReport) for callback in trainer.callbacks)
+        if hasattr(self.datamodule, "cells") and not reports:
+            trainer.callbacks.append(CorruptionReport())
+        return trainer
 
     def after_fit(self) -> None:
         """With `--test_after_fit`, test the best checkpoint, or the final weights when none was saved."""

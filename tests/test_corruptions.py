@@ -232,10 +232,26 @@ def everything(loader) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_cells_are_corruption_major_with_one_loader_each():
     data = corrupted_digits()
-    assert data.cells == [("gaussian_noise", 1), ("gaussian_noise", 3), ("contrast", 1), ("contrast", 3)]
+    assert data.cells == [("clean", 0), ("gaussian_noise", 1), ("gaussian_noise", 3), ("contrast", 1), ("contrast", 3)]
     loaders = data.test_dataloader()
-    assert len(loaders) == 4
-    assert [len(loader.dataset) for loader in loaders] == [359] * 4
+    assert len(loaders) == 5
+    assert [len(loader.dataset) for loader in loaders] == [359] * 5
+
+
+def test_clean_cell_is_the_wrapped_test_split_normalised():
+    data = corrupted_digits()
+    digits = DigitsDataModule()
+    digits.setup("test")
+    clean_images, clean_labels = everything(data.test_dataloader()[0])
+    expected = torch.stack([digits.test_set[index][0] for index in range(len(digits.test_set))])
+    assert torch.allclose(clean_images, expected) and clean_labels.tolist() == [
+        digits.test_set[index][1] for index in range(len(digits.test_set))
+    ]
+
+
+def test_clean_cell_can_be_left_out():
+    data = CorruptedDataModule(DigitsDataModule(), corruptions=["fog"], severities=[2], include_clean=False)
+    assert data.cells == [("fog", 2)]
 
 
 def test_it_links_like_the_wrapped_dataset():
@@ -245,7 +261,9 @@ def test_it_links_like_the_wrapped_dataset():
 
 def test_all_benchmark_corruptions_at_all_severities_by_default():
     data = CorruptedDataModule(DigitsDataModule())
-    assert data.cells == [(name, severity) for name in BENCHMARK_CORRUPTIONS for severity in (1, 2, 3, 4, 5)]
+    assert data.cells == [("clean", 0)] + [
+        (name, severity) for name in BENCHMARK_CORRUPTIONS for severity in (1, 2, 3, 4, 5)
+    ]
 
 
 def test_corruption_does_not_depend_on_batch_size_or_access_order():
@@ -258,13 +276,13 @@ def test_corruption_does_not_depend_on_batch_size_or_access_order():
 
 
 def test_the_seed_changes_random_corruptions():
-    first, _ = everything(corrupted_digits(seed=0).test_dataloader()[0])
-    second, _ = everything(corrupted_digits(seed=1).test_dataloader()[0])
+    first, _ = everything(corrupted_digits(seed=0).test_dataloader()[1])
+    second, _ = everything(corrupted_digits(seed=1).test_dataloader()[1])
     assert not torch.equal(first, second)
 
 
 def test_each_chunk_of_a_cell_gets_its_own_noise():
-    cell = corrupted_digits().cell_sets[0]  # gaussian_noise, severity 1 (σ 0.04); 359 images: chunks 0 and 1
+    cell = corrupted_digits().cell_sets[1]  # gaussian_noise, severity 1 (σ 0.04); 359 images: chunks 0 and 1
     count = len(cell) - cell.chunk_size
 
     def clean_and_noise(chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,7 +299,7 @@ def test_each_chunk_of_a_cell_gets_its_own_noise():
 
 def test_images_are_corrupted_then_normalised_like_the_wrapped_dataset():
     data = corrupted_digits()
-    images, labels = everything(data.test_dataloader()[3])  # contrast, severity 3: deterministic
+    images, labels = everything(data.test_dataloader()[4])  # contrast, severity 3: deterministic
     clean = DigitsDataModule()
     split = clean.load_split(train=False)
     pixels = torch.stack([split[index][0] for index in range(len(split))])  # (N, 1, 8, 8) in [0, 1]
@@ -311,4 +329,4 @@ def test_a_yaml_config_builds_it_around_the_dataset_and_links_the_model():
     config = ["-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "data/corrupted_digits.yaml"), *TINY_VIR]
     model, data = build_from_config(config)
     assert isinstance(data, CorruptedDataModule) and isinstance(data.dataset, DigitsDataModule)
-    assert model.hparams.num_classes == 10 and len(data.cells) == 75
+    assert model.hparams.num_classes == 10 and len(data.cells) == 1 + 75  # the clean cell and 15 × 5

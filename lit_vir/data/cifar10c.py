@@ -65,6 +65,7 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
     default_folder = "CIFAR-10-C"
     archive_url = "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar"
     archive_md5 = "56bf5dcef84df0e2308c6dcbcbbd8499"
+    clean_class = CIFAR10DataModule
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         download: bool = False,
+        include_clean: bool = False,
     ) -> None:
         """
         Args:
@@ -85,6 +87,8 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
             severities: any of 1..5.
             folder: the dataset folder below `root`; None: `CIFAR-10-C` (`CIFAR-100-C` for CIFAR-100-C).
             download: fetch and unpack the published 2.9 GB archive if files are missing.
+            include_clean: also test the clean test set (read by `clean_class` from `root`, e.g.
+                data/cifar-10-batches-py), as the first cell ("clean", 0).
         """
         super().__init__(
             corruptions,
@@ -94,6 +98,7 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             download=download,
+            include_clean=include_clean,
         )
         self.folder = Path(root) / (folder or self.default_folder)
 
@@ -130,6 +135,12 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
         per_severity = rows // len(SEVERITIES)
         start = (severity - 1) * per_severity
         return NpyCell(path, start, start + per_severity, labels[start : start + per_severity], self.eval_transform())
+
+    def clean_dataset(self) -> Dataset:
+        clean = self.clean_class(root=self.root, download=self.download)
+        clean.prepare_data()
+        clean.setup("test")
+        return clean.test_set
 
     def check_images(self, path: Path) -> int:
         """The row count of a corruption file, after checking it holds uint8 (N, 32, 32, 3) with 5 | N."""
@@ -172,3 +183,4 @@ class CIFAR100CDataModule(CIFAR10CDataModule):
     default_folder = "CIFAR-100-C"
     archive_url = "https://zenodo.org/records/3555552/files/CIFAR-100-C.tar"
     archive_md5 = "11f0ed0f1191edbf9fa23466ae6021d3"
+    clean_class = CIFAR100DataModule

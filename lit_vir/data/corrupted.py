@@ -23,14 +23,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from lit_vir.checks import ConfigError, check_choice, check_range
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES, corrupt
 
-__all__ = ["CorruptedDataModule", "CorruptedSplit", "CorruptionBenchmarkDataModule", "chunk_seed"]
+__all__ = ["CLEAN", "CorruptedDataModule", "CorruptedSplit", "CorruptionBenchmarkDataModule", "chunk_seed"]
+
+CLEAN = "clean"  # the uncorrupted test set, listed among the cells as (CLEAN, 0) when included
 
 
 class CorruptionBenchmarkDataModule(ImageDataModule):
@@ -45,11 +47,14 @@ class CorruptionBenchmarkDataModule(ImageDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         download: bool = False,
+        include_clean: bool = False,
     ) -> None:
         """
         Args:
             corruptions: names from `lit_vir.data.corruptions.CORRUPTIONS`; None: the 15 of the benchmark.
             severities: any of 1..5, in the order their loaders come.
+            include_clean: also test the uncorrupted test set, as the first cell ("clean", 0); relative
+                corruption errors need it.
         """
         super().__init__(
             root=root, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory, download=download
@@ -64,14 +69,17 @@ class CorruptionBenchmarkDataModule(ImageDataModule):
         for field, values in (("corruptions", self.corruptions), ("severities", self.severities)):
             if not values or len(set(values)) != len(values):
                 raise ConfigError(f"{owner}: {field} = {values} must be non-empty, without repeats.")
-        self.cells: list[tuple[str, int]] = [
-            (name, severity) for name in self.corruptions for severity in self.severities
-        ]
+        self.cells: list[tuple[str, int]] = [(CLEAN, 0)] if include_clean else []
+        self.cells += [(name, severity) for name in self.corruptions for severity in self.severities]
         self.cell_sets: list[Dataset] | None = None
 
     @abstractmethod
     def cell_dataset(self, corruption: str, severity: int) -> Dataset:
         """The (image, label) pairs of one cell, normalised like the clean dataset."""
+
+    @abstractmethod
+    def clean_dataset(self) -> Dataset:
+        """The uncorrupted test set, normalised like the cells."""
 
     def test_only(self, stage: str) -> ConfigError:
         return ConfigError(
@@ -84,7 +92,10 @@ class CorruptionBenchmarkDataModule(ImageDataModule):
         if stage in ("fit", "validate"):
             raise self.test_only(stage)
         if self.cell_sets is None:
-            self.cell_sets = [self.cell_dataset(name, severity) for name, severity in self.cells]
+            self.cell_sets = [
+                self.clean_dataset() if name == CLEAN else self.cell_dataset(name, severity)
+                for name, severity in self.cells
+            ]
 
     def load_split(self, train: bool) -> Dataset:
         """All cells one after the other, in `cells` order; there is no training split."""
@@ -174,6 +185,7 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         pin_memory: bool = False,
+        include_clean: bool = True,
     ) -> None:
         """
         Args:
@@ -182,6 +194,7 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
             severities: any of 1..5.
             seed: the corruption seed; with it, each image's corruption is fixed.
             batch_size: test batch size.
+            include_clean: also test the uncorrupted test split, as the first cell ("clean", 0).
         """
         super().__init__(
             corruptions,
@@ -191,6 +204,7 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             download=dataset.download,
+            include_clean=include_clean,
         )
         self.save_hyperparameters(ignore=["dataset"])  # a datamodule, not a value; the CLI's saved config has it
         self.dataset = dataset
@@ -232,3 +246,7 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
     def cell_dataset(self, corruption: str, severity: int) -> Dataset:
         images, labels = self.clean_test_split()
         return CorruptedSplit(images, labels, corruption, severity, self.seed, self.normalization(), self.chunk_size)
+
+    def clean_dataset(self) -> Dataset:
+        images, labels = self.clean_test_split()
+        return TensorDataset(self.normalization()(images), labels)

@@ -3,14 +3,19 @@
 from lit_vir.models.counting import ParameterCount, count_parameters
 from lit_vir.models.mobilevit import MobileViT, mobilevit_s, mobilevit_xs, mobilevit_xxs
 from lit_vir.models.reservoir import Reservoir
+from lit_vir.models.revit import ReViT, revit_base, revit_small
 from lit_vir.models.vir import ViR
 from lit_vir.models.vit import VisionTransformer, vit_base, vit_small
+from lit_vir.models.vit_slim import SearchableViT, SlimViT, slim
 from lit_vir.models.vitae import ViTAEStage, ViTAEv2, vitae_v2_28, vitae_v2_32, vitae_v2_s
 
 __all__ = [
     "MobileViT",
     "ParameterCount",
+    "ReViT",
     "Reservoir",
+    "SearchableViT",
+    "SlimViT",
     "ViR",
     "ViTAEStage",
     "ViTAEv2",
@@ -19,6 +24,9 @@ __all__ = [
     "mobilevit_s",
     "mobilevit_xs",
     "mobilevit_xxs",
+    "revit_base",
+    "revit_small",
+    "slim",
     "vit_base",
     "vit_small",
     "vitae_v2_28",

@@ -90,31 +90,21 @@ class Reservoir(nn.Module):
         self.leak_rate = leak_rate
         self.autocast_recurrence = autocast_recurrence
         self.seed = seed
+        # How W and V were drawn, so analyses and perturbation studies can redraw them.
+        self.topology = dict(
+            cycle_weight=cycle_weight,
+            jump_weight=jump_weight,
+            background_weight=background_weight,
+            jump_size=jump_size,
+            spectral_radius=spectral_radius,
+        )
+        self.input_options = dict(input_sparsity=input_sparsity, input_scaling=input_scaling, signed=signed_input)
 
         recurrent, inputs, biases = [], [], []
         for index in range(num_reservoirs):
             generator = torch.Generator().manual_seed(seed + index)
-            recurrent.append(
-                nearly_fully_connected(
-                    num_nodes,
-                    generator,
-                    cycle_weight=cycle_weight,
-                    jump_weight=jump_weight,
-                    background_weight=background_weight,
-                    jump_size=jump_size,
-                    spectral_radius=spectral_radius,
-                )
-            )
-            inputs.append(
-                input_matrix(
-                    in_features,
-                    num_nodes,
-                    generator,
-                    input_sparsity=input_sparsity,
-                    input_scaling=input_scaling,
-                    signed=signed_input,
-                )
-            )
+            recurrent.append(nearly_fully_connected(num_nodes, generator, **self.topology))
+            inputs.append(input_matrix(in_features, num_nodes, generator, **self.input_options))
             if bias_scaling > 0:
                 uniform = torch.rand(num_nodes, generator=generator, dtype=torch.float64)
                 biases.append(bias_scaling * (2.0 * uniform - 1.0))

@@ -14,6 +14,7 @@ __all__ = [
     "input_matrix",
     "nearly_fully_connected",
     "scale_to_spectral_radius",
+    "signs_and_hole",
     "spectral_radius",
 ]
 
@@ -64,10 +65,7 @@ def nearly_fully_connected(
     jump_size: int = 137,
     spectral_radius: float = 0.9,
 ) -> torch.Tensor:
-    """The recurrent matrix W (N×N, float64): CRJ pattern, random signs, one zero, radius α.
-
-    Draw order (fixed, so seeds reproduce): N² signs, then the index of the zeroed entry.
-    """
+    """The recurrent matrix W (N×N, float64): CRJ pattern, random signs, one zero, radius α."""
     weights = cycle_with_jumps(
         num_nodes,
         cycle_weight=cycle_weight,
@@ -75,11 +73,20 @@ def nearly_fully_connected(
         background_weight=background_weight,
         jump_size=jump_size,
     )
-    signs = torch.randint(0, 2, (num_nodes, num_nodes), generator=generator, dtype=torch.int64)
-    weights = weights * (2 * signs - 1)
-    zeroed = torch.randint(0, num_nodes * num_nodes, (1,), generator=generator).item()
+    signs, zeroed = signs_and_hole(num_nodes, generator)
+    weights = weights * signs
     weights.view(-1)[zeroed] = 0.0
     return scale_to_spectral_radius(weights, spectral_radius)
+
+
+def signs_and_hole(num_nodes: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    """The random draws of W (steps 4–5), in their fixed order: N² signs ±1, then the zeroed entry's index.
+
+    Separate so that V can be redrawn from a reservoir's seed without rebuilding W (V is drawn next).
+    """
+    signs = 2 * torch.randint(0, 2, (num_nodes, num_nodes), generator=generator, dtype=torch.int64) - 1
+    zeroed = int(torch.randint(0, num_nodes * num_nodes, (1,), generator=generator).item())
+    return signs, zeroed
 
 
 def input_matrix(

@@ -122,13 +122,26 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best.update(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        loss, logits, labels = self.model_step(batch)
-        self.test_metrics.update(logits, labels)
-        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
-        self.log_dict(self.test_metrics, on_epoch=True)
+    @property
+    def testing_several_sets(self) -> bool:
+        loaders = self.trainer.test_dataloaders if self._trainer is not None else None
+        return isinstance(loaders, (list, tuple)) and len(loaders) > 1
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def test_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """One test set: loss and torchmetrics accuracy. Several (a corruption benchmark's cells): the
+        predictions go to `CorruptionReport`, which reports every cell in one table."""
+        loss, logits, labels = self.model_step(batch)
+        if not self.testing_several_sets:
+            self.test_metrics.update(logits, labels)
+            self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+            self.log_dict(self.test_metrics, on_epoch=True)
+        return {"predictions": logits.argmax(dim=-1), "labels": labels}
+
+    def predict_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor:
         images, _ = batch
         return self(images).softmax(dim=-1)
 

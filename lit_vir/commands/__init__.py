@@ -1,0 +1,1 @@
+"""lit-vir's own subcommands (`lit-vir TOOL`), each a module with `main(argv)`."""

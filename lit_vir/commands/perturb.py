@@ -1,0 +1,149 @@
+"""`lit-vir perturb`: re-evaluate trained checkpoints with their fixed hyperparameters perturbed.
+
+The paper's second robustness test: how accuracy holds up when the reservoir is not the one trained
+with — spectral radius rescaled, relative noise on W and V, V redrawn at another sparsity, W redrawn
+with another seed — and, for ViT checkpoints, the same relative noise on the attention/MLP weights, so
+ViR and ViT share one plot. Definitions: `lit_vir.robustness.perturb`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from lit_vir.robustness.perturb import KINDS, RESERVOIR_KINDS, Perturbation, accuracy, perturbed, reservoirs
+from lit_vir.robustness.report import perturbation_figure
+
+EXAMPLES = """\
+examples:
+  lit-vir perturb --ckpt_path logs/vir-mnist/version_0/checkpoints/last.ckpt
+  lit-vir perturb --ckpt_path RUN_A/checkpoints/last.ckpt --ckpt_path RUN_B/checkpoints/last.ckpt \\
+      --kinds noise --noise 0 0.001 0.01 0.1            # ViR against ViT on one noise axis
+  lit-vir perturb --ckpt_path X.ckpt -c configs/data/fashion_mnist.yaml --limit_batches 20
+
+The test data come from the run's config.yaml (next to checkpoints/) unless -c configs are given.
+Writes perturbation.csv, perturbation.json and perturbation.png to --output.
+"""
+
+DEFAULT_LEVELS = {
+    "spectral_radius": [0.8, 0.9, 1.0, 1.1, 1.2],
+    "noise": [0.0, 0.001, 0.003, 0.01, 0.03, 0.1],
+    "input_sparsity": [0.01, 0.02, 0.05, 0.1, 0.2],
+    "reservoir_seed": [1.0, 2.0, 3.0],
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="lit-vir perturb",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument("--ckpt_path", action="append", required=True, help="a checkpoint (repeat for several)")
+    parse.add_argument("-c", "--config", action="append", default=[], help="config giving the test data")
+    parse.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="perturbations to apply")
+    for kind, levels in DEFAULT_LEVELS.items():
+        extra = " (the trained seed is added)" if kind == "reservoir_seed" else ""
+        parse.add_argument(f"--{kind}", nargs="+", type=float, default=levels, help=f"levels{extra}; default {levels}")
+    parse.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    parse.add_argument("--limit_batches", type=int, default=None, help="test on the first N batches only")
+    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parse.add_argument("--output", default="perturbation", help="folder for the result files")
+    return parse
+
+
+def run_config(checkpoint: Path) -> str:
+    """The model and data sections of the config.yaml LightningCLI saved in the run folder that holds
+    `checkpoints/<file>`, as YAML text (the rest — subcommand options such as ckpt_path — is not needed)."""
+    path = checkpoint.resolve().parent.parent / "config.yaml"
+    if not path.is_file():
+        raise SystemExit(f"lit-vir perturb: no {path}; give the test data with -c configs/data/<dataset>.yaml")
+    config = yaml.safe_load(path.read_text())
+    return yaml.safe_dump({"model": config["model"], "data": config["data"]})
+
+
+def test_batches(configs: list[str], first_checkpoint: Path, limit: int | None) -> list:
+    from lit_vir.cli import build_from_config  # the CLI imports this module's siblings
+
+    arguments = [item for config in configs for item in ("-c", config)] or ["-c", run_config(first_checkpoint)]
+    _, datamodule = build_from_config(arguments)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    batches = []
+    for index, batch in enumerate(datamodule.test_dataloader()):
+        if limit is not None and index >= limit:
+            break
+        batches.append(batch)
+    return batches
+
+
+def label(checkpoint: Path, backbone: torch.nn.Module) -> str:
+    depth = getattr(backbone, "depth", None)
+    run = "/".join(checkpoint.resolve().parts[-4:-2])
+    return f"{type(backbone).__name__}{f'-{depth}' if depth else ''} ({run})"
+
+
+def main(argv: list[str]) -> None:
+    from lit_vir.training.checkpoints import load_classifier
+
+    arguments = parser().parse_args(argv)
+    checkpoints = [Path(path) for path in arguments.ckpt_path]
+    batches = test_batches(arguments.config, checkpoints[0], arguments.limit_batches)
+    rows = []
+    console = Console()
+    with Progress(console=console) as progress:
+        for checkpoint in checkpoints:
+            backbone = load_classifier(checkpoint).backbone.eval()
+            name = label(checkpoint, backbone)
+            kinds = [kind for kind in arguments.kinds if kind not in RESERVOIR_KINDS or reservoirs(backbone)]
+            plans = [(kind, level) for kind in kinds for level in _levels(arguments, kind, backbone)]
+            task = progress.add_task(name, total=len(plans))
+            for kind, level in plans:
+                model = perturbed(backbone, Perturbation(kind, level), seed=arguments.seed)
+                rows.append(
+                    {
+                        "model": name,
+                        "kind": kind,
+                        "level": level,
+                        "accuracy": accuracy(model, batches, arguments.device),
+                    }
+                )
+                progress.advance(task)
+    write_results(rows, Path(arguments.output), console)
+
+
+def _levels(arguments: argparse.Namespace, kind: str, backbone: torch.nn.Module) -> list[float]:
+    levels = list(getattr(arguments, kind))
+    if kind == "reservoir_seed":
+        levels = [float(reservoirs(backbone)[0].seed), *levels]  # the trained reservoir first
+    return levels
+
+
+def write_results(rows: list[dict], folder: Path, console: Console) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "perturbation.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=["model", "kind", "level", "accuracy"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "perturbation.json").write_text(json.dumps(rows, indent=2))
+    perturbation_figure(rows).savefig(folder / "perturbation.png", dpi=120)
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    table = Table(title="Accuracy under perturbation")
+    table.add_column("perturbation")
+    table.add_column("level", justify="right")
+    for model in models:
+        table.add_column(model, justify="right")
+    for kind, level in dict.fromkeys((row["kind"], row["level"]) for row in rows):
+        found = {row["model"]: row["accuracy"] for row in rows if (row["kind"], row["level"]) == (kind, level)}
+        table.add_row(kind, f"{level:g}", *[f"{100 * found[m]:.2f}" if m in found else "—" for m in models])
+    console.print(table)
+    console.print(f"wrote {folder}/perturbation.csv, perturbation.json, perturbation.png")

@@ -1,0 +1,310 @@
+"""`lit-vir slim`: ViT-Slim's slimming step — from a search checkpoint to smaller ViTs ready to fine-tune.
+
+For each budget the command ranks the search run's masks, builds the physically smaller `SlimViT`
+(`lit_vir.models.vit_slim.slim`), checks that its logits are the masked model's, measures it and writes:
+
+    slim-b0.50.ckpt   a weights-only checkpoint of an `ImageClassifier` around the slim model, its structure
+                      in the hyperparameters: `load_classifier` loads it; `lit-vir test --ckpt_path` tests it
+    slim-b0.50.yaml   the config piece for fine-tuning: the `SlimViT` with its per-block widths, plus a
+                      `WarmStart` callback that starts `fit` from the checkpoint's weights
+    slim.json         the measurements of every budget (also printed as a table)
+
+Fine-tuning is a new run (`lit-vir fit -c ... -c slim-b0.50.yaml`), not a resumed one: `fit --ckpt_path`
+restores a run's optimiser and loop state, which a freshly slimmed network does not have. The piece names
+the weights file instead, so the fine-tuned checkpoints record only architecture and weights and load on
+their own, weights-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning
+import torch
+import yaml
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import lit_vir.training.slim  # noqa: F401  (load_classifier must find SlimSearch, the search checkpoints' class)
+from lit_vir.checks import ConfigError
+from lit_vir.models.vit_slim import (
+    SearchableViT,
+    SlimViT,
+    apply_keep_masks,
+    build_slim,
+    keep_masks,
+    vit_hyperparameters,
+)
+from lit_vir.training.checkpoints import AtomicCheckpointIO, load_classifier, read_checkpoint
+
+__all__ = ["count_flops", "main", "measure_throughput"]
+
+EXAMPLES = """\
+examples:
+  lit-vir slim logs/searchablevit-cifar10/version_0/checkpoints/last.ckpt --budget 0.5 0.6 0.7 0.8
+  lit-vir slim search.ckpt --budget 0.7 --token-budget 1.0       # slim heads and MLPs, keep every token
+  lit-vir slim search.ckpt --budget 0.5 --out slim/ --batch-size 256 --repeats 30
+  lit-vir slim search.ckpt --budget 0.5 --report-only --json -  # measure only, JSON on stdout
+then fine-tune (a new run, started from the slim weights by the written piece):
+  lit-vir fit -c configs/vir.yaml -c configs/data/cifar10.yaml -c slim/slim-b0.50.yaml
+or test the slim model as it is:
+  lit-vir test -c configs/vir.yaml -c configs/data/cifar10.yaml -c slim/slim-b0.50.yaml --ckpt_path slim/slim-b0.50.ckpt
+"""
+
+
+def count_flops(model: nn.Module, images: torch.Tensor) -> int:
+    """FLOPs of one forward pass per image, counted by `torch.utils.flop_counter.FlopCounterMode` (a
+    multiply-add is 2). Attention runs on PyTorch's math kernel here so its matrix products are counted."""
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(images)
+    return counter.get_total_flops() // images.shape[0]
+
+
+def measure_throughput(
+    models: Sequence[nn.Module], images: torch.Tensor, warmup: int = 3, repeats: int = 10
+) -> list[float]:
+    """Images per second of each model: `warmup` untimed passes each, then `repeats` rounds that time one
+    forward pass of every model in turn (a change in the machine's load hits them alike); the median counts."""
+
+    def synchronize() -> None:
+        if images.device.type == "cuda":
+            torch.cuda.synchronize(images.device)
+
+    times: list[list[float]] = [[] for _ in models]
+    with torch.no_grad():
+        for model in models:
+            for _ in range(warmup):
+                model(images)
+        for _ in range(repeats):
+            for model, record in zip(models, times, strict=True):
+                synchronize()
+                start = time.perf_counter()
+                model(images)
+                synchronize()
+                record.append(time.perf_counter() - start)
+    return [images.shape[0] / statistics.median(record) for record in times]
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a budget in (0, 1]: the fraction of each mask type kept")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lit-vir slim",
+        description=(
+            "Slim a ViT-Slim search checkpoint: keep the top fraction of each mask type over all blocks, build the "
+            "physically smaller ViT, report params, FLOPs and throughput, and write a checkpoint and a config piece "
+            "for fine-tuning per budget."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", type=Path, help="checkpoint of a search run (configs/slim/search.yaml)")
+    parser.add_argument("--budget", type=fraction, nargs="+", required=True, help="fraction(s) of each mask type kept")
+    parser.add_argument("--attention-budget", type=fraction, help="the attention masks' own budget (default: --budget)")
+    parser.add_argument("--mlp-budget", type=fraction, help="the MLP masks' own budget (default: --budget)")
+    parser.add_argument("--token-budget", type=fraction, help="the token masks' own budget (default: --budget)")
+    parser.add_argument("--out", type=Path, default=Path("slim"), help="folder for the written files (default: slim)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per timed forward pass (default: 64)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed passes before timing (default: 3)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed passes; the median counts (default: 10)")
+    parser.add_argument("--device", default="cpu", help="where to time the models: cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--json", help="write the measurements as JSON here, '-' for stdout (default: OUT/slim.json)")
+    parser.add_argument("--report-only", action="store_true", help="measure and report, write no checkpoint/piece")
+    return parser
+
+
+def structure(model: SlimViT) -> dict:
+    """Per block: heads, attention channels, MLP units, tokens."""
+    blocks = model.blocks
+    return {
+        "heads": [len(block.attn.head_widths) for block in blocks],
+        "attention_channels": [sum(block.attn.head_widths) for block in blocks],
+        "mlp_units": [block.mlp.fc1.out_features for block in blocks],
+        "tokens": [block.num_tokens for block in blocks],
+    }
+
+
+def classifier_checkpoint(model: SlimViT, source: dict, summary: dict) -> dict:
+    """A Lightning checkpoint of `ImageClassifier(backbone=model)`, rebuilt from plain-data hyperparameters."""
+    hparams = source.get("hyper_parameters", {})
+    return {
+        "pytorch-lightning_version": lightning.__version__,
+        "epoch": 0,
+        "global_step": 0,
+        "state_dict": {f"backbone.{name}": value.detach().cpu() for name, value in model.state_dict().items()},
+        "hparams_name": "kwargs",
+        "hyper_parameters": {
+            "_class_path": "lit_vir.training.ImageClassifier",
+            "backbone": {"class_path": "lit_vir.models.SlimViT", "init_args": dict(model.init_args)},
+            "num_classes": model.num_classes,
+            "label_smoothing": hparams.get("label_smoothing", 0.0),
+            "_instantiator": "lightning.pytorch.cli.instantiate_module",
+        },
+        "vit_slim": summary,
+    }
+
+
+def config_piece(model: SlimViT, checkpoint: Path, row: dict, data_class: str | None) -> str:
+    """The YAML piece for fine-tuning: model class and slim backbone, and the warm start from `checkpoint`."""
+    linked = ("num_classes", "image_size", "in_channels")  # come from the datamodule
+    init_args = {key: value for key, value in model.init_args.items() if key not in linked}
+    body = {
+        "model": {
+            "class_path": "lit_vir.training.ImageClassifier",
+            "init_args": {"backbone": {"class_path": "lit_vir.models.SlimViT", "init_args": init_args}},
+        },
+        "trainer": {
+            "callbacks+": [
+                {"class_path": "lit_vir.training.slim.WarmStart", "init_args": {"checkpoint": str(checkpoint)}}
+            ]
+        },
+    }
+    data = f"the search run's data ({data_class})" if data_class else "the search run's data"
+    header = (
+        f"# ViT-Slim at budget {row['budget']:.2f} (attention {row['attention_budget']:.2f}, "
+        f"MLP {row['mlp_budget']:.2f}, tokens {row['token_budget']:.2f}),\n# slimmed from {row['source']}:\n"
+        f"# {row['params']:,} parameters ({row['params_fraction']:.1%} of the full model), "
+        f"{row['flops'] / 1e6:.2f} MFLOPs per image ({row['flops_fraction']:.1%}).\n"
+        f"# Fine-tune it, composed after {data}:\n"
+        f"#   lit-vir fit -c configs/vir.yaml -c <data piece> -c {checkpoint.with_suffix('.yaml')}\n"
+    )
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=120)
+
+
+def print_table(report: dict, console: Console) -> None:
+    full, rows = report["full"], report["budgets"]
+    table = Table(
+        title=f"ViT-Slim: slimmed from {full['source']}",
+        caption=(
+            f"FLOPs per image (FlopCounterMode); img/s: median of {report['repeats']} passes of {report['batch_size']} "
+            f"images on {report['device']} ({report['threads']} threads); heads, MLP: summed over blocks; tokens: "
+            "first→last block; Δlogit: max |slim − masked model|"
+        ),
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("budget", "params", "MFLOPs", "img/s", "speedup", "heads", "MLP", "tokens", "Δlogit"):
+        table.add_column(column, justify="right")
+    for row in (full, *rows):
+        table.add_row(
+            "full" if row is full else f"{row['budget']:.2f}",
+            f"{row['params']:,} {row['params_fraction']:.0%}",
+            f"{row['flops'] / 1e6:.2f} {row['flops_fraction']:.0%}",
+            f"{row['images_per_second']:.0f}",
+            f"{row['speedup']:.2f}×",
+            str(sum(row["heads"])),
+            str(sum(row["mlp_units"])),
+            f"{row['tokens'][0]}→{row['tokens'][-1]}",
+            f"{row['max_logit_difference']:.0e}",
+        )
+    console.print(table)
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console(stderr=args.json == "-")
+    source = read_checkpoint(args.checkpoint)
+    search = load_classifier(args.checkpoint).backbone
+    if not isinstance(search, SearchableViT):
+        print(
+            f"lit-vir slim: {args.checkpoint} is not a search checkpoint: its backbone is a {type(search).__name__}. "
+            "Run the search phase first (configs/slim/search.yaml), then slim its checkpoint.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    search.eval()
+    options = vit_hyperparameters(search)
+    shape = (options["in_channels"], options["image_size"], options["image_size"])
+    images = torch.randn(args.batch_size, *shape, generator=torch.Generator().manual_seed(0))
+
+    rows = [{"budget": 1.0, "attention_budget": 1.0, "mlp_budget": 1.0, "token_budget": 1.0}]
+    for budget in args.budget:
+        budgets = (args.attention_budget, args.mlp_budget, args.token_budget)
+        names = ("attention_budget", "mlp_budget", "token_budget")
+        rows.append({"budget": budget} | {name: value or budget for name, value in zip(names, budgets, strict=True)})
+    models = []
+    for row in rows:
+        try:
+            keep = keep_masks(search, row["budget"], **{key: value for key, value in row.items() if key != "budget"})
+        except ConfigError as error:
+            print(f"lit-vir slim: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        slimmed = build_slim(search, keep)
+        with torch.no_grad():
+            difference = (slimmed(images[:8]) - apply_keep_masks(search, keep)(images[:8])).abs().max().item()
+        row |= {
+            "source": str(args.checkpoint),
+            "params": sum(parameter.numel() for parameter in slimmed.parameters()),
+            "flops": count_flops(slimmed, images[:1]),
+            "max_logit_difference": difference,
+            **structure(slimmed),
+        }
+        models.append(slimmed)
+
+    device = torch.device(args.device)
+    speeds = measure_throughput([model.to(device) for model in models], images.to(device), args.warmup, args.repeats)
+    full, *rows = rows
+    for row, speed in zip([full, *rows], speeds, strict=True):
+        row |= {
+            "images_per_second": speed,
+            "speedup": speed / speeds[0],
+            "params_fraction": row["params"] / full["params"],
+            "flops_fraction": row["flops"] / full["flops"],
+        }
+
+    data_class = source.get("datamodule_hyper_parameters", {}).get("_class_path")
+    for row, slimmed in zip(rows, models[1:], strict=True):
+        if args.report_only:
+            continue
+        args.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = (args.out / f"slim-b{row['budget']:.2f}.ckpt").resolve()
+        summary = {key: value for key, value in row.items() if key not in ("images_per_second", "speedup")}
+        AtomicCheckpointIO().save_checkpoint(classifier_checkpoint(slimmed.cpu(), source, summary), checkpoint)
+        piece = checkpoint.with_suffix(".yaml")
+        piece.write_text(config_piece(slimmed, checkpoint, row, data_class))
+        row |= {"checkpoint": str(checkpoint), "config": str(piece)}
+
+    report = {
+        "source": str(args.checkpoint),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode (2 per multiply-add), per image",
+        "full": full,
+        "budgets": rows,
+    }
+    print_table(report, console)
+    text = json.dumps(report, indent=2)
+    if args.json == "-":
+        print(text)
+        return
+    if args.json is None and args.report_only:
+        return
+    target = Path(args.json) if args.json else args.out / "slim.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text + "\n")
+    written = [str(target)] + [path for row in rows if "config" in row for path in (row["checkpoint"], row["config"])]
+    console.print("wrote " + ", ".join(written))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

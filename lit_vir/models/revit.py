@@ -1,0 +1,112 @@
+"""ReViT (Diko et al. 2024): the ViT baseline whose attention carries a residual of the previous block's logits.
+
+Block l computes its pre-softmax logits S_l = q kᵀ/√d as the baseline does, then mixes in the logits the
+previous block used:
+
+    S_l ← α·S_l + (1 − α)·R_{l−1},    R_l = S_l (the mixed logits are carried on),    out = softmax(S_l)·V
+
+with one scalar α shared by every block (learnable, initialised 0.5; or fixed). Block 0 is unmixed. The
+residual keeps later blocks' attention from collapsing onto the same pattern (compare the two with
+`lit_vir.analysis.attention.cross_layer_similarity`). Everything else — patch embedding, class token,
+positions, MLPs, the head — is the baseline's: `ReViT` subclasses `VisionTransformer` and runs the
+baseline's own blocks (the same parameters and state-dict keys, plus `alpha`), so a ViT checkpoint
+loads into a ReViT and α = 1 gives back the ViT. Classification reads the class token by default
+(`pooling="token"`, as the paper's DeiT/ViT backbones do) or the mean of the patch tokens
+(`pooling="mean"`). Shapes: B batch, T+1 tokens (class token first), H heads, d head width.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from lit_vir.checks import check_range
+from lit_vir.models.vit import Block, VisionTransformer
+
+__all__ = ["ReViT", "revit_base", "revit_small"]
+
+
+class ReViT(VisionTransformer):
+    """ViT with residual attention: S_l = α·S_l + (1 − α)·S_{l−1} before each softmax (block 0 unmixed).
+
+    Takes the baseline's keywords plus `alpha` (α's initial value, in [0, 1]) and `learn_alpha` (train α,
+    or keep it fixed). α is one scalar parameter shared by all blocks and is not clamped while it learns.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_size: int = 32,
+        in_channels: int = 3,
+        *,
+        patch_size: int = 4,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        pooling: Literal["token", "mean"] = "token",
+        alpha: float = 0.5,
+        learn_alpha: bool = True,
+    ) -> None:
+        super().__init__(
+            num_classes,
+            image_size,
+            in_channels,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            pooling=pooling,
+        )
+        check_range(type(self).__name__, "alpha (α)", alpha, low=0, high=1)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha)), requires_grad=learn_alpha)
+
+    def residual_block(
+        self, block: Block, tokens: torch.Tensor, residual: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One baseline block with mixed logits: (tokens out, logits R_l to carry on, softmax map)."""
+        attention = block.attn
+        q, k, v = attention.split_heads(block.norm1(tokens))  # (B, H, T+1, d) each
+        logits = (q @ k.transpose(-2, -1)) * attention.scale  # (B, H, T+1, T+1)
+        if residual is not None:
+            logits = self.alpha * logits + (1 - self.alpha) * residual
+        weights = logits.softmax(dim=-1)
+        dropped = nn.functional.dropout(weights, attention.attention_dropout, self.training)
+        tokens = tokens + attention.merge_heads(dropped @ v)  # (B, T+1, D)
+        tokens = tokens + block.mlp(block.norm2(tokens))
+        return tokens, logits, weights
+
+    def run_blocks(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Tokens after the last block (B, T+1, D) and each block's attention map (B, H, T+1, T+1)."""
+        tokens, residual, maps = self.tokens(images), None, []
+        for block in self.blocks:
+            tokens, residual, weights = self.residual_block(block, tokens, residual)
+            maps.append(weights)
+        return tokens, maps
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        tokens, _ = self.run_blocks(images)
+        return self.norm(tokens)  # (B, T+1, D)
+
+    def attention_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Each block's softmax(S_l) over the mixed logits, before attention dropout: (L, B, H, T+1, T+1)."""
+        _, maps = self.run_blocks(images)
+        return torch.stack(maps)
+
+
+def revit_base(depth: int = 12, **kwargs) -> ReViT:
+    """ReViT at ViT-Base width (D 768, 12 heads, MLP 3072), the width of the paper's ViT comparison."""
+    return ReViT(depth=depth, embed_dim=768, num_heads=12, mlp_ratio=4.0, **kwargs)
+
+
+def revit_small(**kwargs) -> ReViT:
+    """ReViT on the small from-scratch ViT (D 192, 12 heads, MLP ×2, depth 9, patch 4): ≈2.7M parameters + α."""
+    options = dict(patch_size=4, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0) | kwargs
+    return ReViT(**options)

@@ -1,0 +1,1 @@
+"""Robustness: metrics over corrupted test sets, and perturbations of a trained model's parameters."""

@@ -1,0 +1,118 @@
+"""Perturbations of a trained model's fixed system hyperparameters, as the paper's robustness study does.
+
+Each returns a perturbed *copy*; the original is untouched. For a ViR (every `Reservoir` in it):
+
+- `spectral_radius`: W ← f·W, i.e. α rescaled by the factor f (1 = unperturbed);
+- `noise`: relative Gaussian noise on W and V, M ← M ⊙ (1 + ε·Z), Z ~ N(0, 1) — multiplicative, so the
+  sparsity pattern of V and the zero of W stay where they are (ε = 0 = unperturbed);
+- `input_sparsity`: V redrawn from its seed at another density SD (its training SD = unperturbed);
+- `reservoir_seed`: W redrawn with another seed at the same topology and α (its training seed = unperturbed).
+
+For other backbones (ViT and the variants) `noise` applies the same relative noise to the weight
+matrices of the attention and MLP layers, so both families can share one noise axis.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lit_vir.checks import check_choice
+from lit_vir.models.reservoir import Reservoir
+from lit_vir.models.topology import input_matrix, nearly_fully_connected, signs_and_hole
+
+__all__ = ["KINDS", "RESERVOIR_KINDS", "Perturbation", "accuracy", "perturbed", "unperturbed_level"]
+
+RESERVOIR_KINDS = ("spectral_radius", "input_sparsity", "reservoir_seed")
+KINDS = ("noise", *RESERVOIR_KINDS)
+NOISY_LAYERS = ("attn", "mlp")  # parameter-name parts of attention and MLP weights in the ViT family
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    kind: str
+    level: float
+
+
+def reservoirs(model: nn.Module) -> list[Reservoir]:
+    return [module for module in model.modules() if isinstance(module, Reservoir)]
+
+
+def unperturbed_level(model: nn.Module, kind: str) -> float:
+    """The level at which `kind` leaves `model` as trained."""
+    check_choice("perturbation", "kind", kind, KINDS)
+    if kind == "spectral_radius":
+        return 1.0
+    if kind == "noise":
+        return 0.0
+    first = reservoirs(model)[0]
+    return first.input_options["input_sparsity"] if kind == "input_sparsity" else float(first.seed)
+
+
+def _relative_noise(tensor: torch.Tensor, scale: float, generator: torch.Generator) -> None:
+    noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64).to(tensor)
+    tensor.mul_(1.0 + scale * noise)
+
+
+def _redraw_recurrent(reservoir: Reservoir, seed: int) -> None:
+    """W of bank member i drawn from `seed + i`, as at construction."""
+    for index in range(reservoir.num_reservoirs):
+        generator = torch.Generator().manual_seed(seed + index)
+        reservoir.weight[index].copy_(nearly_fully_connected(reservoir.num_nodes, generator, **reservoir.topology))
+
+
+def _redraw_input(reservoir: Reservoir, input_sparsity: float) -> None:
+    """V of bank member i redrawn from its own seed at another density: the same permutation of positions,
+    so a denser V keeps every non-zero of a sparser one."""
+    options = reservoir.input_options | {"input_sparsity": input_sparsity}
+    for index in range(reservoir.num_reservoirs):
+        generator = torch.Generator().manual_seed(reservoir.seed + index)
+        signs_and_hole(reservoir.num_nodes, generator)  # W's draws come first
+        matrix = input_matrix(reservoir.in_features, reservoir.num_nodes, generator, **options)
+        reservoir.input_weight[index].copy_(matrix)
+
+
+@torch.no_grad()
+def perturbed(model: nn.Module, perturbation: Perturbation, seed: int = 0) -> nn.Module:
+    """A copy of `model` with `perturbation` applied (noise drawn from `seed`)."""
+    kind, level = perturbation.kind, perturbation.level
+    check_choice("perturbation", "kind", kind, KINDS)
+    banks = reservoirs(model)
+    if kind in RESERVOIR_KINDS and not banks:
+        raise ValueError(f"perturbation {kind!r} needs a reservoir; {type(model).__name__} has none.")
+    copied = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "noise" and banks:
+        for reservoir in reservoirs(copied):
+            _relative_noise(reservoir.weight, level, generator)
+            _relative_noise(reservoir.input_weight, level, generator)
+    elif kind == "noise":
+        for name, parameter in copied.named_parameters():
+            if parameter.dim() >= 2 and any(part in name.split(".") for part in NOISY_LAYERS):
+                _relative_noise(parameter, level, generator)
+    base_seed = banks[0].seed if banks else 0
+    for reservoir in reservoirs(copied):
+        if kind == "spectral_radius":
+            reservoir.weight.mul_(level)
+        elif kind == "input_sparsity" and level != reservoir.input_options["input_sparsity"]:
+            _redraw_input(reservoir, level)
+        elif kind == "reservoir_seed" and int(level) != base_seed:
+            _redraw_recurrent(reservoir, int(level) + reservoir.seed - base_seed)  # serial cores keep offsets
+    return copied
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: DataLoader | Iterable, device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy of `model` (in eval mode) over (images, labels) batches."""
+    model.eval().to(device)
+    correct = seen = 0
+    for images, labels in batches:
+        predictions = model(images.to(device)).argmax(dim=-1)
+        correct += int((predictions.cpu() == labels).sum())
+        seen += len(labels)
+    return correct / max(seen, 1)

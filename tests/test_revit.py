@@ -1,0 +1,162 @@
+"""ReViT: residual attention on the ViT baseline, attention maps, the collapse measure and α in TensorBoard."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.analysis.attention import attention_maps, cross_layer_similarity, mean_cross_layer_similarity
+from lit_vir.checks import ConfigError
+from lit_vir.cli import main
+from lit_vir.models import ReViT, VisionTransformer, count_parameters, revit_small
+from tests.conftest import CONFIGS, QUICK_TRAINER
+from tests.fakedata import write_mnist
+
+TINY = dict(
+    num_classes=5, image_size=16, in_channels=3, patch_size=4, embed_dim=24, depth=3, num_heads=3, mlp_ratio=2.0
+)
+
+
+def spread(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights far from the near-zero init, so attention is far from uniform and logits are O(1)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 0:
+                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return model.eval()
+
+
+def images(count: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.randn(count, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_alpha_one_gives_back_the_vit(pooling):
+    vit = spread(VisionTransformer(**TINY, pooling=pooling))
+    revit = ReViT(**TINY, pooling=pooling, alpha=1.0, learn_alpha=False).eval()
+    loaded = revit.load_state_dict(vit.state_dict(), strict=False)
+    assert (loaded.missing_keys, loaded.unexpected_keys) == (["alpha"], [])
+    with torch.no_grad():
+        torch.testing.assert_close(revit(images()), vit(images()), rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_logits_follow_the_update_and_are_carried_on():
+    revit = spread(ReViT(**TINY, alpha=0.3))
+    alpha = 0.3
+    with torch.no_grad():
+        tokens, residual = revit.tokens(images()), None
+        for block in revit.blocks:
+            q, k, _ = block.attn.split_heads(block.norm1(tokens))
+            own = (q @ k.transpose(-2, -1)) * block.attn.scale
+            tokens, mixed, weights = revit.residual_block(block, tokens, residual)
+            expected = own if residual is None else alpha * own + (1 - alpha) * residual
+            torch.testing.assert_close(mixed, expected)
+            torch.testing.assert_close(weights, expected.softmax(dim=-1))
+            residual = mixed
+
+
+def test_block_zero_is_unmixed_and_later_blocks_differ_from_the_vit():
+    vit = spread(VisionTransformer(**TINY))
+    revit = ReViT(**TINY, alpha=0.5).eval()
+    revit.load_state_dict(vit.state_dict(), strict=False)
+    with torch.no_grad():
+        vit_maps, revit_maps = attention_maps(vit, images()), attention_maps(revit, images())
+    torch.testing.assert_close(revit_maps[0], vit_maps[0])
+    assert (revit_maps[1] - vit_maps[1]).abs().max() > 1e-3
+
+
+def test_one_alpha_shared_by_all_blocks_receives_gradients():
+    revit = ReViT(**TINY)
+    assert [name for name, _ in revit.named_parameters() if "alpha" in name] == ["alpha"]
+    assert revit.alpha.shape == () and revit.alpha.item() == 0.5
+    spread(revit).train()
+    revit(images()).square().sum().backward()
+    assert revit.alpha.grad is not None and revit.alpha.grad.abs() > 0
+
+
+def test_fixed_alpha_is_not_trained():
+    revit = ReViT(**TINY, alpha=0.5, learn_alpha=False)
+    revit(images()).square().sum().backward()
+    assert not revit.alpha.requires_grad and revit.alpha.grad is None
+    trained = sum(parameter.numel() for parameter in revit.parameters() if parameter.requires_grad)
+    assert trained == sum(parameter.numel() for parameter in VisionTransformer(**TINY).parameters())
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_outside_zero_one_is_refused(alpha):
+    with pytest.raises(ConfigError, match=r"alpha \(α\)"):
+        ReViT(**TINY, alpha=alpha)
+
+
+def test_small_preset_is_the_small_vit_plus_alpha():
+    width, hidden, tokens, depth = 192, 384, 64, 9  # D 192, MLP ×2, 32×32 images in 4×4 patches
+    block = 2 * 2 * width + (width * 3 * width + 3 * width) + (width * width + width) + (width * hidden + hidden)
+    block += hidden * width + width
+    embedding = 4 * 4 * 3 * width + width + width + (tokens + 1) * width  # patches, class token, positions
+    head = 2 * width + width * 10 + 10
+    assert count_parameters(revit_small()).trainable == embedding + depth * block + head + 1  # + α
+
+
+@pytest.mark.parametrize("model_class", [VisionTransformer, ReViT])
+def test_attention_maps_have_one_distribution_per_query(model_class):
+    model = spread(model_class(**TINY))
+    with torch.no_grad():
+        maps = attention_maps(model, images(count=2))
+    assert maps.shape == (3, 2, 3, 17, 17)  # (L, B, heads, T+1, T+1)
+    assert (maps >= 0).all()
+    torch.testing.assert_close(maps.sum(dim=-1), torch.ones(3, 2, 3, 17))
+
+
+def test_vit_maps_are_the_ones_its_forward_uses():
+    """Rebuild each block's output from the recorded map: equal to the block's own forward."""
+    vit = spread(VisionTransformer(**TINY))
+    with torch.no_grad():
+        maps = attention_maps(vit, images())
+        tokens = vit.tokens(images())
+        for block, weights in zip(vit.blocks, maps, strict=True):
+            _, _, v = block.attn.split_heads(block.norm1(tokens))
+            rebuilt = tokens + block.attn.merge_heads(weights @ v)
+            rebuilt = rebuilt + block.mlp(block.norm2(rebuilt))
+            tokens = block(tokens)
+            torch.testing.assert_close(rebuilt, tokens, rtol=1e-5, atol=1e-5)
+
+
+def test_identical_maps_have_similarity_one():
+    single = torch.rand(2, 3, 5, 5).softmax(dim=-1)
+    maps = single.expand(4, -1, -1, -1, -1)
+    torch.testing.assert_close(cross_layer_similarity(maps), torch.ones(3))
+    assert mean_cross_layer_similarity(maps) == pytest.approx(1.0)
+
+
+def test_uniform_against_one_hot_attention_has_similarity_one_over_root_n():
+    tokens = 9
+    uniform = torch.full((1, 1, tokens, tokens), 1 / tokens)
+    one_hot = torch.eye(tokens).view(1, 1, tokens, tokens)
+    maps = torch.stack([uniform, one_hot])
+    assert cross_layer_similarity(maps).item() == pytest.approx(1 / math.sqrt(tokens))
+
+
+def test_revit_piece_trains_and_logs_the_learned_alpha(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "data", train=120, test=40)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--model.backbone.init_args.embed_dim", "16", "--model.backbone.init_args.num_heads", "2"]
+    main(
+        [
+            "fit",
+            *("-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "model" / "revit.yaml")),
+            *("-c", str(CONFIGS / "depth" / "3.yaml")),
+            *tiny,
+            *QUICK_TRAINER,
+            *("--trainer.limit_train_batches", "2", "--data.init_args.download", "false"),
+        ]
+    )
+    run = tmp_path / "logs" / "revit-mnist" / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()  # `callbacks+` appended: the default checkpointing stays
+    events = EventAccumulator(str(run))
+    events.Reload()
+    logged = events.Scalars("backbone/alpha")
+    assert len(logged) == 1 and logged[0].value != pytest.approx(0.5, abs=1e-6)  # α moved in training

@@ -1,0 +1,199 @@
+"""Robustness: corruption metrics, the corruption report of `lit-vir test`, and `lit-vir perturb`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.cli import main
+from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
+from lit_vir.models import ViR, VisionTransformer
+from lit_vir.models.topology import spectral_radius
+from lit_vir.robustness.metrics import load_summary, summarize
+from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+from tests.fakedata import write_mnist
+
+
+def test_mean_corruption_accuracy_counts_benchmark_corruptions_only():
+    cells = {("clean", 0): 0.9, ("fog", 1): 0.8, ("fog", 2): 0.6, ("contrast", 1): 0.5, ("speckle_noise", 1): 0.1}
+    summary = summarize(cells)
+    assert summary.clean_accuracy == 0.9
+    assert summary.per_corruption == {"fog": pytest.approx(0.7), "contrast": 0.5, "speckle_noise": 0.1}
+    assert summary.benchmark_corruptions == ["fog", "contrast"]  # in the published order (weather, digital)
+    assert summary.mean_corruption_accuracy == pytest.approx(0.6)
+    assert summary.mce_unnormalised == pytest.approx(40.0)
+
+
+def test_corruption_errors_relative_to_a_reference_model(tmp_path):
+    reference = summarize({("clean", 0): 0.8, ("fog", 1): 0.6, ("fog", 2): 0.4, ("contrast", 1): 0.5})
+    reference.to_json(tmp_path / "reference.json")
+    ours = summarize(
+        {("clean", 0): 0.9, ("fog", 1): 0.8, ("fog", 2): 0.6, ("contrast", 1): 0.75},
+        load_summary(tmp_path / "reference.json"),
+        reference_name="vit",
+    )
+    # CE_fog = (0.2 + 0.4) / (0.4 + 0.6); CE_contrast = 0.25 / 0.5
+    assert ours.corruption_errors == {"fog": pytest.approx(60.0), "contrast": pytest.approx(50.0)}
+    assert ours.mce == pytest.approx(55.0)
+    # rCE_fog = ((0.2 − 0.1) + (0.4 − 0.1)) / ((0.4 − 0.2) + (0.6 − 0.2)); rCE_contrast = 0.15 / 0.3
+    assert ours.relative_corruption_errors == {"fog": pytest.approx(200 / 3), "contrast": pytest.approx(50.0)}
+    assert ours.relative_mce == pytest.approx((200 / 3 + 50) / 2)
+
+
+@pytest.fixture
+def trained_vir(tmp_path, monkeypatch) -> Path:
+    write_mnist(tmp_path / "data", train=200, test=40)
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, *QUICK_TRAINER, "--data.init_args.download", "false"])
+    return tmp_path / "logs" / "vir-mnist" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_lit_vir_test_on_generated_corruptions_writes_every_cell(tmp_path, trained_vir):
+    severities = [1, 5]
+    main(
+        [
+            "test",
+            "-c",
+            str(CONFIGS / "vir.yaml"),
+            "-c",
+            str(CONFIGS / "data" / "corrupted_mnist.yaml"),
+            *TINY_VIR,
+            "--data.init_args.dataset.init_args.download",
+            "false",
+            "--data.init_args.severities",
+            str(severities),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--ckpt_path",
+            str(trained_vir),
+        ]
+    )
+    run = tmp_path / "logs" / "vir-corrupted" / "version_0"
+    with open(run / "corruption_accuracy.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    expected = {(name, str(severity)) for name in BENCHMARK_CORRUPTIONS for severity in severities}
+    assert {(row["corruption"], row["severity"]) for row in rows} == expected
+    assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
+    summary = json.loads((run / "corruption_summary.json").read_text())
+    assert summary["clean_accuracy"] is not None and len(summary["benchmark_corruptions"]) == 15
+    assert (run / "corruption_heatmap.png").stat().st_size > 0
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert "robustness/mean_corruption_acc" in events.Tags()["scalars"]
+    assert "robustness/acc/fog/s5" in events.Tags()["scalars"]
+    assert "robustness/heatmap" in events.Tags()["images"]
+
+
+def tiny_vir(**options) -> ViR:
+    return ViR(
+        num_classes=10,
+        image_size=28,
+        in_channels=1,
+        patch_size=7,
+        num_nodes=40,
+        jump_size=7,
+        embed_dim=16,
+        mlp_dim=32,
+        **options,
+    ).eval()
+
+
+@pytest.mark.parametrize("kind", ["noise", "spectral_radius", "input_sparsity", "reservoir_seed"])
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_zero_perturbation_leaves_the_model_exactly_as_trained(kind, mode):
+    model = tiny_vir(depth=2, mode=mode)
+    images = torch.randn(6, 1, 28, 28)
+    unchanged = perturbed(model, Perturbation(kind, unperturbed_level(model, kind)))
+    assert torch.equal(unchanged(images), model(images))
+
+
+def test_zero_noise_leaves_a_vit_exactly_as_trained():
+    model = VisionTransformer(
+        num_classes=10, image_size=28, in_channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2
+    ).eval()
+    images = torch.randn(4, 1, 28, 28)
+    assert torch.equal(perturbed(model, Perturbation("noise", 0.0))(images), model(images))
+    noisy = perturbed(model, Perturbation("noise", 0.1))
+    assert not torch.equal(noisy.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+    assert torch.equal(noisy.patch_embed.weight, model.patch_embed.weight)  # only attention/MLP weights
+
+
+def test_spectral_radius_factor_rescales_alpha():
+    model = tiny_vir()
+    scaled = perturbed(model, Perturbation("spectral_radius", 1.2))
+    assert spectral_radius(scaled.reservoirs[0].weight[0]) == pytest.approx(1.2 * 0.9, abs=1e-5)
+    assert torch.equal(model.reservoirs[0].weight[0], tiny_vir().reservoirs[0].weight[0])  # original untouched
+
+
+def test_relative_noise_keeps_the_sparsity_pattern_of_v():
+    model = tiny_vir(input_sparsity=0.2)
+    noisy = perturbed(model, Perturbation("noise", 0.05))
+    before, after = model.reservoirs[0].input_weight, noisy.reservoirs[0].input_weight
+    assert torch.equal(before == 0, after == 0) and not torch.equal(before, after)
+    relative = (after - before)[before != 0] / before[before != 0]  # ε·Z with Z ~ N(0, 1)
+    assert relative.std() == pytest.approx(0.05, rel=0.3)
+
+
+def test_redrawn_input_matrix_has_the_new_density_and_keeps_w():
+    model = tiny_vir(input_sparsity=0.1)
+    redrawn = perturbed(model, Perturbation("input_sparsity", 0.3))
+    assert int(torch.count_nonzero(redrawn.reservoirs[0].input_weight)) == round(0.3 * 16 * 40)
+    assert torch.equal(redrawn.reservoirs[0].weight, model.reservoirs[0].weight)
+    denser_everywhere = (model.reservoirs[0].input_weight != 0) <= (redrawn.reservoirs[0].input_weight != 0)
+    assert denser_everywhere.all()  # the same permutation of positions: a superset of non-zeros
+
+
+def test_redrawn_reservoir_equals_one_built_with_that_seed():
+    redrawn = perturbed(tiny_vir(seed=42), Perturbation("reservoir_seed", 7))
+    assert torch.equal(redrawn.reservoirs[0].weight, tiny_vir(seed=7).reservoirs[0].weight)
+
+
+def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_accuracy(tmp_path, trained_vir):
+    from lit_vir.training.checkpoints import load_classifier
+
+    output = tmp_path / "perturbation"
+    main(
+        [
+            "perturb",
+            "--ckpt_path",
+            str(trained_vir),
+            "--spectral_radius",
+            "0.8",
+            "1.0",
+            "--noise",
+            "0",
+            "0.1",
+            "--input_sparsity",
+            "0.1",
+            "--reservoir_seed",
+            "3",
+            "--output",
+            str(output),
+        ]
+    )
+    rows = json.loads((output / "perturbation.json").read_text())
+    assert {(row["kind"], row["level"]) for row in rows} == {
+        ("spectral_radius", 0.8),
+        ("spectral_radius", 1.0),
+        ("noise", 0.0),
+        ("noise", 0.1),
+        ("input_sparsity", 0.1),
+        ("reservoir_seed", 42.0),
+        ("reservoir_seed", 3.0),
+    }
+    from lit_vir.cli import build_from_config
+
+    _, data = build_from_config(["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"])
+    data.prepare_data()
+    data.setup("test")
+    plain = accuracy(load_classifier(trained_vir).backbone, data.test_dataloader())
+    for row in rows:
+        if (row["kind"], row["level"]) in {("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)}:
+            assert row["accuracy"] == plain
+    assert (output / "perturbation.png").stat().st_size > 0 and (output / "perturbation.csv").exists()

@@ -1,0 +1,325 @@
+"""ViT-Slim: soft masks on the ViT, the sparsity loss, the global ranking, the physically slim model and the
+train → search → slim → fine-tune chain through the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.checks import ConfigError
+from lit_vir.cli import main as lit_vir_main
+from lit_vir.commands.slim import count_flops
+from lit_vir.commands.slim import main as slim_main
+from lit_vir.models import SearchableViT, SlimViT, VisionTransformer, count_parameters
+from lit_vir.models.vit_slim import apply_keep_masks, build_slim, keep_masks, slim
+from lit_vir.training import ImageClassifier
+from lit_vir.training.checkpoints import load_classifier
+from lit_vir.training.slim import SlimSearch, WarmStart
+from tests.conftest import CONFIGS, QUICK_TRAINER
+from tests.fakedata import write_mnist
+
+TINY = dict(
+    num_classes=5, image_size=16, in_channels=3, patch_size=4, embed_dim=24, depth=3, num_heads=3, mlp_ratio=2.0
+)
+DEPTH, HEADS, HEAD_DIM, HIDDEN, PATCHES = 3, 3, 8, 48, 16
+
+
+def trained_vit(pooling: str = "token", seed: int = 0) -> VisionTransformer:
+    """A ViT whose weights are far from the near-zero init (a stand-in for a trained one): O(1) logits."""
+    vit = VisionTransformer(**TINY, pooling=pooling)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in vit.parameters():
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return vit.eval()
+
+
+def images(count: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.randn(count, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def distinct(shape: tuple[int, ...], low: float, high: float, seed: int) -> torch.Tensor:
+    """Values with distinct magnitudes in [low, high], shuffled, random signs: a ranking without ties."""
+    generator = torch.Generator().manual_seed(seed)
+    count = math.prod(shape)
+    magnitudes = torch.linspace(low, high, count)[torch.randperm(count, generator=generator)]
+    signs = torch.where(torch.rand(count, generator=generator) < 0.3, -1.0, 1.0)
+    return (magnitudes * signs).view(shape)
+
+
+def searched(pooling: str = "token", attention_search: str = "channel", seed: int = 2) -> SearchableViT:
+    """A search model with known, tie-free mask values, as if searched."""
+    model = SearchableViT.from_vit(trained_vit(pooling), attention_search=attention_search).eval()
+    with torch.no_grad():
+        model.attention_mask.copy_(distinct(model.attention_mask.shape, 0.05, 1.5, seed))
+        model.mlp_mask.copy_(distinct(model.mlp_mask.shape, 0.05, 1.5, seed + 1))
+        model.token_logit.copy_(distinct(model.token_logit.shape, 0.05, 2.5, seed + 2))
+    return model
+
+
+def kept_by_threshold(values: list[float], budget: float) -> float:
+    """The smallest |value| among the top round(budget·n) — computed by sorting, apart from the code under test."""
+    ordered = sorted((abs(value) for value in values), reverse=True)
+    return ordered[math.floor(budget * len(ordered) + 0.5) - 1]
+
+
+# ---------------------------------------------------------------------------------------------- search model
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_all_masks_at_one_equal_the_vit(pooling):
+    vit = trained_vit(pooling)
+    search = SearchableViT.from_vit(vit).eval()
+    with torch.no_grad():
+        search.token_logit.fill_(20.0)  # tanh(20) is 1 in float32
+        torch.testing.assert_close(search(images()), vit(images()), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("attention_search", "shape"),
+    [("channel", (DEPTH, HEADS, HEAD_DIM)), ("head", (DEPTH, HEADS, 1)), ("head_dim", (DEPTH, 1, HEAD_DIM))],
+)
+def test_masks_start_near_one_in_their_shapes(attention_search, shape):
+    search = SearchableViT.from_vit(trained_vit(), attention_search=attention_search)
+    assert search.attention_mask.shape == shape and (search.attention_mask == 1).all()
+    assert search.mlp_mask.shape == (DEPTH, HIDDEN) and (search.mlp_mask == 1).all()
+    assert search.token_mask.shape == (DEPTH, PATCHES + 1)
+    torch.testing.assert_close(search.token_mask, torch.full((DEPTH, PATCHES + 1), math.tanh(3.0)))
+
+
+def test_sparsity_loss_is_the_weighted_sum_of_absolute_masks():
+    search = SearchableViT(**TINY, attention_l1=1e-4, mlp_l1=2e-3, token_l1=3e-2)
+    with torch.no_grad():
+        for parameter in (search.attention_mask, search.mlp_mask, search.token_logit):
+            parameter.uniform_(-2, 2)
+    attention = sum(abs(value) for value in search.attention_mask.flatten().tolist())
+    mlp = sum(abs(value) for value in search.mlp_mask.flatten().tolist())
+    tokens = sum(abs(math.tanh(value)) for value in search.token_logit.flatten().tolist())
+    expected = 1e-4 * attention + 2e-3 * mlp + 3e-2 * tokens
+    assert search.sparsity_loss().item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_trained_vit_of_another_shape_is_refused():
+    other = VisionTransformer(**(TINY | {"embed_dim": 30}))
+    with pytest.raises(ConfigError, match="do not fit this architecture"):
+        SearchableViT(**TINY).load_vit_weights(other.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------- slimming
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.5, 0.8])
+def test_channel_search_keeps_the_global_top_fraction(budget):
+    search = searched(attention_search="channel")
+    slimmed = slim(search, budget)
+    threshold = kept_by_threshold(search.attention_mask.flatten().tolist(), budget)
+    for block, layer in zip(slimmed.blocks, search.attention_mask.abs().tolist(), strict=True):
+        widths = [sum(value >= threshold for value in head) for head in layer]
+        assert block.attn.head_widths == sorted((width for width in widths if width > 0), reverse=True)
+    threshold = kept_by_threshold(search.mlp_mask.flatten().tolist(), budget)
+    expected_units = [sum(abs(value) >= threshold for value in layer) for layer in search.mlp_mask.tolist()]
+    assert [block.mlp.fc1.out_features for block in slimmed.blocks] == expected_units
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.6])
+def test_head_search_keeps_whole_heads_by_global_rank(budget):
+    search = searched(attention_search="head")
+    slimmed = slim(search, budget)
+    threshold = kept_by_threshold(search.attention_mask.flatten().tolist(), budget)
+    expected = [sum(abs(value) >= threshold for value in layer) for layer in search.attention_mask.flatten(1).tolist()]
+    assert [block.attn.head_widths for block in slimmed.blocks] == [[HEAD_DIM] * heads for heads in expected]
+
+
+def test_head_dim_search_gives_every_head_of_a_block_the_same_width():
+    search = searched(attention_search="head_dim")
+    slimmed = slim(search, 0.5)
+    threshold = kept_by_threshold(search.attention_mask.flatten().tolist(), 0.5)
+    widths = [sum(abs(value) >= threshold for value in layer) for layer in search.attention_mask.flatten(1).tolist()]
+    assert [block.attn.head_widths for block in slimmed.blocks] == [[w] * HEADS if w else [] for w in widths]
+
+
+@pytest.mark.parametrize("budget", [0.25, 0.5])
+def test_tokens_follow_the_global_rank_made_monotone(budget):
+    search = searched()
+    slimmed = slim(search, budget)
+    patch_masks = [[math.tanh(value) for value in layer[1:]] for layer in search.token_logit.tolist()]
+    threshold = kept_by_threshold([value for layer in patch_masks for value in layer], budget)
+    ranked = [[abs(value) >= threshold for value in layer] for layer in patch_masks]
+    monotone = [
+        [any(ranked[later][j] for later in range(depth, DEPTH)) for j in range(PATCHES)] for depth in range(DEPTH)
+    ]
+    assert [block.num_tokens for block in slimmed.blocks] == [1 + sum(layer) for layer in monotone]
+    assert any(monotone[0][j] and not ranked[0][j] for j in range(PATCHES))  # monotonicity added tokens here
+
+
+def test_token_keep_masks_are_monotone_with_the_class_token_always_kept():
+    keep = keep_masks(searched(), 0.3).tokens
+    assert keep[:, 0].all()
+    assert (keep[:-1] >= keep[1:]).all()  # kept at block l+1 ⇒ kept at block l
+
+
+@pytest.mark.parametrize("attention_search", ["channel", "head", "head_dim"])
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+@pytest.mark.parametrize("budget", [0.3, 0.6])
+def test_slim_logits_equal_the_masked_model_with_binary_masks(attention_search, pooling, budget):
+    search = searched(pooling, attention_search)
+    keep = keep_masks(search, budget)
+    slimmed = build_slim(search, keep)
+    with torch.no_grad():
+        reference = apply_keep_masks(search, keep)(images())
+        torch.testing.assert_close(slimmed(images()), reference, rtol=0, atol=1e-5)
+        assert (reference - search(images())).abs().max() > 1e-3  # the pruning did change the network
+    assert count_parameters(slimmed).trainable < count_parameters(search).trainable - search.attention_mask.numel()
+
+
+def test_a_block_pruned_to_nothing_keeps_only_its_biases():
+    search = searched()
+    with torch.no_grad():
+        search.attention_mask[1] *= 1e-3  # block 1's masks rank last
+        search.mlp_mask[1] *= 1e-3
+    keep = keep_masks(search, 0.5)
+    slimmed = build_slim(search, keep)
+    assert slimmed.blocks[1].attn.head_widths == [] and slimmed.blocks[1].mlp.fc1.out_features == 0
+    with torch.no_grad():
+        torch.testing.assert_close(slimmed(images()), apply_keep_masks(search, keep)(images()), rtol=0, atol=1e-5)
+
+
+def test_slim_model_is_smaller_and_cheaper():
+    search = searched()
+    full, half = slim(search, 1.0), slim(search, 0.5)
+    assert count_parameters(full).trainable == count_parameters(trained_vit()).trainable
+    assert count_parameters(half).trainable < 0.75 * count_parameters(full).trainable
+    assert count_flops(half, images(1)) < 0.75 * count_flops(full, images(1))
+
+
+def test_slim_model_is_rebuilt_from_plain_data_and_weights_only(tmp_path):
+    slimmed = slim(searched(pooling="mean"), 0.5)
+    init_args = json.loads(json.dumps(slimmed.init_args))  # plain data: survives JSON
+    torch.save(slimmed.state_dict(), tmp_path / "weights.pt")
+    rebuilt = SlimViT(**init_args).eval()
+    rebuilt.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(images()), slimmed(images()), rtol=0, atol=0)
+
+
+def test_budget_outside_zero_one_is_refused():
+    with pytest.raises(ConfigError, match=r"token budget = 1\.5"):
+        keep_masks(searched(), 0.5, token_budget=1.5)
+
+
+# --------------------------------------------------------------------------------------------- Lightning side
+
+
+def test_search_loss_adds_the_sparsity_term_to_the_cross_entropy():
+    search = searched()
+    module = SlimSearch(search, num_classes=5).train()
+    batch = (images(), torch.tensor([0, 1, 2, 3]))
+    with pytest.warns(UserWarning, match="self.log"):  # no trainer attached here
+        loss, _, _ = module.model_step(batch)
+    expected = F.cross_entropy(search(batch[0]), batch[1]) + search.sparsity_loss()
+    torch.testing.assert_close(loss, expected)
+    module.eval()
+    evaluated, _, _ = module.model_step(batch)
+    torch.testing.assert_close(evaluated, F.cross_entropy(search(batch[0]), batch[1]))
+
+
+def test_masks_only_trains_nothing_but_the_masks():
+    module = SlimSearch(SearchableViT(**TINY), masks_only=True)
+    trainable = [name for name, parameter in module.named_parameters() if parameter.requires_grad]
+    assert sorted(trainable) == ["backbone.attention_mask", "backbone.mlp_mask", "backbone.token_logit"]
+
+
+def test_search_needs_a_searchable_backbone():
+    with pytest.raises(ConfigError, match="SearchableViT"):
+        SlimSearch(VisionTransformer(**TINY))
+
+
+def test_init_from_copies_the_trained_vit_and_leaves_the_masks(tmp_path):
+    vit = trained_vit()
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in vit.state_dict().items()}}, tmp_path / "vit.ckpt")
+    module = SlimSearch(SearchableViT(**TINY), init_from=str(tmp_path / "vit.ckpt"))
+    module.load_initial_weights()
+    search = module.backbone.eval()
+    assert (search.attention_mask == 1).all() and (search.mlp_mask == 1).all()
+    with torch.no_grad():
+        search.token_logit.fill_(20.0)
+        torch.testing.assert_close(search(images()), vit(images()), rtol=1e-5, atol=1e-5)
+
+
+def test_warm_start_loads_a_new_run_and_leaves_a_resumed_one(tmp_path):
+    source = slim(searched(), 0.5)
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "s.ckpt")
+    resumed = ImageClassifier(SlimViT(**source.init_args), num_classes=5)
+    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(SimpleNamespace(ckpt_path="run/last.ckpt"), resumed)
+    assert not torch.equal(resumed.backbone.head.weight, source.head.weight)
+    fresh = ImageClassifier(SlimViT(**source.init_args), num_classes=5)
+    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(SimpleNamespace(ckpt_path=None), fresh)
+    for name, value in source.state_dict().items():
+        assert torch.equal(fresh.backbone.state_dict()[name], value), name
+
+
+def test_slim_command_help_shows_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        slim_main(["--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "examples:" in shown and "--budget" in shown and "lit-vir fit" in shown
+
+
+# ------------------------------------------------------------------------------------- the chain, end to end
+
+TINY_VIT = [
+    *("-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "model" / "vit_base.yaml")),
+    *("--model.backbone.init_args.embed_dim", "16", "--model.backbone.init_args.num_heads", "2"),
+    *("--model.backbone.init_args.depth", "2", "--model.backbone.init_args.mlp_ratio", "2.0"),
+]
+QUICK = [*QUICK_TRAINER, "--trainer.limit_train_batches", "2", "--data.init_args.download", "false"]
+
+
+def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data", train=120, test=40)
+    monkeypatch.chdir(tmp_path)
+    lit_vir_main(["fit", *TINY_VIT, *QUICK])
+    vit_checkpoint = tmp_path / "logs" / "visiontransformer-mnist" / "version_0" / "checkpoints" / "last.ckpt"
+
+    search_args = ["-c", str(CONFIGS / "slim" / "search.yaml"), "--model.init_from", str(vit_checkpoint)]
+    lit_vir_main(["fit", *TINY_VIT, *search_args, *QUICK, "--trainer.log_every_n_steps", "1"])
+    search_run = tmp_path / "logs" / "searchablevit-mnist" / "version_0"
+    events = EventAccumulator(str(search_run))
+    events.Reload()
+    assert {"masks/attention", "masks/mlp", "masks/token"} <= set(events.Tags()["histograms"])
+    assert {"masks/token_sparsity", "masks/mlp_mean", "train/sparsity_loss"} <= set(events.Tags()["scalars"])
+
+    capsys.readouterr()
+    slim_main([str(search_run / "checkpoints" / "last.ckpt"), "--budget", "0.5", "--batch-size", "4", "--repeats", "2"])
+    shown = capsys.readouterr().out
+    assert "Δlogit" in shown and "0.50" in shown
+    report = json.loads((tmp_path / "slim" / "slim.json").read_text())
+    (row,) = report["budgets"]
+    assert row["max_logit_difference"] < 1e-5 and row["params"] < report["full"]["params"]
+    piece = tmp_path / "slim" / "slim-b0.50.yaml"
+    widths = yaml.safe_load(piece.read_text())["model"]["init_args"]["backbone"]["init_args"]
+    assert widths["mlp_widths"] == row["mlp_units"] and widths["token_counts"] == row["tokens"]
+
+    as_slimmed = load_classifier(tmp_path / "slim" / "slim-b0.50.ckpt").backbone
+    assert isinstance(as_slimmed, SlimViT) and as_slimmed.init_args.items() >= widths.items()
+
+    lit_vir_main(["fit", "-c", str(CONFIGS / "vir.yaml"), "-c", str(piece), *QUICK])
+    final = tmp_path / "logs" / "slimvit-mnist" / "version_0" / "checkpoints" / "last.ckpt"
+    loader = (
+        "import sys, json; from lit_vir.training.checkpoints import load_classifier; "
+        "model = load_classifier(sys.argv[1]).backbone; "
+        "print(json.dumps([type(model).__name__, model.init_args['mlp_widths'], model.init_args['token_counts']]))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", loader, str(final)], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout.splitlines()[-1]) == ["SlimViT", row["mlp_units"], row["tokens"]]
