@@ -20,7 +20,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_vir.checks import find_config_error
+from lit_vir.checks import ConfigError, find_config_error
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
 from lit_vir.training.callbacks.corruption_report import CorruptionReport
@@ -59,6 +59,7 @@ DEFAULT_CALLBACKS = [
         },
     },
     {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "epoch"}},
+    {"class_path": "lit_vir.training.callbacks.resources.ResourceMonitor"},
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]
@@ -67,6 +68,7 @@ LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
 TOOLS: dict[str, tuple[str, str]] = {
+    "bench": ("lit_vir.commands.bench", "parameters, memory and speed of models, ViR against ViT"),
     "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
     "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
 }
@@ -258,3 +260,6 @@ def main(args: list[str] | None = None) -> None:
     ) as error:
         print(f"lit-vir: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ConfigError as error:  # found once the data are known, e.g. a cache that cannot fit
+        print(f"lit-vir: invalid configuration: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lit_vir.models import ViR, count_parameters, vit_base
-from lit_vir.models.vir import PatchEmbedding
+from lit_vir.models.vir import PatchEmbedding, Readout
 
 TINY = dict(num_nodes=24, jump_size=5, embed_dim=8, mlp_dim=16)
 
@@ -38,6 +38,16 @@ def test_patches_are_row_major_and_flattened_row_col_channel():
     # patch 1 is the top-right block (row-major); entries run over (p1, p2, c)
     expected = [c * 16 + y * 4 + x for y in (0, 1) for x in (2, 3) for c in (0, 1)]
     assert patches[1].tolist() == expected
+
+
+def test_readout_computes_the_spec_equations():
+    readout = Readout(embed_dim=6, num_nodes=9).double()
+    tokens, states = torch.randn(2, 5, 6, dtype=torch.float64), torch.rand(2, 5, 9, dtype=torch.float64)
+    linear = torch.cat([tokens, states], dim=-1)
+    output = torch.tanh(linear @ readout.state_readout.weight.T + readout.state_readout.bias)
+    features = torch.cat([tokens, states, output, tokens**2, states**2, output**2], dim=-1)
+    expected = torch.tanh(features @ readout.quadratic_readout.weight.T + readout.quadratic_readout.bias)
+    assert torch.allclose(readout(tokens, states), expected, atol=1e-12)
 
 
 def test_no_gradient_reaches_reservoir_matrices_which_are_buffers():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lit_vir.checks import check_range
 from lit_vir.models.topology import input_matrix, nearly_fully_connected
@@ -46,6 +47,7 @@ class Reservoir(nn.Module):
         leak_rate: float = 1.0,
         bias_scaling: float = 0.0,
         autocast_recurrence: bool = False,
+        checkpoint_recurrence: bool = False,
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -89,6 +91,7 @@ class Reservoir(nn.Module):
         self.num_reservoirs = num_reservoirs
         self.leak_rate = leak_rate
         self.autocast_recurrence = autocast_recurrence
+        self.checkpoint_recurrence = checkpoint_recurrence
         self.seed = seed
         # How W and V were drawn, so analyses and perturbation studies can redraw them.
         self.topology = dict(
@@ -142,15 +145,43 @@ class Reservoir(nn.Module):
             return self.recur(self.drive(tokens))
 
     def recur(self, drive: torch.Tensor) -> torch.Tensor:
-        """The recurrence over t for a precomputed drive u_t + b: (L, B, T, N) → (L, B, T, N)."""
-        num_steps = drive.shape[2]
+        """The recurrence over t for a precomputed drive u_t + b: (L, B, T, N) → (L, B, T, N).
+
+        Only when the drive needs a gradient (serial cores, a trained embedding) is an autograd graph
+        built through time, optionally checkpointed (`checkpoint_recurrence`: states recomputed in
+        backward instead of stored). Otherwise the states are written in place, no graph, no copies.
+        """
+        if torch.is_grad_enabled() and drive.requires_grad:
+            if self.checkpoint_recurrence:
+                return checkpoint(self.recur_with_graph, drive, use_reentrant=False)
+            return self.recur_with_graph(drive)
+        if self.autocast_recurrence and torch.is_autocast_enabled(drive.device.type):
+            return self.recur_with_graph(drive)  # out= kernels do not autocast
+        with torch.no_grad():
+            return self.recur_in_place(drive)
+
+    def recur_with_graph(self, drive: torch.Tensor) -> torch.Tensor:
+        """Out-of-place steps that autograd can differentiate through."""
         state = drive.new_zeros(drive.shape[0], drive.shape[1], drive.shape[3])  # (L, B, N)
         states = []
-        for step in range(num_steps):
+        for step in range(drive.shape[2]):
             activation = torch.tanh(torch.baddbmm(drive[:, :, step], state, self.weight))
-            if self.leak_rate == 1.0:
-                state = activation
-            else:
-                state = (1.0 - self.leak_rate) * state + self.leak_rate * activation
+            state = activation if self.leak_rate == 1.0 else torch.lerp(state, activation, self.leak_rate)
             states.append(state)
         return torch.stack(states, dim=2)
+
+    def recur_in_place(self, drive: torch.Tensor) -> torch.Tensor:
+        """One fused multiply-add and one tanh per step, each written into the output (time-major)."""
+        by_time = drive.permute(2, 0, 1, 3)  # (T, L, B, N) view
+        states = torch.empty(by_time.shape, dtype=drive.dtype, device=drive.device)  # (T, L, B, N)
+        for step in range(len(by_time)):
+            current = states[step]
+            if step == 0:
+                current.copy_(by_time[0])  # h_0 = 0: the first pre-activation is the drive itself
+            else:
+                torch.baddbmm(by_time[step], states[step - 1], self.weight, out=current)
+            current.tanh_()
+            if self.leak_rate != 1.0:
+                previous = states[step - 1] if step else torch.zeros_like(current)
+                torch.lerp(previous, current, self.leak_rate, out=current)
+        return states.permute(1, 2, 0, 3)  # (L, B, T, N) view

@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lit_vir.checks import check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
 from lit_vir.models.reservoir import Reservoir
+from lit_vir.models.state_cache import ReservoirStateCache
 
 __all__ = ["ClassifierHead", "PatchEmbedding", "Readout", "ResidualMlp", "ViR"]
 
@@ -44,21 +46,32 @@ class PatchEmbedding(nn.Module):
 class Readout(nn.Module):
     """The trained readout of one core, applied to every token at once (the spec's two equations).
 
-    o_t = tanh(W_o [x_t ; h_t] + b_o)                            (D+N) → D
-    y_t = tanh(W_q [x_t ; h_t ; o_t ; x_t² ; h_t² ; o_t²] + b_q)   (4D+2N) → D
+        o_t = tanh(W_o [x_t ; h_t] + b_o)                            (D+N) → D
+        y_t = tanh(W_q [x_t ; h_t ; o_t ; x_t² ; h_t² ; o_t²] + b_q)   (4D+2N) → D
+
+    Computed block by block (W_q·[a; b] = W_q,a·a + W_q,b·b) rather than on concatenated features: no
+    (B, T, 4D+2N) copy is made, and when x and h need no gradient (a fixed embedding and reservoir)
+    backward skips the gradient of the 2D+2N input columns that cannot learn — most of W_q's cost.
     """
 
     def __init__(self, embed_dim: int, num_nodes: int) -> None:
         super().__init__()
+        self.embed_dim = embed_dim
+        self.num_nodes = num_nodes
         self.state_readout = nn.Linear(embed_dim + num_nodes, embed_dim)  # W_o
         self.quadratic_readout = nn.Linear(4 * embed_dim + 2 * num_nodes, embed_dim)  # W_q
 
     def forward(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         states = states.to(tokens.dtype)
-        linear = torch.cat([tokens, states], dim=-1)  # (B, T, D+N)
-        output = torch.tanh(self.state_readout(linear))  # (B, T, D)
-        features = torch.cat([linear, output], dim=-1)  # (B, T, 2D+N)
-        return torch.tanh(self.quadratic_readout(torch.cat([features, features.square()], dim=-1)))
+        d, n = self.embed_dim, self.num_nodes
+        w_o, w_q = self.state_readout.weight, self.quadratic_readout.weight  # (D, D+N), (D, 4D+2N)
+        output = torch.tanh(F.linear(tokens, w_o[:, :d], self.state_readout.bias) + F.linear(states, w_o[:, d:]))
+        # column blocks of W_q in the order of [x ; h ; o ; x² ; h² ; o²]
+        x, h, o, x2, h2, o2 = torch.split(w_q, [d, n, d, d, n, d], dim=1)
+        fixed = (
+            F.linear(tokens, x) + F.linear(states, h) + F.linear(tokens.square(), x2) + F.linear(states.square(), h2)
+        )
+        return torch.tanh(fixed + F.linear(output, o) + F.linear(output.square(), o2) + self.quadratic_readout.bias)
 
 
 class ResidualMlp(nn.Module):
@@ -131,6 +144,7 @@ class ViR(nn.Module):
         leak_rate: float = 1.0,
         bias_scaling: float = 0.0,
         autocast_recurrence: bool = False,
+        checkpoint_recurrence: bool = False,
         mlp_dim: int = 512,
         dropout: float = 0.0,
         pooling: Pooling = "flatten",
@@ -155,6 +169,7 @@ class ViR(nn.Module):
         self.detach = detach
         self.train_embedding = train_embedding
         self.embedding = PatchEmbedding(image_size, in_channels, patch_size, embed_dim)
+        self.image_numel = in_channels * image_size * image_size
         # Frozen rather than detached: a parameter that never gets a gradient would stall DDP.
         self.embedding.requires_grad_(train_embedding)
         reservoir_options = dict(
@@ -170,6 +185,7 @@ class ViR(nn.Module):
             leak_rate=leak_rate,
             bias_scaling=bias_scaling,
             autocast_recurrence=autocast_recurrence,
+            checkpoint_recurrence=checkpoint_recurrence,
         )
         if mode == "parallel":
             banks = [Reservoir(embed_dim, num_reservoirs=depth, seed=seed, **reservoir_options)]
@@ -179,6 +195,43 @@ class ViR(nn.Module):
         self.readouts = nn.ModuleList(Readout(embed_dim, num_nodes) for _ in range(depth))
         self.blocks = nn.ModuleList(ResidualMlp(embed_dim, mlp_dim, dropout) for _ in range(depth))
         self.head = ClassifierHead(self.embedding.num_patches, embed_dim, num_classes, pooling)
+        self.state_cache: ReservoirStateCache | None = None
+
+    def enable_state_cache(self, capacity: int, dtype: torch.dtype = torch.float32) -> ReservoirStateCache:
+        """Cache the reservoir states of up to `capacity` training images (see `ReservoirStateCache`).
+
+        Only valid when the states depend on the image alone: parallel cores (a serial core's input
+        changes as earlier cores learn) and a fixed embedding; the caller also guarantees a fixed
+        training transform. Memory: `ReservoirStateCache.bytes_needed`.
+        """
+        if self.mode != "parallel" or self.train_embedding:
+            raise ConfigError(
+                "ViR: caching reservoir states needs mode = 'parallel' and train_embedding = false (the states "
+                f"must depend on the image alone); got mode = {self.mode!r}, train_embedding = {self.train_embedding}."
+            )
+        reservoir = self.reservoirs[0]
+        shape = (reservoir.num_reservoirs, self.embedding.num_patches, reservoir.num_nodes)
+        self.state_cache = ReservoirStateCache(
+            capacity, shape, self.image_numel, device=reservoir.weight.device, dtype=dtype
+        )
+        return self.state_cache
+
+    def parallel_states(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(L, B, T, N) states of the parallel bank, from the cache where it holds them. In training mode,
+        states computed for images not yet cached are stored."""
+        cache = self.state_cache
+        if cache is None:
+            return self.reservoirs[0](tokens)
+        keys = cache.fingerprint(images)
+        rows, found = cache.lookup(keys)
+        states = cache.states[rows].to(self.reservoirs[0].weight.dtype)  # (B, L, T, N); misses filled below
+        missing = ~found
+        if bool(missing.any()):
+            computed = self.reservoirs[0](tokens[missing]).transpose(0, 1)  # (B_missing, L, T, N)
+            states[missing] = computed
+            if self.training:
+                cache.insert(keys[missing], computed)
+        return states.transpose(0, 1)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens (B, T, D); a fixed random projection unless `train_embedding`."""
@@ -188,7 +241,7 @@ class ViR(nn.Module):
         """Core outputs z (B, T, D) before the head: averaged (parallel) or from the last core (serial)."""
         tokens = self.embed(images)  # (B, T, D)
         if self.mode == "parallel":
-            states = self.reservoirs[0](tokens)  # (L, B, T, N)
+            states = self.parallel_states(images, tokens)  # (L, B, T, N)
             outputs = [
                 block(readout(tokens, core_states))
                 for readout, block, core_states in zip(self.readouts, self.blocks, states, strict=True)

@@ -1,0 +1,308 @@
+"""`lit-vir bench`: parameters, memory and speed of models built from the configs, ViR against ViT.
+
+Each (model, precision) is measured in a fresh worker process, so one model's allocations and caches do
+not colour the next one's numbers. A worker builds the backbone exactly as `lit-vir fit` would (same
+config pieces), feeds random images of the dataset's shape, and measures, after `--warmup` untimed
+runs, the median of `--repeats` timed runs (CUDA events on a GPU):
+
+- forward time (eval, no gradient) and training-step time (forward, cross-entropy, backward, Adam step);
+- peak memory of a training step: on CUDA the allocator's peak; on the CPU the process's peak resident
+  set minus what the interpreter held before the model was built;
+- for reservoirs, the recurrence alone next to T back-to-back (B×N)·(N×N) products of the same shapes —
+  the floor no implementation of a sequential recurrence can beat on this hardware.
+
+Every ViR row is compared with the ViT row of the same depth and precision measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+EXAMPLES = """\
+examples:
+  lit-vir bench                                         # ViR-1/3/6/12 and ViT-Base-1/3/6/12, CIFAR-10 shapes
+  lit-vir bench --models vir-12 vir_serial-3 vit_base-12 --precision 32-true bf16-mixed
+  lit-vir bench --data mnist --batch_size 100 --repeats 20 --output bench-mnist.json
+  lit-vir bench --models vir-1 vit_small --device cpu --repeats 3 --warmup 1
+
+A model is `<family>[-<depth>]`: `vir` is configs/vir.yaml; any other family F adds configs/model/F.yaml
+(vir_serial, vit_base, vit_small, revit, vitae_v2, mobilevit, exmobilevit, ...).
+"""
+
+DEFAULT_MODELS = ["vir-1", "vir-3", "vir-6", "vir-12", "vit_base-1", "vit_base-3", "vit_base-6", "vit_base-12"]
+BASELINE_FAMILY = "vit_base"
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="lit-vir bench",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="model specs, e.g. vir-12 vit_base-12")
+    parse.add_argument("--data", default="cifar10", help="shapes of configs/data/<data>.yaml (no data is read)")
+    parse.add_argument("--batch_size", type=int, default=100)
+    parse.add_argument("--precision", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed", "16-mixed"])
+    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parse.add_argument("--warmup", type=int, default=3)
+    parse.add_argument("--repeats", type=int, default=10)
+    parse.add_argument("--configs_dir", default="configs", help="where the config pieces are")
+    parse.add_argument("--output", default="bench.json")
+    parse.add_argument("--worker", help=argparse.SUPPRESS)
+    return parse
+
+
+def config_args(spec: str, data: str, configs: Path) -> list[str]:
+    """The `-c` pieces and overrides that build `spec` (e.g. `vit_base-3`) on `data`'s shapes."""
+    family, _, depth = spec.partition("-")
+    pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml"]
+    if family != "vir":
+        pieces.append(configs / "model" / f"{family}.yaml")
+    for piece in pieces:
+        if not piece.is_file():
+            raise SystemExit(f"lit-vir bench: no {piece} for model {spec!r} (run from the repository root?)")
+    arguments = [item for piece in pieces for item in ("-c", str(piece))]
+    return arguments + (["--model.backbone.init_args.depth", depth] if depth else [])
+
+
+def timer(device: torch.device) -> Callable[[Callable[[], object], int, int], float]:
+    """Median milliseconds of `repeats` calls after `warmup` untimed ones (CUDA events on a GPU)."""
+
+    def measure(work: Callable[[], object], warmup: int, repeats: int) -> float:
+        for _ in range(warmup):
+            work()
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                work()
+                end.record()
+                torch.cuda.synchronize(device)
+                times.append(start.elapsed_time(end))
+            else:
+                started = time.perf_counter()
+                work()
+                times.append(1000 * (time.perf_counter() - started))
+        return statistics.median(times)
+
+    return measure
+
+
+def resident_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def measure_model(job: dict) -> dict:
+    """Runs in the worker process: build one model and time it."""
+    from lit_vir.cli import build_from_config
+    from lit_vir.models.counting import count_parameters
+
+    baseline = resident_mib()
+    device = torch.device(job["device"])
+    model, datamodule = build_from_config(job["config_args"])
+    backbone = model.backbone.to(device)
+    counts = count_parameters(backbone)
+    shape = (job["batch_size"], datamodule.in_channels, datamodule.image_size, datamodule.image_size)
+    images = torch.randn(shape, device=device)
+    labels = torch.randint(0, datamodule.num_classes, (job["batch_size"],), device=device)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(job["precision"])
+    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
+    measure = timer(device)
+    optimizer = torch.optim.Adam([p for p in backbone.parameters() if p.requires_grad], lr=3e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+    def forward() -> None:
+        with torch.no_grad(), autocast():
+            backbone(images)
+
+    def train_step() -> None:
+        with autocast():
+            loss = F.cross_entropy(backbone(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    backbone.eval()
+    forward_ms = measure(forward, job["warmup"], job["repeats"])
+    backbone.train()
+    train_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    step_ms = measure(train_step, job["warmup"], job["repeats"])
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else resident_mib() - baseline
+    row = {
+        "model": job["spec"],
+        "precision": job["precision"],
+        "batch_size": job["batch_size"],
+        "image_shape": list(shape[1:]),
+        "trainable_params": counts.trainable,
+        "frozen_params": counts.frozen,
+        "fixed_params": counts.fixed,
+        "forward_ms": forward_ms,
+        "train_step_ms": step_ms,
+        "images_per_s": 1000 * job["batch_size"] / step_ms,
+        "peak_memory_mib": peak,
+    }
+    return row | recurrence_floor(backbone, images, measure, job, autocast)
+
+
+def recurrence_floor(backbone, images, measure, job: dict, autocast) -> dict:
+    """The recurrence of the first reservoir bank vs T chained (L, B, N)·(L, N, N) products."""
+    if not hasattr(backbone, "reservoirs"):
+        return {}
+    reservoir = backbone.reservoirs[0]
+    with torch.no_grad(), autocast():
+        drive = reservoir.drive(backbone.embed(images))  # (L, B, T, N)
+    steps = drive.shape[2]
+    state = torch.zeros_like(drive[:, :, 0])
+
+    def recurrence() -> None:
+        with torch.no_grad(), autocast():
+            reservoir.recur(drive)
+
+    def floor() -> None:
+        with torch.no_grad():
+            product = state
+            for _ in range(steps):
+                product = torch.bmm(product, reservoir.weight)
+
+    recurrence_ms = measure(recurrence, job["warmup"], job["repeats"])
+    floor_ms = measure(floor, job["warmup"], job["repeats"])
+    return {
+        "recurrence_ms": recurrence_ms,
+        "matmul_floor_ms": floor_ms,
+        "recurrence_over_floor": recurrence_ms / floor_ms,
+    }
+
+
+def run_worker(job: dict) -> dict:
+    """Measure one job in a fresh interpreter; its last stdout line is the JSON row."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_vir.commands.bench", "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"lit-vir bench: measuring {job['spec']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Each row against the ViT-Base row of the same depth and precision, if one was measured."""
+    baselines = {
+        (row["model"].partition("-")[2], row["precision"]): row
+        for row in rows
+        if row["model"].partition("-")[0] == BASELINE_FAMILY
+    }
+    for row in rows:
+        baseline = baselines.get((row["model"].partition("-")[2], row["precision"]))
+        if baseline is None or baseline is row:
+            continue
+        row["vs"] = baseline["model"]
+        row["trainable_params_ratio"] = row["trainable_params"] / baseline["trainable_params"]
+        row["peak_memory_ratio"] = row["peak_memory_mib"] / baseline["peak_memory_mib"]
+        row["train_step_speedup"] = baseline["train_step_ms"] / row["train_step_ms"]
+        row["forward_speedup"] = baseline["forward_ms"] / row["forward_ms"]
+
+
+def table(rows: list[dict], title: str) -> Table:
+    shown = Table(title=title)
+    for column in (
+        "model",
+        "precision",
+        "trainable",
+        "fixed",
+        "fwd ms",
+        "step ms",
+        "img/s",
+        "peak MiB",
+        "recur/floor ms",
+        "vs ViT: params",
+        "memory",
+        "speed-up",
+    ):
+        shown.add_column(column, justify="left" if column in ("model", "precision") else "right")
+    for row in rows:
+        recurrence = f"{row['recurrence_ms']:.1f}/{row['matmul_floor_ms']:.1f}" if "recurrence_ms" in row else ""
+        ratios = (
+            [
+                f"{100 * row['trainable_params_ratio']:.1f}%",
+                f"{100 * row['peak_memory_ratio']:.1f}%",
+                f"{row['train_step_speedup']:.2f}×",
+            ]
+            if "vs" in row
+            else ["", "", ""]
+        )
+        shown.add_row(
+            row["model"],
+            row["precision"],
+            f"{row['trainable_params']:,}",
+            f"{row['fixed_params']:,}",
+            f"{row['forward_ms']:.1f}",
+            f"{row['train_step_ms']:.1f}",
+            f"{row['images_per_s']:.0f}",
+            f"{row['peak_memory_mib']:.0f}",
+            recurrence,
+            *ratios,
+        )
+    return shown
+
+
+def main(argv: list[str]) -> None:
+    arguments = parser().parse_args(argv)
+    if arguments.worker:
+        print(json.dumps(measure_model(json.loads(arguments.worker))))
+        return
+    from lit_vir.training.provenance import environment
+
+    configs = Path(arguments.configs_dir)
+    jobs = [
+        {
+            "spec": spec,
+            "precision": precision,
+            "config_args": config_args(spec, arguments.data, configs),
+            "batch_size": arguments.batch_size,
+            "device": arguments.device,
+            "warmup": arguments.warmup,
+            "repeats": arguments.repeats,
+        }
+        for spec in arguments.models
+        for precision in arguments.precision
+    ]
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    rows = []
+    with Progress(console=console) as progress:
+        task = progress.add_task("measuring", total=len(jobs))
+        for job in jobs:
+            progress.update(task, description=f"{job['spec']} {job['precision']}")
+            rows.append(run_worker(job))
+            progress.advance(task)
+    add_ratios(rows)
+    title = f"{arguments.data} shapes, batch {arguments.batch_size}, {arguments.device}"
+    console.print(table(rows, title))
+    output = {"settings": vars(arguments) | {"worker": None}, "environment": environment(), "rows": rows}
+    Path(arguments.output).write_text(json.dumps(output, indent=2))
+    console.print(f"wrote {arguments.output}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
