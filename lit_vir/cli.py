@@ -69,6 +69,8 @@ LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
 TOOLS: dict[str, tuple[str, str]] = {
     "bench": ("lit_vir.commands.bench", "parameters, memory and speed of models, ViR against ViT"),
+    "compare": ("lit_vir.commands.compare", "finished runs → comparison table (Markdown, CSV) and plots"),
+    "dynamics": ("lit_vir.commands.dynamics", "reservoir dynamics (λ, MC, small-world) of a config or checkpoint"),
     "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
     "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
 }
@@ -135,12 +137,18 @@ class ViRCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
-        """With `--test_after_fit`, test the best checkpoint, or the final weights when none was saved."""
+        """With `--test_after_fit`, test the checkpoint that was best on validation (`test/*`) and the final
+        weights (`test_last/*`); with no checkpoint saved (e.g. fast_dev_run), the final weights only."""
         if not self.config[self.subcommand].get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback
-        best = "best" if checkpoint is not None and checkpoint.best_model_path else None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best)
+        if checkpoint is None or not checkpoint.best_model_path:
+            self.trainer.test(self.model, datamodule=self.datamodule)
+            return
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+        self.model.test_prefix = "test_last"
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=checkpoint.last_model_path or None)
+        self.model.test_prefix = "test"
 
 
 def drop_default_callbacks_that_conflict(trainer: jsonargparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -49,12 +50,24 @@ def console_script(name: str) -> str:
     return str(script)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread per test process: on a 2-core machine shared with subprocess runs, OpenMP threads
+    that wait on each other make small products 10–30× slower and timings erratic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0."""
 
     def run(*args: str, script: str = "lit-vir", expect_success: bool = True, timeout: float = 300):
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        # One OpenMP thread, as in-process (see one_torch_thread): two spinning threads per process on a
+        # busy 2-core machine made a 35-second run take 10 minutes.
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
         completed = subprocess.run(
             [console_script(script), *args],
             cwd=tmp_path,

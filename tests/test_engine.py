@@ -126,6 +126,7 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
     from lit_vir.cli import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers: a test measures fields, not speed
     configs = tmp_path / "configs"
     (configs / "model").mkdir(parents=True)
     repo = __import__("tests.conftest", fromlist=["CONFIGS"]).CONFIGS

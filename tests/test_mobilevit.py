@@ -14,17 +14,6 @@ from lit_vir.models.mobilevit import EXTENSION_WIDTHS, MobileViTBlock
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads of these small models contend
-    (about 10× slower with 2 threads under load); restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # A MobileViT small enough for CPU tests: every width 8, one transformer layer per block.
 TINY = dict(
     channels=(8, 8, 8, 8, 8, 8),

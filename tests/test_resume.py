@@ -134,7 +134,7 @@ def test_checkpoint_that_would_run_code_is_refused_everywhere(tmp_path, monkeypa
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, signal_number):
     write_mnist(tmp_path / "data", train=120, test=20)
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     args = [
         "fit",
         "-c",

@@ -15,16 +15,6 @@ from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads of these small models contend
-    (about 10× slower with 2 threads under load); restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_stages(count: int) -> tuple[ViTAEStage, ...]:
     """`count` ×2 stages, D 8 then 16: a windowed first stage (w 4 at 32², w 7 at 28²), global after."""
     first = ViTAEStage(2, 8, 1, 2, window=4 if count == 3 else 7, prm_dim=4, dilations=(1, 2))

@@ -6,8 +6,9 @@ config pieces), feeds random images of the dataset's shape, and measures, after 
 runs, the median of `--repeats` timed runs (CUDA events on a GPU):
 
 - forward time (eval, no gradient) and training-step time (forward, cross-entropy, backward, Adam step);
-- peak memory of a training step: on CUDA the allocator's peak; on the CPU the process's peak resident
-  set minus what the interpreter held before the model was built;
+- peak memory of a training step: on CUDA the allocator's peak; on the CPU the highest resident set seen
+  during the timed steps (sampled every millisecond) minus what the interpreter held before the model
+  was built — weights, gradients, optimiser state and activations alike;
 - for reservoirs, the recurrence alone next to T back-to-back (B×N)·(N×N) products of the same shapes —
   the floor no implementation of a sequential recurrence can beat on this hardware.
 
@@ -22,6 +23,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,7 +107,33 @@ def timer(device: torch.device) -> Callable[[Callable[[], object], int, int], fl
 
 
 def resident_mib() -> float:
+    """The process's current resident set (Linux /proc), else its peak so far."""
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        return int(statm.read_text().split()[1]) * resource.getpagesize() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+class PeakResident:
+    """The highest resident set seen while a block runs, sampled every millisecond by a thread (torch
+    releases the GIL inside its kernels, so the sampler keeps running during the steps)."""
+
+    def __enter__(self) -> PeakResident:
+        self.peak = resident_mib()
+        self.running = True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, resident_mib())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc_info) -> None:
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, resident_mib())
 
 
 def measure_model(job: dict) -> dict:
@@ -113,7 +141,7 @@ def measure_model(job: dict) -> dict:
     from lit_vir.cli import build_from_config
     from lit_vir.models.counting import count_parameters
 
-    baseline = resident_mib()
+    baseline = resident_mib()  # the interpreter with torch, before the model exists
     device = torch.device(job["device"])
     model, datamodule = build_from_config(job["config_args"])
     backbone = model.backbone.to(device)
@@ -146,8 +174,9 @@ def measure_model(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    step_ms = measure(train_step, job["warmup"], job["repeats"])
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else resident_mib() - baseline
+    with PeakResident() as resident:
+        step_ms = measure(train_step, job["warmup"], job["repeats"])
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else resident.peak - baseline
     row = {
         "model": job["spec"],
         "precision": job["precision"],
@@ -219,7 +248,8 @@ def add_ratios(rows: list[dict]) -> None:
             continue
         row["vs"] = baseline["model"]
         row["trainable_params_ratio"] = row["trainable_params"] / baseline["trainable_params"]
-        row["peak_memory_ratio"] = row["peak_memory_mib"] / baseline["peak_memory_mib"]
+        memory = baseline["peak_memory_mib"]
+        row["peak_memory_ratio"] = row["peak_memory_mib"] / memory if memory > 0 else None
         row["train_step_speedup"] = baseline["train_step_ms"] / row["train_step_ms"]
         row["forward_speedup"] = baseline["forward_ms"] / row["forward_ms"]
 

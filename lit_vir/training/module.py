@@ -90,7 +90,8 @@ class ImageClassifier(L.LightningModule):
         metrics = MetricCollection(accuracy)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_metrics = metrics.clone()
+        self.test_prefix = "test"  # `--test_after_fit` tests the last weights as `test_last/*` too
         self.val_acc_best = MaxMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -135,8 +136,8 @@ class ImageClassifier(L.LightningModule):
         loss, logits, labels = self.model_step(batch)
         if not self.testing_several_sets:
             self.test_metrics.update(logits, labels)
-            self.log("test/loss", loss, on_epoch=True, sync_dist=True)
-            self.log_dict(self.test_metrics, on_epoch=True)
+            self.log(f"{self.test_prefix}/loss", loss, on_epoch=True, sync_dist=True)
+            self.log_dict({f"{self.test_prefix}/{name}": metric for name, metric in self.test_metrics.items()})
         return {"predictions": logits.argmax(dim=-1), "labels": labels}
 
     def predict_step(

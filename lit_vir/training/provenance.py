@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -34,6 +35,18 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def cpu_name() -> str:
+    """`<model name> × <cores>` from /proc/cpuinfo where there is one (Linux), else the platform's word."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return f"{model} × {os.cpu_count()}"
+
+
 def environment() -> dict[str, Any]:
     return {
         "lit_vir": lit_vir.__version__,
@@ -42,6 +55,7 @@ def environment() -> dict[str, Any]:
         "lightning": str(lightning.__version__),
         "python": platform.python_version(),
         "machine": platform.platform(),
+        "cpu": cpu_name(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "command": list(sys.argv),
     }

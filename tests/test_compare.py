@@ -1,0 +1,69 @@
+"""`lit-vir compare` on two real (tiny) runs: the tables and the plot hold both, with the logged numbers."""
+
+from __future__ import annotations
+
+import csv
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.cli import main
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+from tests.fakedata import write_mnist
+
+TINY_VIT = [
+    "-c",
+    str(CONFIGS / "model" / "vit_base.yaml"),
+    "--model.backbone.init_args.embed_dim",
+    "24",
+    "--model.backbone.init_args.num_heads",
+    "2",
+    "--model.backbone.init_args.patch_size",
+    "7",
+]
+
+
+def logged(run, tag: str) -> list[float]:
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.value for event in events.Scalars(tag)]
+
+
+def test_compare_two_real_runs(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "data", train=200, test=40)
+    monkeypatch.chdir(tmp_path)
+    common = [
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        *QUICK_TRAINER,
+        "--trainer.max_epochs",
+        "2",
+        "--data.init_args.download",
+        "false",
+        "--test_after_fit",
+        "true",
+    ]
+    main(["fit", *common, *TINY_VIR])
+    main(["fit", *common, *TINY_VIT])
+    main(["compare", "logs/*/version_*", "--output", "comparison", "--title", "tiny"])
+    vir, vit = (
+        tmp_path / "logs" / "vir-mnist" / "version_0",
+        tmp_path / "logs" / "visiontransformer-mnist" / "version_0",
+    )
+
+    with open(tmp_path / "comparison" / "compare.csv") as stream:
+        rows = {row["model"]: row for row in csv.DictReader(stream)}
+    assert set(rows) == {"ViR-1", "ViT-D24-1"}
+    assert float(rows["ViR-1"]["test_acc"]) == logged(vir, "test/acc")[-1]
+    assert float(rows["ViT-D24-1"]["val_acc_best"]) == max(logged(vit, "val/acc"))
+    assert int(rows["ViR-1"]["epochs"]) == 2
+
+    text = (tmp_path / "comparison" / "compare.md").read_text()
+    for run, model in ((vir, "ViR-1"), (vit, "ViT-D24-1")):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {model} | MNIST | 2 | 1 |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[4] == f"{100 * logged(run, 'test/acc')[-1]:.2f}"
+        assert cells[5] == f"{100 * logged(run, 'test_last/acc')[-1]:.2f}"
+        assert cells[6] == f"{100 * max(logged(run, 'val/acc')):.2f}"
+        assert cells[7] == f"{int(logged(run, 'params/trainable')[0]):,}"
+    assert (tmp_path / "comparison" / "compare.png").stat().st_size > 0
+    assert (tmp_path / "comparison" / "compare_summary.csv").exists()
