@@ -68,10 +68,12 @@ LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
 TOOLS: dict[str, tuple[str, str]] = {
+    "attention": ("lit_vir.commands.attention", "similarity of consecutive layers' attention maps (ViT vs ReViT)"),
     "bench": ("lit_vir.commands.bench", "parameters, memory and speed of models, ViR against ViT"),
     "compare": ("lit_vir.commands.compare", "finished runs → comparison table (Markdown, CSV) and plots"),
     "dynamics": ("lit_vir.commands.dynamics", "reservoir dynamics (λ, MC, small-world) of a config or checkpoint"),
     "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
+    "quantize": ("lit_vir.commands.quantize", "MPTQ-ViT post-training quantisation: accuracy and size per bit width"),
     "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
 }
 

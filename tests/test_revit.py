@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -160,3 +161,35 @@ def test_revit_piece_trains_and_logs_the_learned_alpha(tmp_path, monkeypatch):
     events.Reload()
     logged = events.Scalars("backbone/alpha")
     assert len(logged) == 1 and logged[0].value != pytest.approx(0.5, abs=1e-6)  # α moved in training
+
+
+def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypatch):
+    from lit_vir.cli import main
+    from tests.fakedata import write_mnist
+
+    write_mnist(tmp_path / "data", train=100, test=20)
+    monkeypatch.chdir(tmp_path)
+    small = [
+        "--model.backbone.init_args.embed_dim",
+        "16",
+        "--model.backbone.init_args.num_heads",
+        "2",
+        "--model.backbone.init_args.patch_size",
+        "7",
+        "--model.backbone.init_args.depth",
+        "3",
+        "--data.init_args.download",
+        "false",
+        *QUICK_TRAINER,
+    ]
+    for piece in ("vit_base", "revit"):
+        main(["fit", "-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "model" / f"{piece}.yaml"), *small])
+    checkpoints = [
+        tmp_path / "logs" / name / "version_0" / "checkpoints" / "last.ckpt"
+        for name in ("visiontransformer-mnist", "revit-mnist")
+    ]
+    main(["attention", *[item for path in checkpoints for item in ("--ckpt_path", str(path))], "--images", "8"])
+    curves = json.loads((tmp_path / "attention" / "attention_similarity.json").read_text())
+    assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
+    assert all(len(values) == 2 and all(-1 <= value <= 1 + 1e-6 for value in values) for values in curves.values())
+    assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0

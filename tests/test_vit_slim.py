@@ -306,6 +306,7 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     report = json.loads((tmp_path / "slim" / "slim.json").read_text())
     (row,) = report["budgets"]
     assert row["max_logit_difference"] < 1e-5 and row["params"] < report["full"]["params"]
+    assert 0 <= row["accuracy"] <= 1 and 0 <= report["full"]["accuracy"] <= 1  # on the run's test split
     piece = tmp_path / "slim" / "slim-b0.50.yaml"
     widths = yaml.safe_load(piece.read_text())["model"]["init_args"]["backbone"]["init_args"]
     assert widths["mlp_widths"] == row["mlp_units"] and widths["token_counts"] == row["tokens"]

@@ -34,6 +34,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lit_vir.commands.common import command_parser
+
 EXAMPLES = """\
 examples:
   lit-vir bench                                         # ViR-1/3/6/12 and ViT-Base-1/3/6/12, CIFAR-10 shapes
@@ -42,7 +44,8 @@ examples:
   lit-vir bench --models vir-1 vit_small --device cpu --repeats 3 --warmup 1
 
 A model is `<family>[-<depth>]`: `vir` is configs/vir.yaml; any other family F adds configs/model/F.yaml
-(vir_serial, vit_base, vit_small, revit, vitae_v2, mobilevit, exmobilevit, ...).
+(vir_serial, vit_base, vit_small, revit, vitae_v2, mobilevit, exmobilevit, ...); or a model piece's path,
+e.g. slim/slim-b0.50.yaml written by `lit-vir slim`.
 """
 
 DEFAULT_MODELS = ["vir-1", "vir-3", "vir-6", "vir-12", "vit_base-1", "vit_base-3", "vit_base-6", "vit_base-12"]
@@ -50,12 +53,7 @@ BASELINE_FAMILY = "vit_base"
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="lit-vir bench",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = command_parser("lit-vir bench", __doc__, EXAMPLES)
     parse.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="model specs, e.g. vir-12 vit_base-12")
     parse.add_argument("--data", default="cifar10", help="shapes of configs/data/<data>.yaml (no data is read)")
     parse.add_argument("--batch_size", type=int, default=100)
@@ -71,9 +69,13 @@ def parser() -> argparse.ArgumentParser:
 
 def config_args(spec: str, data: str, configs: Path) -> list[str]:
     """The `-c` pieces and overrides that build `spec` (e.g. `vit_base-3`) on `data`'s shapes."""
-    family, _, depth = spec.partition("-")
-    pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml"]
-    if family != "vir":
+    if spec.endswith(".yaml"):  # a model piece of its own, e.g. one written by `lit-vir slim`
+        family, depth = spec, ""
+        pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml", Path(spec)]
+    else:
+        family, _, depth = spec.partition("-")
+        pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml"]
+    if family not in ("vir", spec):
         pieces.append(configs / "model" / f"{family}.yaml")
     for piece in pieces:
         if not piece.is_file():

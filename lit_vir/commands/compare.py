@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.table import Table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_vir.commands.common import command_parser
+
 EXAMPLES = """\
 examples:
   lit-vir compare logs/*/version_*                       # every run under logs/
@@ -256,12 +258,7 @@ def figure(runs: list[Run], title: str) -> Figure:
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="lit-vir compare",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = command_parser("lit-vir compare", __doc__, EXAMPLES)
     parse.add_argument("runs", nargs="+", help="run folders or glob patterns")
     parse.add_argument("--output", default="comparison", help="folder for the tables and the plot")
     parse.add_argument("--title", default="ViR against ViT", help="title of the plot and the Markdown file")

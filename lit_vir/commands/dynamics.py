@@ -23,7 +23,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-import jsonargparse
 import torch
 import yaml
 from rich.console import Console
@@ -34,6 +33,7 @@ from torch import nn
 from lit_vir.analysis.cores import ReservoirCore, reservoir_cores
 from lit_vir.analysis.report import MEASURES, AnalysisSettings, core_header
 from lit_vir.cli import build_from_config
+from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
 from lit_vir.models.vir import ViR
@@ -179,12 +179,9 @@ def datamodule_from_yaml(path: Path) -> ImageDataModule:
     """The datamodule of a config file's `data:` section (a saved run's config.yaml, or a data piece)."""
     if not path.is_file():
         fail(f"no data config {path} to take test images from; give --data_config FILE or --iid")
-    section = (yaml.safe_load(path.read_text()) or {}).get("data")
-    if section is None:
+    if (yaml.safe_load(path.read_text()) or {}).get("data") is None:
         fail(f"{path} has no `data:` section; give --data_config FILE or --iid")
-    parser = jsonargparse.ArgumentParser()
-    parser.add_subclass_arguments(ImageDataModule, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": section})).data
+    return datamodule_from_configs([path])
 
 
 def first_test_images(datamodule: ImageDataModule | None, count: int) -> torch.Tensor:

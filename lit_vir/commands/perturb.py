@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lit_vir.commands.common import checkpoint_label, command_parser, datamodule_from_configs, run_config, test_batches
 from lit_vir.robustness.perturb import KINDS, RESERVOIR_KINDS, Perturbation, accuracy, perturbed, reservoirs
 from lit_vir.robustness.report import perturbation_figure
 
@@ -42,12 +42,7 @@ DEFAULT_LEVELS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(
-        prog="lit-vir perturb",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parse = command_parser("lit-vir perturb", __doc__, EXAMPLES)
     parse.add_argument("--ckpt_path", action="append", required=True, help="a checkpoint (repeat for several)")
     parse.add_argument("-c", "--config", action="append", default=[], help="config giving the test data")
     parse.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="perturbations to apply")
@@ -61,49 +56,20 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
-def run_config(checkpoint: Path) -> str:
-    """The model and data sections of the config.yaml LightningCLI saved in the run folder that holds
-    `checkpoints/<file>`, as YAML text (the rest — subcommand options such as ckpt_path — is not needed)."""
-    path = checkpoint.resolve().parent.parent / "config.yaml"
-    if not path.is_file():
-        raise SystemExit(f"lit-vir perturb: no {path}; give the test data with -c configs/data/<dataset>.yaml")
-    config = yaml.safe_load(path.read_text())
-    return yaml.safe_dump({"model": config["model"], "data": config["data"]})
-
-
-def test_batches(configs: list[str], first_checkpoint: Path, limit: int | None) -> list:
-    from lit_vir.cli import build_from_config  # the CLI imports this module's siblings
-
-    arguments = [item for config in configs for item in ("-c", config)] or ["-c", run_config(first_checkpoint)]
-    _, datamodule = build_from_config(arguments)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    batches = []
-    for index, batch in enumerate(datamodule.test_dataloader()):
-        if limit is not None and index >= limit:
-            break
-        batches.append(batch)
-    return batches
-
-
-def label(checkpoint: Path, backbone: torch.nn.Module) -> str:
-    depth = getattr(backbone, "depth", None)
-    run = "/".join(checkpoint.resolve().parts[-4:-2])
-    return f"{type(backbone).__name__}{f'-{depth}' if depth else ''} ({run})"
-
-
 def main(argv: list[str]) -> None:
     from lit_vir.training.checkpoints import load_classifier
 
     arguments = parser().parse_args(argv)
     checkpoints = [Path(path) for path in arguments.ckpt_path]
-    batches = test_batches(arguments.config, checkpoints[0], arguments.limit_batches)
+    batches = test_batches(
+        datamodule_from_configs(arguments.config or [run_config(checkpoints[0])]), arguments.limit_batches
+    )
     rows = []
     console = Console()
     with Progress(console=console) as progress:
         for checkpoint in checkpoints:
             backbone = load_classifier(checkpoint).backbone.eval()
-            name = label(checkpoint, backbone)
+            name = checkpoint_label(checkpoint, backbone)
             kinds = [kind for kind in arguments.kinds if kind not in RESERVOIR_KINDS or reservoirs(backbone)]
             plans = [(kind, level) for kind in kinds for level in _levels(arguments, kind, backbone)]
             task = progress.add_task(name, total=len(plans))

@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import lit_vir.training.slim  # noqa: F401  (load_classifier must find SlimSearch, the search checkpoints' class)
 from lit_vir.checks import ConfigError
+from lit_vir.commands.common import datamodule_from_configs, run_config, test_batches
 from lit_vir.models.vit_slim import (
     SearchableViT,
     SlimViT,
@@ -45,6 +46,7 @@ from lit_vir.models.vit_slim import (
     keep_masks,
     vit_hyperparameters,
 )
+from lit_vir.robustness.perturb import accuracy
 from lit_vir.training.checkpoints import AtomicCheckpointIO, load_classifier, read_checkpoint
 
 __all__ = ["count_flops", "main", "measure_throughput"]
@@ -126,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
     parser.add_argument("--json", help="write the measurements as JSON here, '-' for stdout (default: OUT/slim.json)")
     parser.add_argument("--report-only", action="store_true", help="measure and report, write no checkpoint/piece")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the test accuracy of each slim model")
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        help="config giving the test data (default: the search run's config.yaml)",
+    )
+    parser.add_argument("--limit-batches", type=int, help="test accuracy on the first N test batches only")
     return parser
 
 
@@ -194,11 +205,12 @@ def print_table(report: dict, console: Console) -> None:
         caption=(
             f"FLOPs per image (FlopCounterMode); img/s: median of {report['repeats']} passes of {report['batch_size']} "
             f"images on {report['device']} ({report['threads']} threads); heads, MLP: summed over blocks; tokens: "
-            "first→last block; Δlogit: max |slim − masked model|"
+            "first→last block; Δlogit: max |slim − masked model|; acc: test accuracy before fine-tuning "
+            "(fine-tuned runs: lit-vir compare)"
         ),
         box=box.SIMPLE_HEAD,
     )
-    for column in ("budget", "params", "MFLOPs", "img/s", "speedup", "heads", "MLP", "tokens", "Δlogit"):
+    for column in ("budget", "params", "MFLOPs", "img/s", "speedup", "heads", "MLP", "tokens", "Δlogit", "acc %"):
         table.add_column(column, justify="right")
     for row in (full, *rows):
         table.add_row(
@@ -211,6 +223,7 @@ def print_table(report: dict, console: Console) -> None:
             str(sum(row["mlp_units"])),
             f"{row['tokens'][0]}→{row['tokens'][-1]}",
             f"{row['max_logit_difference']:.0e}",
+            f"{100 * row['accuracy']:.2f}" if "accuracy" in row else "–",
         )
     console.print(table)
 
@@ -260,6 +273,12 @@ def main(argv: list[str]) -> None:
 
     device = torch.device(args.device)
     speeds = measure_throughput([model.to(device) for model in models], images.to(device), args.warmup, args.repeats)
+    if not args.no_accuracy:
+        batches = test_batches(
+            datamodule_from_configs(args.config or [run_config(args.checkpoint)]), args.limit_batches
+        )
+        for row, model in zip(rows, models, strict=True):
+            row["accuracy"] = accuracy(model, batches, device)  # before fine-tuning
     full, *rows = rows
     for row, speed in zip([full, *rows], speeds, strict=True):
         row |= {
