@@ -35,8 +35,10 @@ def test_in_place_and_graph_paths_match_the_plain_loop(leak_rate):
     reservoir = bank(leak_rate=leak_rate, bias_scaling=0.2)
     tokens = torch.randn(2, 7, 6, dtype=torch.float64)
     drive = reservoir.drive(tokens)
-    in_place = reservoir.recur_in_place(drive)
     with_graph = reservoir.recur_with_graph(drive)
+    copied = reservoir.recur(drive)  # the in-place kernels, on a copy: `recur` leaves its argument alone
+    in_place = reservoir.overwrite_with_states(drive.clone())
+    assert torch.equal(copied, in_place) and torch.equal(drive, reservoir.drive(tokens))
     for index in range(3):
         expected = reference_states(
             tokens, reservoir.weight[index], reservoir.input_weight[index], leak_rate, reservoir.bias[index]

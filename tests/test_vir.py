@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lit_vir.models import ViR, count_parameters, vit_base
-from lit_vir.models.vir import PatchEmbedding, Readout
+from lit_vir.models.vir import PatchEmbedding, Readout, linear_of_square
 
 TINY = dict(num_nodes=24, jump_size=5, embed_dim=8, mlp_dim=16)
 
@@ -48,6 +48,21 @@ def test_readout_computes_the_spec_equations():
     features = torch.cat([tokens, states, output, tokens**2, states**2, output**2], dim=-1)
     expected = torch.tanh(features @ readout.quadratic_readout.weight.T + readout.quadratic_readout.bias)
     assert torch.allclose(readout(tokens, states), expected, atol=1e-12)
+
+
+def test_linear_of_square_has_the_gradients_of_its_definition():
+    inputs = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(linear_of_square, (inputs, weight))
+    assert torch.allclose(linear_of_square(inputs, weight), inputs.square() @ weight.T)
+
+
+def test_a_training_step_runs_under_bf16_autocast():
+    model = tiny_vir(depth=2, train_embedding=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.randn(2, 3, 8, 8)).float().square().sum()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
 def test_no_gradient_reaches_reservoir_matrices_which_are_buffers():

@@ -205,9 +205,11 @@ def recurrence_floor(backbone, images, measure, job: dict, autocast) -> dict:
     steps = drive.shape[2]
     state = torch.zeros_like(drive[:, :, 0])
 
+    work = drive.clone()  # the recurrence runs in its drive's memory; timing does not depend on the values
+
     def recurrence() -> None:
         with torch.no_grad(), autocast():
-            reservoir.recur(drive)
+            reservoir.overwrite_with_states(work)
 
     def floor() -> None:
         with torch.no_grad():

@@ -12,6 +12,8 @@ checkpoints, moved with the model, never trained.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -123,12 +125,10 @@ class Reservoir(nn.Module):
         )
 
     def drive(self, tokens: torch.Tensor) -> torch.Tensor:
-        """u = x·V (+ b) for all tokens at once: (B, T, D) shared, or (L, B, T, D) → (L, B, T, N)."""
+        """u = x·V (+ b) for all tokens at once: (B, T, D) shared, or (L, B, T, D) → (L, B, T, N), contiguous."""
         tokens = tokens.to(self.input_weight.dtype)
-        if tokens.dim() == 3:
-            drive = torch.einsum("btd,ldn->lbtn", tokens, self.input_weight)
-        else:
-            drive = torch.einsum("lbtd,ldn->lbtn", tokens, self.input_weight)
+        shared = tokens.unsqueeze(0) if tokens.dim() == 3 else tokens  # (1 or L, B, T, D)
+        drive = torch.matmul(shared, self.input_weight.unsqueeze(1))  # (L, B, T, N)
         if self.bias is not None:
             drive = drive + self.bias[:, None, None, :]
         return drive
@@ -137,28 +137,34 @@ class Reservoir(nn.Module):
         """States h_1..h_T of every reservoir: (B, T, D) or (L, B, T, D) → (L, B, T, N).
 
         Runs in the buffers' dtype (float32) even under autocast unless `autocast_recurrence`:
-        a long product of a matrix with spectral radius near 1 drifts in bf16.
+        a long product of a matrix with spectral radius near 1 drifts in bf16. Without a graph to build,
+        the states overwrite the drive in its own memory (one (L, B, T, N) tensor, not two).
         """
-        if self.autocast_recurrence:
-            return self.recur(self.drive(tokens))
-        with torch.autocast(tokens.device.type, enabled=False):
-            return self.recur(self.drive(tokens))
+        context = nullcontext() if self.autocast_recurrence else torch.autocast(tokens.device.type, enabled=False)
+        with context:
+            drive = self.drive(tokens)
+            if self.needs_graph(drive):
+                return self.recur(drive)
+            return self.overwrite_with_states(drive)
+
+    def needs_graph(self, drive: torch.Tensor) -> bool:
+        """Autograd must see the steps when the drive needs a gradient (serial cores, a trained embedding),
+        or when the recurrence runs under autocast (the in-place kernels do not autocast)."""
+        if torch.is_grad_enabled() and drive.requires_grad:
+            return True
+        return self.autocast_recurrence and torch.is_autocast_enabled(drive.device.type)
 
     def recur(self, drive: torch.Tensor) -> torch.Tensor:
         """The recurrence over t for a precomputed drive u_t + b: (L, B, T, N) → (L, B, T, N).
 
-        Only when the drive needs a gradient (serial cores, a trained embedding) is an autograd graph
-        built through time, optionally checkpointed (`checkpoint_recurrence`: states recomputed in
-        backward instead of stored). Otherwise the states are written in place, no graph, no copies.
+        With a graph (see `needs_graph`), optionally checkpointed (`checkpoint_recurrence`: states
+        recomputed in backward instead of stored); otherwise in place on a copy of the drive.
         """
-        if torch.is_grad_enabled() and drive.requires_grad:
-            if self.checkpoint_recurrence:
-                return checkpoint(self.recur_with_graph, drive, use_reentrant=False)
-            return self.recur_with_graph(drive)
-        if self.autocast_recurrence and torch.is_autocast_enabled(drive.device.type):
-            return self.recur_with_graph(drive)  # out= kernels do not autocast
-        with torch.no_grad():
-            return self.recur_in_place(drive)
+        if not self.needs_graph(drive):
+            return self.overwrite_with_states(drive.clone())
+        if self.checkpoint_recurrence and torch.is_grad_enabled():
+            return checkpoint(self.recur_with_graph, drive, use_reentrant=False)
+        return self.recur_with_graph(drive)
 
     def recur_with_graph(self, drive: torch.Tensor) -> torch.Tensor:
         """Out-of-place steps that autograd can differentiate through."""
@@ -170,18 +176,19 @@ class Reservoir(nn.Module):
             states.append(state)
         return torch.stack(states, dim=2)
 
-    def recur_in_place(self, drive: torch.Tensor) -> torch.Tensor:
-        """One fused multiply-add and one tanh per step, each written into the output (time-major)."""
-        by_time = drive.permute(2, 0, 1, 3)  # (T, L, B, N) view
-        states = torch.empty(by_time.shape, dtype=drive.dtype, device=drive.device)  # (T, L, B, N)
-        for step in range(len(by_time)):
-            current = states[step]
-            if step == 0:
-                current.copy_(by_time[0])  # h_0 = 0: the first pre-activation is the drive itself
-            else:
-                torch.baddbmm(by_time[step], states[step - 1], self.weight, out=current)
+    @torch.no_grad()
+    def overwrite_with_states(self, drive: torch.Tensor) -> torch.Tensor:
+        """Turn a contiguous drive (L, B, T, N) into the states, step by step in its own memory: one fused
+        multiply-add (u_t + h_{t−1}·W) and one tanh per step, no graph. Each core's states end up as one
+        contiguous (B, T, N) block that the readouts use without copies."""
+        for step in range(drive.shape[2]):
+            current = drive[:, :, step]  # (L, B, N) view: u_t, becoming h_t
+            previous = drive[:, :, step - 1] if step else None  # already h_{t−1}
+            if previous is not None:
+                current.baddbmm_(previous, self.weight)
             current.tanh_()
             if self.leak_rate != 1.0:
-                previous = states[step - 1] if step else torch.zeros_like(current)
-                torch.lerp(previous, current, self.leak_rate, out=current)
-        return states.permute(1, 2, 0, 3)  # (L, B, T, N) view
+                current.mul_(self.leak_rate)
+                if previous is not None:
+                    current.add_(previous, alpha=1.0 - self.leak_rate)
+        return drive

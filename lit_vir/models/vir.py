@@ -43,6 +43,32 @@ class PatchEmbedding(nn.Module):
         return self.projection(patches)  # (B, T, D)
 
 
+class SquareLinear(torch.autograd.Function):
+    """F.linear(x², w) that saves x, not x², for backward (x² is recomputed there): with x a core's
+    reservoir states (B, T, N), this keeps one fewer (B, T, N) tensor alive per core during training."""
+
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inputs, weight)
+        return F.linear(inputs.square(), weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        inputs, weight = ctx.saved_tensors
+        grad = grad.to(weight.dtype)  # under autocast the forward product ran in lower precision
+        grad_inputs = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_inputs = (2 * inputs * (grad @ weight)).to(inputs.dtype)  # (..., in)
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad.flatten(0, -2).T @ inputs.square().to(weight.dtype).flatten(0, -2)  # (out, in)
+        return grad_inputs, grad_weight
+
+
+def linear_of_square(inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return SquareLinear.apply(inputs, weight)
+
+
 class Readout(nn.Module):
     """The trained readout of one core, applied to every token at once (the spec's two equations).
 
@@ -68,10 +94,8 @@ class Readout(nn.Module):
         output = torch.tanh(F.linear(tokens, w_o[:, :d], self.state_readout.bias) + F.linear(states, w_o[:, d:]))
         # column blocks of W_q in the order of [x ; h ; o ; x² ; h² ; o²]
         x, h, o, x2, h2, o2 = torch.split(w_q, [d, n, d, d, n, d], dim=1)
-        fixed = (
-            F.linear(tokens, x) + F.linear(states, h) + F.linear(tokens.square(), x2) + F.linear(states.square(), h2)
-        )
-        return torch.tanh(fixed + F.linear(output, o) + F.linear(output.square(), o2) + self.quadratic_readout.bias)
+        fixed = F.linear(tokens, x) + F.linear(states, h) + linear_of_square(tokens, x2) + linear_of_square(states, h2)
+        return torch.tanh(fixed + F.linear(output, o) + linear_of_square(output, o2) + self.quadratic_readout.bias)
 
 
 class ResidualMlp(nn.Module):
