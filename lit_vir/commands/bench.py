@@ -6,9 +6,11 @@ config pieces), feeds random images of the dataset's shape, and measures, after 
 runs, the median of `--repeats` timed runs (CUDA events on a GPU):
 
 - forward time (eval, no gradient) and training-step time (forward, cross-entropy, backward, Adam step);
-- peak memory of a training step: on CUDA the allocator's peak; on the CPU the highest resident set seen
-  during the timed steps (sampled every millisecond) minus what the interpreter held before the model
-  was built — weights, gradients, optimiser state and activations alike;
+- peak memory of a training step (the second, once the optimiser's state exists): on CUDA the
+  allocator's peak; on the CPU the highest resident set seen during the step (sampled every millisecond)
+  minus what the interpreter held before the model was built — weights, gradients, optimiser state and
+  activations alike. Until then glibc maps every block above 128 KiB on its own and unmaps it when freed,
+  so the resident set follows the live tensors, not the allocator's cache of freed ones;
 - for reservoirs, the recurrence alone next to T back-to-back (B×N)·(N×N) products of the same shapes —
   the floor no implementation of a sequential recurrence can beat on this hardware.
 
@@ -18,6 +20,7 @@ Every ViR row is compared with the ViT row of the same depth and precision measu
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import resource
 import statistics
@@ -138,11 +141,47 @@ class PeakResident:
         self.peak = max(self.peak, resident_mib())
 
 
+def glibc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): the resident set then includes the allocator's cache
+        return None
+
+
+LIVE_TENSORS_THRESHOLD = 128 * 2**10  # every tensor above 128 KiB gets its own mapping, unmapped when freed
+GLIBC_STEADY_THRESHOLD = 32 * 2**20  # where glibc's own dynamic threshold ends up in a training loop
+
+
+def set_mmap_threshold(size: int) -> None:
+    """Serve blocks above `size` bytes by mmap from now on and give cached free blocks back. glibc otherwise
+    raises its threshold to 32 MiB as tensors are freed and keeps freed tensors below it resident, so the
+    resident set would count the allocator's cache as if it were live memory."""
+    libc = glibc()
+    if libc is not None:
+        libc.mallopt(-3, size)  # M_MMAP_THRESHOLD
+        libc.malloc_trim(0)
+
+
+def peak_step_memory(train_step: Callable[[], None], device: torch.device, baseline: float) -> float:
+    """MiB at the peak of one training step: the CUDA allocator's peak, or the CPU process's resident set
+    above `baseline` (with `LIVE_TENSORS_THRESHOLD` set, live tensors are what stays resident)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with PeakResident() as resident:
+        train_step()
+    return resident.peak - baseline
+
+
 def measure_model(job: dict) -> dict:
     """Runs in the worker process: build one model and time it."""
     from lit_vir.cli import build_from_config
     from lit_vir.models.counting import count_parameters
 
+    set_mmap_threshold(LIVE_TENSORS_THRESHOLD)
     baseline = resident_mib()  # the interpreter with torch, before the model exists
     device = torch.device(job["device"])
     model, datamodule = build_from_config(job["config_args"])
@@ -169,16 +208,14 @@ def measure_model(job: dict) -> dict:
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
+    backbone.train()
+    train_step()  # the optimiser's state exists from here on
+    peak = peak_step_memory(train_step, device, baseline)
+    set_mmap_threshold(GLIBC_STEADY_THRESHOLD)  # time the steps with glibc's usual reuse of freed blocks
     backbone.eval()
     forward_ms = measure(forward, job["warmup"], job["repeats"])
     backbone.train()
-    train_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    with PeakResident() as resident:
-        step_ms = measure(train_step, job["warmup"], job["repeats"])
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else resident.peak - baseline
+    step_ms = measure(train_step, job["warmup"], job["repeats"])
     row = {
         "model": job["spec"],
         "precision": job["precision"],

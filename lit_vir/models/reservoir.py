@@ -125,12 +125,17 @@ class Reservoir(nn.Module):
         )
 
     def drive(self, tokens: torch.Tensor) -> torch.Tensor:
-        """u = x·V (+ b) for all tokens at once: (B, T, D) shared, or (L, B, T, D) → (L, B, T, N), contiguous."""
+        """u = x·V (+ b) for all tokens at once: (B, T, D) shared, or (L, B, T, D) → (L, B, T, N), contiguous.
+
+        One batched product over the L reservoirs with the B·T tokens as rows: broadcasting V over the
+        batch instead (`matmul` of (1, B, T, D) by (L, 1, D, N)) would copy V B times.
+        """
         tokens = tokens.to(self.input_weight.dtype)
-        shared = tokens.unsqueeze(0) if tokens.dim() == 3 else tokens  # (1 or L, B, T, D)
-        drive = torch.matmul(shared, self.input_weight.unsqueeze(1))  # (L, B, T, N)
+        *_, batch, steps, width = tokens.shape
+        rows = tokens.reshape(-1, batch * steps, width).expand(self.num_reservoirs, -1, -1)  # (L, B·T, D)
+        drive = torch.bmm(rows, self.input_weight).view(self.num_reservoirs, batch, steps, self.num_nodes)
         if self.bias is not None:
-            drive = drive + self.bias[:, None, None, :]
+            drive.add_(self.bias[:, None, None, :])  # bmm's backward needs its inputs, not its output
         return drive
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
