@@ -56,6 +56,7 @@ def test_compare_two_real_runs(tmp_path, monkeypatch):
     assert float(rows["ViR-1"]["test_acc"]) == logged(vir, "test/acc")[-1]
     assert float(rows["ViT-D24-1"]["val_acc_best"]) == max(logged(vit, "val/acc"))
     assert int(rows["ViR-1"]["epochs"]) == 2
+    assert rows["ViR-1"]["precision"] == "32-true"  # from the saved config (configs/vir.yaml)
 
     text = (tmp_path / "comparison" / "compare.md").read_text()
     for run, model in ((vir, "ViR-1"), (vit, "ViT-D24-1")):

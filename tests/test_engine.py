@@ -162,12 +162,19 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
             "2",
             "--warmup",
             "1",
+            "--precision",
+            "32-true",
+            "bf16-mixed",
             "--output",
             "bench.json",
         ]
     )
     result = json.loads((tmp_path / "bench.json").read_text())
-    vir, vit = result["rows"]
+    rows = {(row["model"], row["precision"]): row for row in result["rows"]}
+    assert len(rows) == 4
+    vir, vit = rows["vir-2", "32-true"], rows["vit_base-2", "32-true"]
+    vir_bf16 = rows["vir-2", "bf16-mixed"]  # the recurrence timed in float32 inside autocast, as in the model
+    assert vir_bf16["recurrence_ms"] > 0 and vir_bf16["vs"] == "vit_base-2"
     for field in ("trainable_params", "fixed_params", "forward_ms", "train_step_ms", "images_per_s", "peak_memory_mib"):
         assert vir[field] >= 0 and vit[field] >= 0, field
     assert vir["fixed_params"] == 2 * (32 * 32 + 16 * 32) and vit["fixed_params"] == 0

@@ -237,19 +237,20 @@ def recurrence_floor(backbone, images, measure, job: dict, autocast) -> dict:
     if not hasattr(backbone, "reservoirs"):
         return {}
     reservoir = backbone.reservoirs[0]
-    with torch.no_grad(), autocast():
+    precision = lambda: reservoir.precision(images.device.type)  # noqa: E731  (as in the model's forward)
+    with torch.no_grad(), autocast(), precision():
         drive = reservoir.drive(backbone.embed(images))  # (L, B, T, N)
     steps = drive.shape[2]
-    state = torch.zeros_like(drive[:, :, 0])
+    state = torch.zeros(drive[:, :, 0].shape, dtype=reservoir.weight.dtype, device=drive.device)
 
-    work = drive.clone()  # the recurrence runs in its drive's memory; timing does not depend on the values
+    work = drive.clone()  # without a graph the recurrence runs in its drive's memory; values do not matter
 
     def recurrence() -> None:
-        with torch.no_grad(), autocast():
-            reservoir.overwrite_with_states(work)
+        with torch.no_grad(), autocast(), precision():
+            reservoir.states(work)
 
     def floor() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(), precision():
             product = state
             for _ in range(steps):
                 product = torch.bmm(product, reservoir.weight)

@@ -48,6 +48,7 @@ class Run:
     dataset: str
     seed: int | None
     epochs: int
+    precision: str
     val_acc_final: float | None
     val_acc_best: float | None
     test_acc: float | None
@@ -72,6 +73,13 @@ def model_label(config: dict) -> str:
         width = {768: "ViT-Base", 192: "ViT-Small"}.get(options.get("embed_dim"), f"ViT-D{options.get('embed_dim')}")
         return f"{width}-{depth}"
     return f"{name}-{depth}" if depth else name
+
+
+def precision_label(config: dict) -> str:
+    """`32-true`, `bf16-mixed`, or `bf16-mixed +recurrence` when the reservoir also ran under autocast."""
+    precision = str(config.get("trainer", {}).get("precision") or "32-true")
+    options = config["model"]["init_args"]["backbone"].get("init_args") or {}
+    return f"{precision} +recurrence" if options.get("autocast_recurrence") and precision != "32-true" else precision
 
 
 def scalar_series(events: EventAccumulator, tag: str) -> list[float]:
@@ -105,6 +113,7 @@ def read_run(folder: Path) -> Run:
         dataset=config["data"]["class_path"].rsplit(".", 1)[-1].removesuffix("DataModule"),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         epochs=len(series["val/acc"]),
+        precision=precision_label(config),
         val_acc_final=last("val/acc"),
         val_acc_best=max(series["val/acc"]) if series["val/acc"] else None,
         test_acc=last("test/acc"),
@@ -139,10 +148,10 @@ def mean_sd(values: list[float | None], scale: float = 100.0, digits: int = 2) -
     return mean if len(present) < 2 else f"{mean} ± {scale * statistics.stdev(present):.{digits}f}"
 
 
-def groups(runs: list[Run]) -> dict[tuple[str, str, int], list[Run]]:
-    grouped: dict[tuple[str, str, int], list[Run]] = {}
+def groups(runs: list[Run]) -> dict[tuple[str, str, int, str], list[Run]]:
+    grouped: dict[tuple[str, str, int, str], list[Run]] = {}
     for run in runs:
-        grouped.setdefault((run.model, run.dataset, run.epochs), []).append(run)
+        grouped.setdefault((run.model, run.dataset, run.epochs, run.precision), []).append(run)
     return grouped
 
 
@@ -158,12 +167,13 @@ SUMMARY_COLUMNS = (
     "fixed",
     "peak MiB",
     "epoch s",
+    "precision",
 )
 
 
 def summary_rows(runs: list[Run]) -> list[list[str]]:
     rows = []
-    for (model, dataset, epochs), members in groups(runs).items():
+    for (model, dataset, epochs, precision), members in groups(runs).items():
         first = members[0]
         rows.append(
             [
@@ -178,6 +188,7 @@ def summary_rows(runs: list[Run]) -> list[list[str]]:
                 "–" if first.fixed_params is None else f"{first.fixed_params:,}",
                 mean_sd([run.peak_memory_mib for run in members], scale=1, digits=0),
                 mean_sd([run.epoch_time_s for run in members], scale=1, digits=1),
+                precision,
             ]
         )
     return rows
@@ -195,6 +206,7 @@ RUN_COLUMNS = (
     "peak MiB",
     "epoch s",
     "fit s",
+    "precision",
     "device",
     "run",
 )
@@ -215,6 +227,7 @@ def run_rows(runs: list[Run]) -> list[list[str]]:
             number(run.peak_memory_mib, 0),
             number(run.epoch_time_s, 1),
             number(run.fit_time_s, 1),
+            run.precision,
             run.device,
             run.path,
         ]

@@ -12,7 +12,7 @@ checkpoints, moved with the model, never trained.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -145,12 +145,16 @@ class Reservoir(nn.Module):
         a long product of a matrix with spectral radius near 1 drifts in bf16. Without a graph to build,
         the states overwrite the drive in its own memory (one (L, B, T, N) tensor, not two).
         """
-        context = nullcontext() if self.autocast_recurrence else torch.autocast(tokens.device.type, enabled=False)
-        with context:
-            drive = self.drive(tokens)
-            if self.needs_graph(drive):
-                return self.recur(drive)
-            return self.overwrite_with_states(drive)
+        with self.precision(tokens.device.type):
+            return self.states(self.drive(tokens))
+
+    def precision(self, device_type: str) -> AbstractContextManager:
+        """The autocast setting the reservoir runs under: off (its buffers' float32) unless `autocast_recurrence`."""
+        return nullcontext() if self.autocast_recurrence else torch.autocast(device_type, enabled=False)
+
+    def states(self, drive: torch.Tensor) -> torch.Tensor:
+        """Drive → states: through `recur` when autograd must see the steps, else in the drive's own memory."""
+        return self.recur(drive) if self.needs_graph(drive) else self.overwrite_with_states(drive)
 
     def needs_graph(self, drive: torch.Tensor) -> bool:
         """Autograd must see the steps when the drive needs a gradient (serial cores, a trained embedding),
