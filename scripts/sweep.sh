@@ -6,6 +6,7 @@
 #   scripts/sweep.sh                                      # the default grid below
 #   DATASETS="digits" DEPTHS="1 3" SEEDS="1 2 3" EPOCHS=30 scripts/sweep.sh
 #   DRY_RUN=1 scripts/sweep.sh > jobs.txt                 # the commands, one per line
+#   NO_COMPARE=1 scripts/sweep.sh                         # leave the comparison to a later `lit-vir compare`
 set -euo pipefail
 DATASETS=${DATASETS:-"digits fashion_mnist"}
 MODELS=${MODELS:-"vir vir_serial vit_base"}
@@ -31,4 +32,4 @@ for dataset in $DATASETS; do
     done
   done
 done
-[ -n "${DRY_RUN:-}" ] || lit-vir compare "$LOGS/*/version_*" --output "$LOGS/comparison"
+[ -n "${DRY_RUN:-}${NO_COMPARE:-}" ] || lit-vir compare "$LOGS/*/version_*" --output "$LOGS/comparison"

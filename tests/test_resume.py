@@ -52,6 +52,17 @@ def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_an_earlier_one_was_best(tmp_path, monkeypatch):
+    # lr 0: validation accuracy never improves after epoch 0, so the best checkpoint stays there;
+    # lightning 2.6 alone would then leave last.ckpt at epoch 0 as well
+    run = fit_in(tmp_path, monkeypatch, "--trainer.max_epochs", "3", "--model.optimizer.init_args.lr", "0.0")
+    checkpoints = run / "checkpoints"
+    (best,) = [path for path in checkpoints.glob("epoch*.ckpt")]
+    assert read_checkpoint(best)["epoch"] == 0
+    last = read_checkpoint(checkpoints / "last.ckpt")
+    assert last["epoch"] == 2 and last["global_step"] == 3 * 6  # 300 images, 10% validation, batch 50
+
+
 def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path, monkeypatch):
     straight = fit_in(tmp_path / "straight", monkeypatch, "--trainer.max_epochs", "2")
     fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "1")

@@ -94,3 +94,21 @@ class ResumableModelCheckpoint(ModelCheckpoint):
         if isinstance(exception, NonFiniteLossError):
             return
         super().on_exception(trainer, pl_module, exception)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self.keep_last_current(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self.keep_last_current(trainer)
+
+    def keep_last_current(self, trainer) -> None:
+        """Write `last.ckpt` at every checkpoint opportunity. Lightning 2.6 writes it only when a top-k
+        checkpoint was written at the same step, so with `save_top_k=1` it stays at the best epoch —
+        then `--ckpt_path last` would resume from there and `test_last` would test the best weights."""
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return  # also when something (top-k and with it `last`) was already saved at this step
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
