@@ -126,17 +126,44 @@ def test_vit_piece_swaps_the_backbone(capsys):
     assert (backbone["init_args"]["embed_dim"], backbone["init_args"]["depth"]) == (768, 12)
 
 
-def test_scheduler_length_follows_a_max_epochs_override(capsys):
-    config = printed_config(
-        capsys,
-        "-c",
-        str(CONFIGS / "vir.yaml"),
-        "-c",
-        str(CONFIGS / "recipe" / "strong.yaml"),
-        "--trainer.max_epochs",
-        "7",
+def test_strong_recipe_keeps_the_data_links(tmp_path, monkeypatch):
+    # digits are 1-channel 8×8: without the links the ViT would expect 3 channels and fail at the first batch
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            "-c",
+            str(CONFIGS / "vir.yaml"),
+            "-c",
+            str(CONFIGS / "data" / "digits.yaml"),
+            "-c",
+            str(CONFIGS / "model" / "vit_small.yaml"),
+            "-c",
+            str(CONFIGS / "recipe" / "strong.yaml"),
+            "--model.backbone.init_args.patch_size",
+            "2",
+            "--model.backbone.init_args.depth",
+            "1",
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.logger",
+            "false",
+        ]
     )
-    assert config["model"]["init_args"]["scheduler"]["init_args"]["total"] == 7
+
+
+def test_warmup_cosine_without_total_spans_the_trainers_epochs():
+    from functools import partial
+
+    import lightning as L
+
+    from lit_vir.models import VisionTransformer
+    from lit_vir.training import ImageClassifier, WarmupCosineLR
+
+    backbone = VisionTransformer(image_size=8, in_channels=1, patch_size=4, embed_dim=8, depth=1, num_heads=2)
+    module = ImageClassifier(backbone, scheduler=partial(WarmupCosineLR, warmup=2))
+    module.trainer = L.Trainer(max_epochs=7, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert module.configure_optimizers()["lr_scheduler"]["scheduler"].total == 7
 
 
 @pytest.mark.parametrize(

@@ -189,4 +189,7 @@ class ImageClassifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        if getattr(scheduler, "total", 0) is None:  # WarmupCosineLR over the whole run
+            epochs = self.scheduler_interval == "epoch"
+            scheduler.total = self.trainer.max_epochs if epochs else int(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

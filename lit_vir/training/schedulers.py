@@ -17,12 +17,17 @@ class WarmupCosineLR(LambdaLR):
     `min_lr_ratio`·base at `total` (timm's recipe for ViTs trained from scratch).
 
     A "step" is one scheduler step: an epoch or a batch, as the module's `scheduler_interval` says.
-    In configs, `total: ${trainer.max_epochs}` keeps it in sync with the trainer.
+    `total: null` (the default) means the whole run: ImageClassifier fills in the trainer's max_epochs
+    (or its estimated steps). Not `${trainer.max_epochs}` in a config: with jsonargparse 4.53 an
+    interpolation there silently drops LightningCLI's links (a 1-channel dataset met a 3-channel model).
     """
 
-    def __init__(self, optimizer: Optimizer, warmup: int = 5, total: int = 100, min_lr_ratio: float = 0.0) -> None:
-        check_range(type(self).__name__, "total", total, low=1)
-        check_range(type(self).__name__, "warmup", warmup, low=0, high=total, hint="warmup must not exceed total.")
+    def __init__(
+        self, optimizer: Optimizer, warmup: int = 5, total: int | None = None, min_lr_ratio: float = 0.0
+    ) -> None:
+        if total is not None:
+            check_range(type(self).__name__, "total", total, low=1)
+            check_range(type(self).__name__, "warmup", warmup, low=0, high=total, hint="warmup must not exceed total.")
         check_range(type(self).__name__, "min_lr_ratio", min_lr_ratio, low=0, high=1)
         self.warmup = warmup
         self.total = total
@@ -32,5 +37,5 @@ class WarmupCosineLR(LambdaLR):
     def factor(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / (self.warmup + 1)
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        progress = min(1.0, (step - self.warmup) / max(1, (self.total or 1) - self.warmup))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
