@@ -144,8 +144,12 @@ def test_strong_recipe_keeps_the_data_links(tmp_path, monkeypatch):
             "2",
             "--model.backbone.init_args.depth",
             "1",
-            "--trainer.fast_dev_run",
-            "true",
+            "--trainer.max_epochs",
+            "6",  # the recipe warms up for 5 epochs (a shorter run is refused)
+            "--trainer.limit_train_batches",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
             "--trainer.logger",
             "false",
         ]
@@ -164,6 +168,9 @@ def test_warmup_cosine_without_total_spans_the_trainers_epochs():
     module = ImageClassifier(backbone, scheduler=partial(WarmupCosineLR, warmup=2))
     module.trainer = L.Trainer(max_epochs=7, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     assert module.configure_optimizers()["lr_scheduler"]["scheduler"].total == 7
+    module.trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="warmup"):  # 2 warm-up epochs cannot fit in a 1-epoch run
+        module.configure_optimizers()
 
 
 @pytest.mark.parametrize(

@@ -164,13 +164,8 @@ class Reservoir(nn.Module):
         return self.autocast_recurrence and torch.is_autocast_enabled(drive.device.type)
 
     def recur(self, drive: torch.Tensor) -> torch.Tensor:
-        """The recurrence over t for a precomputed drive u_t + b: (L, B, T, N) → (L, B, T, N).
-
-        With a graph (see `needs_graph`), optionally checkpointed (`checkpoint_recurrence`: states
-        recomputed in backward instead of stored); otherwise in place on a copy of the drive.
-        """
-        if not self.needs_graph(drive):
-            return self.overwrite_with_states(drive.clone())
+        """The recurrence over t with an autograd graph: (L, B, T, N) → (L, B, T, N), optionally
+        checkpointed (`checkpoint_recurrence`: states recomputed in backward instead of stored)."""
         if self.checkpoint_recurrence and torch.is_grad_enabled():
             return checkpoint(self.recur_with_graph, drive, use_reentrant=False)
         return self.recur_with_graph(drive)

@@ -191,5 +191,5 @@ class ImageClassifier(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         if getattr(scheduler, "total", 0) is None:  # WarmupCosineLR over the whole run
             epochs = self.scheduler_interval == "epoch"
-            scheduler.total = self.trainer.max_epochs if epochs else int(self.trainer.estimated_stepping_batches)
+            scheduler.span(self.trainer.max_epochs if epochs else int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

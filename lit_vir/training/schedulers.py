@@ -25,17 +25,25 @@ class WarmupCosineLR(LambdaLR):
     def __init__(
         self, optimizer: Optimizer, warmup: int = 5, total: int | None = None, min_lr_ratio: float = 0.0
     ) -> None:
-        if total is not None:
-            check_range(type(self).__name__, "total", total, low=1)
-            check_range(type(self).__name__, "warmup", warmup, low=0, high=total, hint="warmup must not exceed total.")
+        check_range(type(self).__name__, "warmup", warmup, low=0)
         check_range(type(self).__name__, "min_lr_ratio", min_lr_ratio, low=0, high=1)
         self.warmup = warmup
-        self.total = total
         self.min_lr_ratio = min_lr_ratio
+        self.total: int | None = None
+        if total is not None:
+            self.span(total)
         super().__init__(optimizer, self.factor)
+
+    def span(self, total: int) -> None:
+        """Set the schedule's length (in scheduler steps), checked against the warm-up."""
+        check_range(type(self).__name__, "total", total, low=1)
+        check_range(type(self).__name__, "warmup", self.warmup, low=0, high=total, hint="warmup must not exceed total.")
+        self.total = total
 
     def factor(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / (self.warmup + 1)
-        progress = min(1.0, (step - self.warmup) / max(1, (self.total or 1) - self.warmup))
+        if self.total is None:  # only LambdaLR's initial step with no warm-up, before `span`: the base rate
+            return 1.0
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
