@@ -33,6 +33,7 @@ from lit_vir.analysis.small_world import (
     strongest_edges,
 )
 from lit_vir.models import Reservoir, ViR
+from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import nearly_fully_connected
 
 
@@ -40,7 +41,8 @@ def reference_topology(num_nodes: int, spectral_radius: float = 0.9, seed: int =
     """W of the spec at a smaller N (jump size scaled like 137/1000)."""
     jump_size = max(2, round(0.137 * num_nodes))
     generator = torch.Generator().manual_seed(seed)
-    return nearly_fully_connected(num_nodes, generator, jump_size=jump_size, spectral_radius=spectral_radius)
+    options = ReservoirOptions(num_nodes=num_nodes, jump_size=jump_size, spectral_radius=spectral_radius)
+    return nearly_fully_connected(options, generator)
 
 
 def orthogonal(num_nodes: int, seed: int = 0) -> torch.Tensor:
@@ -138,7 +140,7 @@ def test_qr_spectrum_is_ordered_and_starts_at_the_largest_exponent():
 
 
 def test_spectral_radius_matches_alpha():
-    reservoir = Reservoir(8, 60, jump_size=7, spectral_radius=0.7)
+    reservoir = Reservoir(8, num_nodes=60, jump_size=7, spectral_radius=0.7)
     eigenvalues = eigenvalue_spectrum(reservoir.weight[0])
     assert eigenvalues.shape == (60,) and eigenvalues.is_complex()
     assert spectral_radius(eigenvalues) == pytest.approx(0.7, abs=1e-5)
@@ -248,7 +250,7 @@ def test_cores_without_images_have_no_tokens():
 
 @pytest.fixture(scope="module")
 def reference_reservoir() -> Reservoir:
-    return Reservoir(128, 1000)  # the reference's W and V (seed 42)
+    return Reservoir(128, num_nodes=1000)  # the reference's W and V (seed 42)
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from lit_vir.checks import ConfigError
+from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import (
     cycle_with_jumps,
     input_matrix,
@@ -10,9 +12,19 @@ from lit_vir.models.topology import (
     spectral_radius,
 )
 
+REFERENCE = ReservoirOptions()
+
 
 def build(seed: int = 0, nodes: int = 300, **options) -> torch.Tensor:
-    return nearly_fully_connected(nodes, torch.Generator().manual_seed(seed), jump_size=37, **options)
+    options = ReservoirOptions(num_nodes=nodes, jump_size=37, **options)
+    return nearly_fully_connected(options, torch.Generator().manual_seed(seed))
+
+
+def inputs(in_features: int, nodes: int, seed: int, **options) -> torch.Tensor:
+    """V drawn as `Reservoir` draws it from these options."""
+    options = ReservoirOptions(num_nodes=nodes, jump_size=1, **options)
+    generator = torch.Generator().manual_seed(seed)
+    return input_matrix(in_features, nodes, generator, density=options.input_density, signed=options.signed_input)
 
 
 def test_spectral_radius_matches_alpha():
@@ -21,7 +33,7 @@ def test_spectral_radius_matches_alpha():
 
 
 def test_reference_size_spectral_radius_matches_alpha():
-    weights = nearly_fully_connected(1000, torch.Generator().manual_seed(42))
+    weights = nearly_fully_connected(REFERENCE, torch.Generator().manual_seed(42))
     assert spectral_radius(weights) == pytest.approx(0.9, abs=1e-4)
 
 
@@ -45,8 +57,8 @@ def test_jump_entries_are_two_way_every_jump_size_and_wrap_to_node_zero():
 
 def test_magnitudes_follow_the_pattern_after_signs_and_scaling():
     generator = torch.Generator().manual_seed(3)
-    weights = nearly_fully_connected(50, generator, jump_size=7, spectral_radius=0.9)
-    pattern = cycle_with_jumps(50, jump_size=7)
+    weights = nearly_fully_connected(ReservoirOptions(num_nodes=50, jump_size=7, spectral_radius=0.9), generator)
+    pattern = cycle_with_jumps(50, cycle_weight=0.05, jump_weight=0.5, background_weight=0.08, jump_size=7)
     ratio = weights.abs() / pattern
     nonzero = ratio[weights != 0]
     assert torch.allclose(nonzero, nonzero[0].expand_as(nonzero))  # one common scale factor
@@ -61,29 +73,49 @@ def test_exactly_one_entry_is_zero():
 
 
 def test_input_matrix_density_is_input_sparsity():
-    matrix = input_matrix(128, 1000, torch.Generator().manual_seed(0), input_sparsity=0.05)
+    matrix = inputs(128, 1000, 0, input_sparsity=0.05)
     assert int(torch.count_nonzero(matrix)) == round(0.05 * 128 * 1000)
     assert matrix.min() >= 0 and matrix.max() < 1  # U[0, 1): non-negative as in the reference
 
 
 def test_signed_input_matrix_has_both_signs():
-    matrix = input_matrix(64, 200, torch.Generator().manual_seed(0), input_sparsity=0.1, signed=True)
+    matrix = inputs(64, 200, 0, input_sparsity=0.1, signed_input=True)
     values = matrix[matrix != 0]
     assert values.min() < -0.5 and values.max() > 0.5 and values.abs().max() <= 1
 
 
 def test_input_scaling_scales_the_density_as_in_the_reference():
-    matrix = input_matrix(100, 100, torch.Generator().manual_seed(0), input_sparsity=0.1, input_scaling=2.0)
+    matrix = inputs(100, 100, 0, input_sparsity=0.1, input_scaling=2.0)
     assert int(torch.count_nonzero(matrix)) == 2000
 
 
 def test_same_seed_gives_identical_matrices():
     assert torch.equal(build(seed=7), build(seed=7))
-    first = input_matrix(16, 300, torch.Generator().manual_seed(7))
-    assert torch.equal(first, input_matrix(16, 300, torch.Generator().manual_seed(7)))
+    assert torch.equal(inputs(16, 300, 7), inputs(16, 300, 7))
 
 
 def test_another_seed_gives_different_matrices():
     assert not torch.equal(build(seed=7), build(seed=8))
-    first = input_matrix(16, 300, torch.Generator().manual_seed(7))
-    assert not torch.equal(first, input_matrix(16, 300, torch.Generator().manual_seed(8)))
+    assert not torch.equal(inputs(16, 300, 7), inputs(16, 300, 8))
+
+
+def test_reference_defaults_are_the_specs():
+    assert (REFERENCE.num_nodes, REFERENCE.spectral_radius, REFERENCE.jump_size) == (1000, 0.9, 137)
+    assert (REFERENCE.cycle_weight, REFERENCE.jump_weight, REFERENCE.background_weight) == (0.05, 0.5, 0.08)
+    assert (REFERENCE.input_sparsity, REFERENCE.input_scaling, REFERENCE.leak_rate) == (0.05, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "allowed"),
+    [
+        ("spectral_radius", -1.0, r"spectral_radius \(α\) = -1.0 is outside the allowed range \(0, inf\)"),
+        ("num_nodes", 1, r"num_nodes \(N\) = 1 is outside the allowed range \[2, inf\)"),
+        ("leak_rate", 1.5, r"leak_rate \(a\) = 1.5 is outside the allowed range \(0, 1\]"),
+        ("input_sparsity", 0.0, r"input_sparsity \(SD\) = 0.0 is outside the allowed range \(0, 1\]"),
+        ("jump_size", 1000, r"jump_size \(ℓ\) = 1000 is outside the allowed range \(-inf, 1000\)"),
+        ("input_scaling", 30.0, r"density of V\) = 1.5"),
+    ],
+)
+def test_each_option_is_checked_against_its_range(field, value, allowed):
+    with pytest.raises(ConfigError, match=allowed):
+        ReservoirOptions(**{field: value})

@@ -77,7 +77,7 @@ def scalar_input_vector(num_nodes: int, *, density: float = 0.05, signed: bool =
     with `seed`, so the protocol is fixed independently of the model's seed.
     """
     generator = torch.Generator().manual_seed(seed)
-    return input_matrix(1, num_nodes, generator, input_sparsity=density, signed=signed)[0]
+    return input_matrix(1, num_nodes, generator, density=density, signed=signed)[0]
 
 
 def iid_scalar_input(batch: int, steps: int, *, amplitude: float = 0.8, seed: int = 0) -> torch.Tensor:

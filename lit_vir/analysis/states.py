@@ -5,21 +5,22 @@ The recurrence of the spec (`vir.md`, "The reservoir"), row-vector convention, f
     s_t = φ(h_{t−1}·W + u_t + b)            φ = tanh (or the identity, for linear-reservoir checks)
     h_t = (1 − a)·h_{t−1} + a·s_t
 
-`run_reservoir` returns both h_t and the pre-leak output s_t, which the Jacobian
-J_t = (1 − a)·I + a·diag(1 − s_t²)·Wᵀ needs. It batches over independent sequences, so B sequences of
+The step is the model's own (`lit_vir.models.reservoir.reservoir_step`), so an analysis runs exactly the
+recurrence that `Reservoir.forward` runs. `run_reservoir` returns both h_t and the pre-leak output s_t,
+which the Jacobian J_t = (1 − a)·I + a·diag(1 − s_t²)·Wᵀ needs. It batches over independent sequences, so B sequences of
 T steps cost T products (B, N)·(N, N): O(T·B·N²) time and O(B·T·N) memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
+from lit_vir.models.reservoir import Activation, reservoir_step
+
 __all__ = ["Activation", "StateStatistics", "Trajectory", "reservoir_step", "run_reservoir", "state_statistics"]
 
-Activation = Literal["tanh", "identity"]
 SATURATION = 0.99
 
 
@@ -29,20 +30,6 @@ class Trajectory:
 
     states: torch.Tensor
     activations: torch.Tensor
-
-
-def reservoir_step(
-    state: torch.Tensor,
-    drive: torch.Tensor,
-    weight: torch.Tensor,
-    leak_rate: float = 1.0,
-    activation: Activation = "tanh",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step for states (B, N) and the drive u_t + b (B, N): returns (h_t, s_t)."""
-    preactivation = torch.addmm(drive, state, weight)  # (B, N)
-    output = torch.tanh(preactivation) if activation == "tanh" else preactivation
-    state = output if leak_rate == 1.0 else (1.0 - leak_rate) * state + leak_rate * output
-    return state, output
 
 
 def run_reservoir(

@@ -13,15 +13,59 @@ checkpoints, moved with the model, never trained.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lit_vir.checks import check_range
+from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import input_matrix, nearly_fully_connected
 
-__all__ = ["Reservoir"]
+__all__ = ["Activation", "Reservoir", "draw_matrices", "reservoir_step"]
+
+Activation = Literal["tanh", "identity"]
+
+
+def reservoir_step(
+    state: torch.Tensor,
+    drive: torch.Tensor,
+    weight: torch.Tensor,
+    leak_rate: float = 1.0,
+    activation: Activation = "tanh",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the recurrence, the one implementation the model and `lit_vir.analysis` share:
+
+        s_t = φ(h_{t−1}·W + u_t + b),    h_t = (1 − a)·h_{t−1} + a·s_t
+
+    for states (B, N) with W (N, N), or a bank (L, B, N) with W (L, N, N); the drive is u_t + b in the
+    states' shape. φ = tanh, or the identity for linear-reservoir checks. Returns (h_t, s_t).
+    """
+    product = torch.baddbmm(drive, state, weight) if state.dim() == 3 else torch.addmm(drive, state, weight)
+    output = torch.tanh(product) if activation == "tanh" else product
+    return (output if leak_rate == 1.0 else torch.lerp(state, output, leak_rate)), output
+
+
+def draw_matrices(
+    options: ReservoirOptions, in_features: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """W (N, N), V (D, N) and b (N,) or None of one reservoir, float64, from a generator seeded with `seed`,
+    in their fixed draw order (W's signs and hole, V, b). W is drawn even when `memoryless` (then zeroed), so
+    a memoryless reservoir has the same V as the full one of the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = nearly_fully_connected(options, generator)
+    if options.memoryless:
+        weight.zero_()
+    inputs = input_matrix(
+        in_features, options.num_nodes, generator, density=options.input_density, signed=options.signed_input
+    )
+    bias = None
+    if options.bias_scaling > 0:
+        uniform = torch.rand(options.num_nodes, generator=generator, dtype=torch.float64)
+        bias = options.bias_scaling * (2.0 * uniform - 1.0)
+    return weight, inputs, bias
 
 
 class Reservoir(nn.Module):
@@ -29,94 +73,44 @@ class Reservoir(nn.Module):
 
     Reservoir i of the bank is drawn from a generator seeded with `seed + i` (W, then V, then b), so
     a seed fixes every matrix on every process, and core i of a deep ViR is the same reservoir in
-    its parallel and serial forms.
+    its parallel and serial forms. Hyperparameters: `options` (a `ReservoirOptions`) and/or its fields
+    as keywords (`Reservoir(8, num_nodes=20, jump_size=3)`).
     """
 
     def __init__(
         self,
         in_features: int,
-        num_nodes: int = 1000,
+        options: ReservoirOptions | None = None,
         *,
         num_reservoirs: int = 1,
-        spectral_radius: float = 0.9,
-        cycle_weight: float = 0.05,
-        jump_weight: float = 0.5,
-        background_weight: float = 0.08,
-        jump_size: int = 137,
-        input_sparsity: float = 0.05,
-        input_scaling: float = 1.0,
-        signed_input: bool = False,
-        leak_rate: float = 1.0,
-        bias_scaling: float = 0.0,
-        autocast_recurrence: bool = False,
-        checkpoint_recurrence: bool = False,
         seed: int = 42,
+        **fields: Any,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "in_features", in_features, low=1)
-        check_range(owner, "num_nodes (N)", num_nodes, low=2)
         check_range(owner, "num_reservoirs (L)", num_reservoirs, low=1)
-        check_range(
-            owner,
-            "spectral_radius (α)",
-            spectral_radius,
-            low=0,
-            low_inclusive=False,
-            hint="Typical values lie in 0.5–1.5; the reference uses 0.9.",
-        )
-        check_range(
-            owner,
-            "jump_size (ℓ)",
-            jump_size,
-            low=1,
-            high=num_nodes,
-            high_inclusive=False,
-            hint=f"It must be smaller than num_nodes (N = {num_nodes}); the reference uses 137.",
-        )
-        check_range(owner, "input_sparsity (SD)", input_sparsity, low=0, high=1, low_inclusive=False)
-        check_range(owner, "input_scaling", input_scaling, low=0, low_inclusive=False)
-        check_range(
-            owner,
-            "input_sparsity × input_scaling (density of V)",
-            input_sparsity * input_scaling,
-            low=0,
-            high=1,
-            low_inclusive=False,
-            hint="The reference draws V with this density, so the product must be a fraction.",
-        )
-        check_range(owner, "leak_rate (a)", leak_rate, low=0, high=1, low_inclusive=False)
-        check_range(owner, "bias_scaling", bias_scaling, low=0)
-
+        options = ReservoirOptions(**fields) if options is None else replace(options, **fields)
+        self.options = options
         self.in_features = in_features
-        self.num_nodes = num_nodes
         self.num_reservoirs = num_reservoirs
-        self.leak_rate = leak_rate
-        self.autocast_recurrence = autocast_recurrence
-        self.checkpoint_recurrence = checkpoint_recurrence
         self.seed = seed
-        # How W and V were drawn, so analyses and perturbation studies can redraw them.
-        self.topology = dict(
-            cycle_weight=cycle_weight,
-            jump_weight=jump_weight,
-            background_weight=background_weight,
-            jump_size=jump_size,
-            spectral_radius=spectral_radius,
-        )
-        self.input_options = dict(input_sparsity=input_sparsity, input_scaling=input_scaling, signed=signed_input)
 
-        recurrent, inputs, biases = [], [], []
-        for index in range(num_reservoirs):
-            generator = torch.Generator().manual_seed(seed + index)
-            recurrent.append(nearly_fully_connected(num_nodes, generator, **self.topology))
-            inputs.append(input_matrix(in_features, num_nodes, generator, **self.input_options))
-            if bias_scaling > 0:
-                uniform = torch.rand(num_nodes, generator=generator, dtype=torch.float64)
-                biases.append(bias_scaling * (2.0 * uniform - 1.0))
+        drawn = [draw_matrices(options, in_features, seed + index) for index in range(num_reservoirs)]
+        recurrent, inputs, biases = zip(*drawn, strict=True)
         dtype = torch.get_default_dtype()
         self.register_buffer("weight", torch.stack(recurrent).to(dtype))  # (L, N, N)
         self.register_buffer("input_weight", torch.stack(inputs).to(dtype))  # (L, D, N)
-        self.register_buffer("bias", torch.stack(biases).to(dtype) if biases else None)  # (L, N)
+        has_bias = options.bias_scaling > 0
+        self.register_buffer("bias", torch.stack(biases).to(dtype) if has_bias else None)  # (L, N)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.options.num_nodes
+
+    @property
+    def leak_rate(self) -> float:
+        return self.options.leak_rate
 
     def extra_repr(self) -> str:
         return (
@@ -150,10 +144,13 @@ class Reservoir(nn.Module):
 
     def precision(self, device_type: str) -> AbstractContextManager:
         """The autocast setting the reservoir runs under: off (its buffers' float32) unless `autocast_recurrence`."""
-        return nullcontext() if self.autocast_recurrence else torch.autocast(device_type, enabled=False)
+        return nullcontext() if self.options.autocast_recurrence else torch.autocast(device_type, enabled=False)
 
     def states(self, drive: torch.Tensor) -> torch.Tensor:
-        """Drive → states: through `recur` when autograd must see the steps, else in the drive's own memory."""
+        """Drive → states: through `recur` when autograd must see the steps, else in the drive's own memory.
+        Memoryless without leak (W = 0, a = 1): h_t = tanh(u_t + b) for every t at once, no loop."""
+        if self.options.memoryless and self.leak_rate == 1.0:
+            return drive.tanh() if self.needs_graph(drive) else drive.tanh_()
         return self.recur(drive) if self.needs_graph(drive) else self.overwrite_with_states(drive)
 
     def needs_graph(self, drive: torch.Tensor) -> bool:
@@ -161,12 +158,12 @@ class Reservoir(nn.Module):
         or when the recurrence runs under autocast (the in-place kernels do not autocast)."""
         if torch.is_grad_enabled() and drive.requires_grad:
             return True
-        return self.autocast_recurrence and torch.is_autocast_enabled(drive.device.type)
+        return self.options.autocast_recurrence and torch.is_autocast_enabled(drive.device.type)
 
     def recur(self, drive: torch.Tensor) -> torch.Tensor:
         """The recurrence over t with an autograd graph: (L, B, T, N) → (L, B, T, N), optionally
         checkpointed (`checkpoint_recurrence`: states recomputed in backward instead of stored)."""
-        if self.checkpoint_recurrence and torch.is_grad_enabled():
+        if self.options.checkpoint_recurrence and torch.is_grad_enabled():
             return checkpoint(self.recur_with_graph, drive, use_reentrant=False)
         return self.recur_with_graph(drive)
 
@@ -175,8 +172,7 @@ class Reservoir(nn.Module):
         state = drive.new_zeros(drive.shape[0], drive.shape[1], drive.shape[3])  # (L, B, N)
         states = []
         for step in range(drive.shape[2]):
-            activation = torch.tanh(torch.baddbmm(drive[:, :, step], state, self.weight))
-            state = activation if self.leak_rate == 1.0 else torch.lerp(state, activation, self.leak_rate)
+            state, _ = reservoir_step(state, drive[:, :, step], self.weight, self.leak_rate)
             states.append(state)
         return torch.stack(states, dim=2)
 

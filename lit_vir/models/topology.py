@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from lit_vir.models.reservoir_options import ReservoirOptions
+
 __all__ = [
     "cycle_with_jumps",
     "input_matrix",
@@ -20,17 +22,13 @@ __all__ = [
 
 
 def cycle_with_jumps(
-    num_nodes: int,
-    *,
-    cycle_weight: float = 0.05,
-    jump_weight: float = 0.5,
-    background_weight: float = 0.08,
-    jump_size: int = 137,
+    num_nodes: int, *, cycle_weight: float, jump_weight: float, background_weight: float, jump_size: int
 ) -> torch.Tensor:
     """The unsigned, unscaled pattern of W: background r_k, a one-way cycle r_i, two-way jumps r_j.
 
     Steps 1–3 of the spec (Cycle Reservoir with Jumps, Rodan & Tiňo 2012, on a dense background).
-    Row-vector convention: `W[i, j]` is the weight from node i to node j.
+    Row-vector convention: `W[i, j]` is the weight from node i to node j. No defaults here: the
+    reference values live in `ReservoirOptions`.
     """
     weights = torch.full((num_nodes, num_nodes), background_weight, dtype=torch.float64)
     nodes = torch.arange(num_nodes)
@@ -55,28 +53,19 @@ def scale_to_spectral_radius(matrix: torch.Tensor, target: float) -> torch.Tenso
     return matrix * (target / radius)
 
 
-def nearly_fully_connected(
-    num_nodes: int,
-    generator: torch.Generator,
-    *,
-    cycle_weight: float = 0.05,
-    jump_weight: float = 0.5,
-    background_weight: float = 0.08,
-    jump_size: int = 137,
-    spectral_radius: float = 0.9,
-) -> torch.Tensor:
+def nearly_fully_connected(options: ReservoirOptions, generator: torch.Generator) -> torch.Tensor:
     """The recurrent matrix W (N×N, float64): CRJ pattern, random signs, one zero, radius α."""
     weights = cycle_with_jumps(
-        num_nodes,
-        cycle_weight=cycle_weight,
-        jump_weight=jump_weight,
-        background_weight=background_weight,
-        jump_size=jump_size,
+        options.num_nodes,
+        cycle_weight=options.cycle_weight,
+        jump_weight=options.jump_weight,
+        background_weight=options.background_weight,
+        jump_size=options.jump_size,
     )
-    signs, zeroed = signs_and_hole(num_nodes, generator)
+    signs, zeroed = signs_and_hole(options.num_nodes, generator)
     weights = weights * signs
     weights.view(-1)[zeroed] = 0.0
-    return scale_to_spectral_radius(weights, spectral_radius)
+    return scale_to_spectral_radius(weights, options.spectral_radius)
 
 
 def signs_and_hole(num_nodes: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -90,21 +79,14 @@ def signs_and_hole(num_nodes: int, generator: torch.Generator) -> tuple[torch.Te
 
 
 def input_matrix(
-    in_features: int,
-    num_nodes: int,
-    generator: torch.Generator,
-    *,
-    input_sparsity: float = 0.05,
-    input_scaling: float = 1.0,
-    signed: bool = False,
+    in_features: int, num_nodes: int, generator: torch.Generator, *, density: float, signed: bool
 ) -> torch.Tensor:
-    """The input matrix V (D×N, float64): exactly round(SD·input_scaling·D·N) non-zeros.
+    """The input matrix V (D×N, float64): exactly round(density·D·N) non-zeros.
 
     Values are U[0, 1) as in the reference, or U[−1, 1) with `signed`. The reference draws V with
-    density SD·input_scaling (a `scipy.sparse.random` call), which is why the scaling enters the
-    density and not the values. Draw order: positions (one permutation), then values.
+    density SD·input_scaling (a `scipy.sparse.random` call; `ReservoirOptions.input_density`), which is
+    why the scaling enters the density and not the values. Draw order: positions (one permutation), then values.
     """
-    density = input_sparsity * input_scaling
     total = in_features * num_nodes
     nonzeros = round(density * total)
     positions = torch.randperm(total, generator=generator)[:nonzeros]

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lit_vir.checks import check_choice
-from lit_vir.models.reservoir import Reservoir
-from lit_vir.models.topology import input_matrix, nearly_fully_connected, signs_and_hole
+from lit_vir.models.reservoir import Reservoir, draw_matrices
 
 __all__ = ["KINDS", "RESERVOIR_KINDS", "Perturbation", "accuracy", "perturbed", "unperturbed_level"]
 
@@ -51,7 +50,7 @@ def unperturbed_level(model: nn.Module, kind: str) -> float:
     if kind == "noise":
         return 0.0
     first = reservoirs(model)[0]
-    return first.input_options["input_sparsity"] if kind == "input_sparsity" else float(first.seed)
+    return first.options.input_sparsity if kind == "input_sparsity" else float(first.seed)
 
 
 def _relative_noise(tensor: torch.Tensor, scale: float, generator: torch.Generator) -> None:
@@ -62,18 +61,16 @@ def _relative_noise(tensor: torch.Tensor, scale: float, generator: torch.Generat
 def _redraw_recurrent(reservoir: Reservoir, seed: int) -> None:
     """W of bank member i drawn from `seed + i`, as at construction."""
     for index in range(reservoir.num_reservoirs):
-        generator = torch.Generator().manual_seed(seed + index)
-        reservoir.weight[index].copy_(nearly_fully_connected(reservoir.num_nodes, generator, **reservoir.topology))
+        weight, _, _ = draw_matrices(reservoir.options, reservoir.in_features, seed + index)
+        reservoir.weight[index].copy_(weight)
 
 
 def _redraw_input(reservoir: Reservoir, input_sparsity: float) -> None:
     """V of bank member i redrawn from its own seed at another density: the same permutation of positions,
     so a denser V keeps every non-zero of a sparser one."""
-    options = reservoir.input_options | {"input_sparsity": input_sparsity}
+    options = replace(reservoir.options, input_sparsity=input_sparsity)
     for index in range(reservoir.num_reservoirs):
-        generator = torch.Generator().manual_seed(reservoir.seed + index)
-        signs_and_hole(reservoir.num_nodes, generator)  # W's draws come first
-        matrix = input_matrix(reservoir.in_features, reservoir.num_nodes, generator, **options)
+        _, matrix, _ = draw_matrices(options, reservoir.in_features, reservoir.seed + index)
         reservoir.input_weight[index].copy_(matrix)
 
 
@@ -99,7 +96,7 @@ def perturbed(model: nn.Module, perturbation: Perturbation, seed: int = 0) -> nn
     for reservoir in reservoirs(copied):
         if kind == "spectral_radius":
             reservoir.weight.mul_(level)
-        elif kind == "input_sparsity" and level != reservoir.input_options["input_sparsity"]:
+        elif kind == "input_sparsity" and level != reservoir.options.input_sparsity:
             _redraw_input(reservoir, level)
         elif kind == "reservoir_seed" and int(level) != base_seed:
             _redraw_recurrent(reservoir, int(level) + reservoir.seed - base_seed)  # serial cores keep offsets
