@@ -60,6 +60,8 @@ DEFAULT_CALLBACKS = [
     },
     {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "epoch"}},
     {"class_path": "lit_vir.training.callbacks.resources.ResourceMonitor"},
+    {"class_path": "lit_vir.training.callbacks.flops.TrainingFlops"},
+    {"class_path": "lit_vir.training.callbacks.reservoir_checksum.ReservoirChecksum"},
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]
@@ -139,18 +141,19 @@ class ViRCLI(LightningCLI):
         return trainer
 
     def after_fit(self) -> None:
-        """With `--test_after_fit`, test the checkpoint that was best on validation (`test/*`) and the final
-        weights (`test_last/*`); with no checkpoint saved (e.g. fast_dev_run), the final weights only."""
+        """With `--test_after_fit`, test the final weights (`test_last/*`: in memory, so a run stopped by
+        `max_time` mid-epoch, or averaged by EMA at its end, is tested as it ended) and then the checkpoint
+        that was best on validation (`test/*`); with no checkpoint saved (e.g. fast_dev_run), the final
+        weights only, as `test/*`."""
         if not self.config[self.subcommand].get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback
         if checkpoint is None or not checkpoint.best_model_path:
             self.trainer.test(self.model, datamodule=self.datamodule)
             return
+        with self.model.testing_as("test_last"):
+            self.trainer.test(self.model, datamodule=self.datamodule)
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
-        self.model.test_prefix = "test_last"
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=checkpoint.last_model_path or None)
-        self.model.test_prefix = "test"
 
 
 def drop_default_callbacks_that_conflict(trainer: jsonargparse.Namespace) -> None:

@@ -1,11 +1,12 @@
 """`lit-vir compare`: turn finished runs into the paper's comparison table and plots.
 
 Each run folder (`logs/<name>/version_N`) holds what `lit-vir fit` wrote: the resolved `config.yaml`,
-`environment.yaml` and TensorBoard events. From them, per run: model, dataset, seed, epochs; final and
-best validation accuracy; test accuracy of the best-validation checkpoint (`test/acc`) and of the final
-weights (`test_last/acc`, both from `--test_after_fit`); trainable and fixed parameters; peak memory;
-median epoch time and total fit time. Runs of the same model, dataset and epochs are then aggregated
-over seeds as mean ± sd. Nothing is selected on the test set.
+`environment.yaml` and TensorBoard events. From them, per run: model (with its ablation), recipe, dataset,
+seed, epochs and time budget; final and best validation accuracy; test accuracy of the best-validation
+checkpoint (`test/acc`) and of the final weights (`test_last/acc`, both from `--test_after_fit`); trainable
+and fixed parameters; training FLOPs per image and in total; peak memory; median epoch time and total fit
+time. Runs of the same model, recipe, dataset and length (epochs, or the time budget of a `max_time` run)
+are then aggregated over seeds as mean ± sd. Nothing is selected on the test set.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ examples:
   lit-vir compare "runs/**/version_*" --title "Fashion-MNIST, 10 epochs"
 
 Writes compare.md (aggregated and per-run tables), compare.csv (one row per run), compare_summary.csv
-(mean and sd per model) and compare.png (accuracy against trainable parameters and against training time).
+(mean and sd per model) and compare.png (accuracy against trainable parameters, training FLOPs and training
+time: the equal-compute frontier, one point per model with its sd over seeds).
 """
 
 METRICS = ("test_acc", "test_last_acc", "val_acc_final", "val_acc_best")
@@ -45,9 +47,11 @@ class Run:
 
     path: str
     model: str
+    recipe: str
     dataset: str
     seed: int | None
     epochs: int
+    budget: str
     precision: str
     val_acc_final: float | None
     val_acc_best: float | None
@@ -58,21 +62,69 @@ class Run:
     peak_memory_mib: float | None
     epoch_time_s: float | None
     fit_time_s: float | None
+    train_flops_per_image: float | None
+    train_flops: float | None
     device: str
+
+    @property
+    def length(self) -> str:
+        """What bounds the run: its time budget, else its epochs."""
+        return self.budget or f"{self.epochs} epochs"
+
+
+ABLATIONS = {  # backbone option → (value that makes the ablation, its name)
+    "use_reservoir": (False, "no_reservoir"),
+    "memoryless": (True, "memoryless"),
+    "readout": ("linear", "linear_readout"),
+    "token_order": ("shuffled", "shuffled_tokens"),
+}
 
 
 def model_label(config: dict) -> str:
-    """`ViR-3 serial`, `ViT-Base-12`, `MobileViT`: the paper's names for a run's backbone."""
+    """`ViR-3 serial`, `ViR-1 no_reservoir`, `ViT-Base-12`, `MobileViT`, `timm/resnet18`: the paper's names for
+    a run's backbone, with its ablation controls."""
     backbone = config["model"]["init_args"]["backbone"]
-    name, options = backbone["class_path"].rsplit(".", 1)[-1], backbone.get("init_args", {})
+    name, options = backbone["class_path"].rsplit(".", 1)[-1], backbone.get("init_args") or {}
     depth = options.get("depth")
     if name == "ViR":
         extras = " serial" if options.get("mode") == "serial" else ""
-        return f"ViR-{depth}{extras}{' detach' if extras and options.get('detach') else ''}"
+        label = f"ViR-{depth}{extras}{' detach' if extras and options.get('detach') else ''}"
+        ablations = [tag for option, (value, tag) in ABLATIONS.items() if options.get(option) == value]
+        return " ".join([label, *ablations])
     if name == "VisionTransformer":
         width = {768: "ViT-Base", 192: "ViT-Small"}.get(options.get("embed_dim"), f"ViT-D{options.get('embed_dim')}")
         return f"{width}-{depth}"
+    if name == "TimmModel":
+        return f"timm/{options.get('name')}"
     return f"{name}-{depth}" if depth else name
+
+
+def recipe_label(config: dict) -> str:
+    """`reference` (the paper's: no schedule, no augmentation), `strong` (AdamW + warm-up/cosine + label smoothing,
+    configs/recipe/strong.yaml) or `from-scratch` (strong + RandAugment/erasing, MixUp/CutMix, drop-path, EMA:
+    configs/recipe/deit.yaml), read off the saved config."""
+    module = config["model"]["init_args"]
+    data = config.get("data", {}).get("init_args") or {}
+    callbacks = config.get("trainer", {}).get("callbacks") or []
+    averaging = any(str(callback.get("class_path", "")).endswith("EMAWeightAveraging") for callback in callbacks)
+    if module.get("batch_mixing") or data.get("auto_augment") or data.get("random_erasing") or averaging:
+        return "from-scratch"
+    return "strong" if module.get("scheduler") else "reference"
+
+
+def budget_label(config: dict) -> str:
+    """A `max_time` budget as `15m` (or `1h30m`); empty for an epoch-bounded run."""
+    limit = (config.get("trainer") or {}).get("max_time")
+    if not limit:
+        return ""
+    if isinstance(limit, dict):
+        minutes = 24 * 60 * limit.get("days", 0) + 60 * limit.get("hours", 0) + limit.get("minutes", 0)
+        seconds = limit.get("seconds", 0)
+    else:
+        days, hours, minutes, seconds = (int(part) for part in str(limit).split(":"))
+        minutes += 60 * (24 * days + hours)
+    hours, minutes = divmod(minutes + seconds // 60, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
 
 
 def precision_label(config: dict) -> str:
@@ -103,6 +155,8 @@ def read_run(folder: Path) -> Run:
             "perf/peak_memory_mib",
             "perf/epoch_time_s",
             "perf/fit_time_s",
+            "perf/train_flops_per_image",
+            "perf/train_flops_total",
         )
     }
     last = lambda tag: series[tag][-1] if series[tag] else None  # noqa: E731
@@ -110,9 +164,11 @@ def read_run(folder: Path) -> Run:
     return Run(
         path=str(folder),
         model=model_label(config),
+        recipe=recipe_label(config),
         dataset=config["data"]["class_path"].rsplit(".", 1)[-1].removesuffix("DataModule"),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         epochs=len(series["val/acc"]),
+        budget=budget_label(config),
         precision=precision_label(config),
         val_acc_final=last("val/acc"),
         val_acc_best=max(series["val/acc"]) if series["val/acc"] else None,
@@ -123,6 +179,8 @@ def read_run(folder: Path) -> Run:
         peak_memory_mib=max(series["perf/peak_memory_mib"]) if series["perf/peak_memory_mib"] else None,
         epoch_time_s=statistics.median(series["perf/epoch_time_s"]) if series["perf/epoch_time_s"] else None,
         fit_time_s=last("perf/fit_time_s"),
+        train_flops_per_image=last("perf/train_flops_per_image"),
+        train_flops=last("perf/train_flops_total"),
         device=environment.get("cuda_device") or environment.get("cpu") or "unknown",
     )
 
@@ -148,11 +206,16 @@ def mean_sd(values: list[float | None], scale: float = 100.0, digits: int = 2) -
     return mean if len(present) < 2 else f"{mean} ± {scale * statistics.stdev(present):.{digits}f}"
 
 
-def groups(runs: list[Run]) -> dict[tuple[str, str, int, str], list[Run]]:
-    grouped: dict[tuple[str, str, int, str], list[Run]] = {}
+def groups(runs: list[Run]) -> dict[tuple[str, str, str, str, str], list[Run]]:
+    """Runs that differ only in their seed: same model, recipe, dataset, length and precision."""
+    grouped: dict[tuple[str, str, str, str, str], list[Run]] = {}
     for run in runs:
-        grouped.setdefault((run.model, run.dataset, run.epochs, run.precision), []).append(run)
+        grouped.setdefault((run.model, run.recipe, run.dataset, run.length, run.precision), []).append(run)
     return grouped
+
+
+def flops(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
 
 
 SUMMARY_COLUMNS = (
@@ -168,18 +231,23 @@ SUMMARY_COLUMNS = (
     "peak MiB",
     "epoch s",
     "precision",
+    "recipe",
+    "budget",
+    "train FLOPs",
+    "FLOPs/image",
 )
 
 
 def summary_rows(runs: list[Run]) -> list[list[str]]:
     rows = []
-    for (model, dataset, epochs, precision), members in groups(runs).items():
+    for (model, recipe, dataset, _, precision), members in groups(runs).items():
         first = members[0]
+        epochs = sorted({run.epochs for run in members})
         rows.append(
             [
                 model,
                 dataset,
-                str(epochs),
+                "–".join(map(str, epochs[:: max(1, len(epochs) - 1)])),
                 str(len(members)),
                 mean_sd([run.test_acc for run in members]),
                 mean_sd([run.test_last_acc for run in members]),
@@ -189,6 +257,11 @@ def summary_rows(runs: list[Run]) -> list[list[str]]:
                 mean_sd([run.peak_memory_mib for run in members], scale=1, digits=0),
                 mean_sd([run.epoch_time_s for run in members], scale=1, digits=1),
                 precision,
+                recipe,
+                first.budget or "–",
+                mean_sd([run.train_flops for run in members], scale=1e-12, digits=2)
+                + (" T" if first.train_flops else ""),
+                flops(first.train_flops_per_image),
             ]
         )
     return rows
@@ -207,6 +280,9 @@ RUN_COLUMNS = (
     "epoch s",
     "fit s",
     "precision",
+    "recipe",
+    "budget",
+    "train FLOPs",
     "device",
     "run",
 )
@@ -228,6 +304,9 @@ def run_rows(runs: list[Run]) -> list[list[str]]:
             number(run.epoch_time_s, 1),
             number(run.fit_time_s, 1),
             run.precision,
+            run.recipe,
+            run.budget or "–",
+            flops(run.train_flops),
             run.device,
             run.path,
         ]
@@ -241,28 +320,31 @@ def markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
 
 
 def figure(runs: list[Run], title: str) -> Figure:
-    """Test accuracy (best-val checkpoint; final weights if untested) against trainable parameters and
-    against training time, one labelled point per run."""
-    plot = Figure(figsize=(11, 4.2))
-    axes_params, axes_time = plot.subplots(1, 2)
-    for run in runs:
-        accuracy = run.test_acc if run.test_acc is not None else run.val_acc_final
-        if accuracy is None:
+    """Test accuracy (best-val checkpoint; final validation accuracy if untested) against trainable parameters,
+    training FLOPs and training time: one point per model (mean over seeds, bars ±1 sd), labelled."""
+    plot = Figure(figsize=(15, 4.6))
+    panels = plot.subplots(1, 3)
+    axes_x = (
+        ("trainable parameters", lambda run: run.trainable_params),
+        ("training FLOPs", lambda run: run.train_flops),
+        ("training time (s)", lambda run: run.fit_time_s),
+    )
+    for (model, recipe, dataset, _, _), members in groups(runs).items():
+        accuracies = [run.test_acc if run.test_acc is not None else run.val_acc_final for run in members]
+        if any(value is None for value in accuracies):
             continue
-        for axes, x in ((axes_params, run.trainable_params), (axes_time, run.fit_time_s)):
-            if x is not None:
-                axes.scatter(x, 100 * accuracy, s=18)
-                axes.annotate(
-                    f"{run.model} {run.dataset}",
-                    (x, 100 * accuracy),
-                    fontsize=6,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-    axes_params.set_xscale("log")
-    axes_params.set_xlabel("trainable parameters")
-    axes_time.set_xlabel("training time (s)")
-    for axes in (axes_params, axes_time):
+        label = f"{model} {dataset}" + ("" if recipe == "reference" else f" ({recipe})")
+        for axes, (_, x_of) in zip(panels, axes_x, strict=True):
+            xs = [x_of(run) for run in members]
+            if any(value is None for value in xs):
+                continue
+            y = 100 * statistics.fmean(accuracies)
+            spread = 100 * statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            axes.errorbar(statistics.fmean(xs), y, yerr=spread, fmt="o", markersize=4, capsize=2)
+            axes.annotate(label, (statistics.fmean(xs), y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for axes, (name, _) in zip(panels, axes_x, strict=True):
+        axes.set_xscale("log")
+        axes.set_xlabel(name)
         axes.set_ylabel("test accuracy %")
         axes.grid(alpha=0.3)
     plot.suptitle(title, fontsize=10)

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from lit_vir.checks import ConfigError, check_range
+from lit_vir.checks import ConfigError, check_choice, check_range
 
-__all__ = ["ImageDataModule", "TransformedSubset"]
+__all__ = ["AutoAugment", "ImageDataModule", "TransformedSubset"]
+
+AutoAugment = Literal["rand_augment", "trivial_augment"]
+# TrivialAugmentWide translates by up to 32 pixels whatever the image size: below this size most of its
+# translations empty the image. RandAugment's are relative (≤ 45% of the side at magnitude 9).
+TRIVIAL_AUGMENT_MIN_SIZE = 16
 
 
 class TransformedSubset(Dataset):
@@ -64,6 +69,10 @@ class ImageDataModule(L.LightningDataModule, ABC):
         val_size: float = 0.1,
         split_seed: int = 42,
         augment: bool = False,
+        auto_augment: AutoAugment | None = None,
+        rand_augment_ops: int = 2,
+        rand_augment_magnitude: int = 9,
+        random_erasing: float = 0.0,
         download: bool = True,
         persistent_workers: bool = False,
     ) -> None:
@@ -77,6 +86,14 @@ class ImageDataModule(L.LightningDataModule, ABC):
             val_size: validation images split off the training set: a fraction in (0, 1) or a count.
             split_seed: seed of that split (independent of the training seed).
             augment: the dataset's training augmentation (CIFAR: random crop with padding 4 + flip).
+            auto_augment: a learned-policy-free augmentation of training images (torchvision v2), before
+                the dataset's: `rand_augment` (RandAugment, Cubuk et al. 2020: `rand_augment_ops` random ops
+                at `rand_augment_magnitude` of 31) or `trivial_augment` (TrivialAugmentWide, Müller & Hutter
+                2021: one op at a random strength; refused below 16 px, its 32-pixel shifts empty the image).
+            rand_augment_ops: RandAugment's N (DeiT: 2).
+            rand_augment_magnitude: RandAugment's M in 0..30 (DeiT: 9).
+            random_erasing: probability of RandomErasing (Zhong et al. 2020) on a training image, after
+                normalisation, erasing 2–33% of it with random values (DeiT: 0.25); 0 is off.
             download: download missing files (needs the internet); otherwise fail with the file list.
             persistent_workers: keep loader workers between epochs (faster epoch starts; a resumed run
                 then draws different augmentations than a straight one, since workers restart seeded).
@@ -93,6 +110,11 @@ class ImageDataModule(L.LightningDataModule, ABC):
             low_inclusive=False,
             hint="Give a fraction in (0, 1) or a number of images.",
         )
+        if auto_augment is not None:
+            check_choice(owner, "auto_augment", auto_augment, ("rand_augment", "trivial_augment"))
+        check_range(owner, "rand_augment_ops", rand_augment_ops, low=1)
+        check_range(owner, "rand_augment_magnitude", rand_augment_magnitude, low=0, high=30)
+        check_range(owner, "random_erasing", random_erasing, low=0, high=1)
         self.save_hyperparameters()
         self.root = root
         self.batch_size = batch_size
@@ -102,6 +124,16 @@ class ImageDataModule(L.LightningDataModule, ABC):
         self.val_size = val_size
         self.split_seed = split_seed
         self.augment = augment
+        self.auto_augment = auto_augment
+        self.rand_augment_ops = rand_augment_ops
+        self.rand_augment_magnitude = rand_augment_magnitude
+        self.random_erasing = random_erasing
+        if auto_augment == "trivial_augment" and self.image_size < TRIVIAL_AUGMENT_MIN_SIZE:
+            raise ConfigError(
+                f"{owner}: auto_augment = 'trivial_augment' at {self.image_size}×{self.image_size} px: its "
+                f"translations reach 32 px and would empty most images (allowed from {TRIVIAL_AUGMENT_MIN_SIZE} px). "
+                "Use auto_augment: rand_augment, whose shifts are relative to the image."
+            )
         self.download = download
         self.persistent_workers = persistent_workers and num_workers > 0
         # Shuffling and worker seeds come from this generator, not the global one; its state is saved in
@@ -127,9 +159,16 @@ class ImageDataModule(L.LightningDataModule, ABC):
     def normalization(self) -> v2.Transform:
         return v2.Normalize(self.mean, self.std)
 
+    def policy(self) -> list[v2.Transform]:
+        """The `auto_augment` policy, on [0, 1] images."""
+        if self.auto_augment == "rand_augment":
+            return [v2.RandAugment(num_ops=self.rand_augment_ops, magnitude=self.rand_augment_magnitude)]
+        return [v2.TrivialAugmentWide()] if self.auto_augment == "trivial_augment" else []
+
     def train_transform(self) -> v2.Transform:
         augmentation = self.augmentation() if self.augment else []
-        return v2.Compose([self.pixel_transform(), *augmentation, self.normalization()])
+        erasing = [v2.RandomErasing(self.random_erasing, value="random")] if self.random_erasing > 0 else []
+        return v2.Compose([self.pixel_transform(), *self.policy(), *augmentation, self.normalization(), *erasing])
 
     def eval_transform(self) -> v2.Transform:
         return v2.Compose([self.pixel_transform(), self.normalization()])

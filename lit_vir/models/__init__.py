@@ -4,6 +4,7 @@ from lit_vir.models.counting import ParameterCount, count_parameters
 from lit_vir.models.mobilevit import MobileViT, mobilevit_s, mobilevit_xs, mobilevit_xxs
 from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.revit import ReViT, revit_base, revit_small
+from lit_vir.models.timm_model import TimmModel
 from lit_vir.models.vir import ViR
 from lit_vir.models.vit import VisionTransformer, vit_base, vit_small
 from lit_vir.models.vit_slim import SearchableViT, SlimViT, slim
@@ -16,6 +17,7 @@ __all__ = [
     "Reservoir",
     "SearchableViT",
     "SlimViT",
+    "TimmModel",
     "ViR",
     "ViTAEStage",
     "ViTAEv2",

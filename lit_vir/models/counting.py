@@ -1,14 +1,17 @@
-"""Parameter counts in the paper's terms, the numbers its cost claims are about."""
+"""Parameter counts in the paper's terms and training FLOPs, the numbers its cost claims are about."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from lit_vir.models.reservoir import Reservoir
 
-__all__ = ["ParameterCount", "count_parameters"]
+__all__ = ["ParameterCount", "count_parameters", "training_flops"]
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,44 @@ def count_parameters(model: nn.Module) -> ParameterCount:
         frozen=sum(p.numel() for p in model.parameters() if not p.requires_grad),
         fixed=sum(reservoir_buffers),
     )
+
+
+def _batched_product_flops(self_shape, left_shape, right_shape, *args, out_shape=None, **kwargs) -> int:
+    """(b, m, k)·(b, k, n): 2·b·m·k·n, for the in-place `baddbmm_` of the reservoir's no-graph path."""
+    batch, rows, inner = left_shape
+    return 2 * batch * rows * inner * right_shape[-1]
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _attention_backward_flops(grad_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
+
+
+# What torch.utils.flop_counter does not count by itself: the reservoir's in-place step and PyTorch's CPU
+# attention kernel (forward and backward); without them ViR's recurrence and ViT's q·kᵀ and softmax·V are 0.
+EXTRA_FLOP_FORMULAS = {
+    torch.ops.aten.baddbmm_: _batched_product_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward_flops,
+}
+
+
+def training_flops(model: nn.Module, images: torch.Tensor, num_classes: int) -> int:
+    """FLOPs (2 per multiply-add) of one training step's forward and backward on `images` (B, C, H, W): matrix
+    products and convolutions, counted by `torch.utils.flop_counter`, as executed (a frozen layer's weight
+    gradient and the image's gradient are not computed, so not counted).
+
+    Runs on a copy of `model`, in training mode, with the random streams forked: the model's weights, buffers
+    (BatchNorm statistics) and the run's random numbers are untouched.
+    """
+    copy = deepcopy(model).train()
+    labels = torch.arange(images.shape[0], device=images.device) % num_classes
+    with (
+        torch.random.fork_rng(devices=[]),
+        FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter,
+    ):
+        torch.nn.functional.cross_entropy(copy(images), labels).backward()
+    return counter.get_total_flops()

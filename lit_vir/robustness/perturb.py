@@ -9,7 +9,8 @@ Each returns a perturbed *copy*; the original is untouched. For a ViR (every `Re
 - `reservoir_seed`: W redrawn with another seed at the same topology and α (its training seed = unperturbed).
 
 For other backbones (ViT and the variants) `noise` applies the same relative noise to the weight
-matrices of the attention and MLP layers, so both families can share one noise axis.
+matrices of the attention and MLP layers, so both families can share one noise axis; a backbone with
+neither (a CNN through `TimmModel`) gets it on every weight matrix and kernel.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def unperturbed_level(model: nn.Module, kind: str) -> float:
     return first.options.input_sparsity if kind == "input_sparsity" else float(first.seed)
 
 
+def noisy_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weights `noise` perturbs in a model without reservoirs: the attention and MLP matrices of the ViT
+    family (the parts a reservoir replaces), or every ≥ 2-d weight of a model that has none (a CNN)."""
+    weights = [(name, parameter) for name, parameter in model.named_parameters() if parameter.dim() >= 2]
+    matched = [parameter for name, parameter in weights if any(part in name.split(".") for part in NOISY_LAYERS)]
+    return matched or [parameter for _, parameter in weights]
+
+
 def _relative_noise(tensor: torch.Tensor, scale: float, generator: torch.Generator) -> None:
     noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64).to(tensor)
     tensor.mul_(1.0 + scale * noise)
@@ -89,9 +98,8 @@ def perturbed(model: nn.Module, perturbation: Perturbation, seed: int = 0) -> nn
             _relative_noise(reservoir.weight, level, generator)
             _relative_noise(reservoir.input_weight, level, generator)
     elif kind == "noise":
-        for name, parameter in copied.named_parameters():
-            if parameter.dim() >= 2 and any(part in name.split(".") for part in NOISY_LAYERS):
-                _relative_noise(parameter, level, generator)
+        for parameter in noisy_weights(copied):
+            _relative_noise(parameter, level, generator)
     base_seed = banks[0].seed if banks else 0
     for reservoir in reservoirs(copied):
         if kind == "spectral_radius":

@@ -1,19 +1,22 @@
 """One LightningModule that trains any backbone (ViR, ViT, the variants) for image classification.
 
 The network is injected (`backbone`, a plain `nn.Module` built from the config), so the recipe —
-loss, metrics, optimiser, schedule, logging — is shared by every architecture and one `model_step`
-serves training, validation and test.
+loss, metrics, optimiser and its parameter groups, schedule, batch mixing, logging — is shared by every
+architecture and one `model_step` serves training, validation and test. It knows no particular backbone
+and no particular benchmark: DDP reservoir checks, corruption reports and resource logging are callbacks.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
@@ -21,17 +24,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lit_vir.checks import check_choice, check_range
 from lit_vir.models.counting import count_parameters
-from lit_vir.training.guards import (
-    NonFiniteLossError,
-    diagnose_non_finite,
-    reservoir_checksum,
-    verify_same_reservoirs,
-)
+from lit_vir.training.guards import NonFiniteLossError, diagnose_non_finite
+from lit_vir.training.mixing import BatchMixing
 from lit_vir.training.rng import capture_rng_state, restore_rng_state
+from lit_vir.training.schedulers import SpansTheRun
+from lit_vir.training.weight_decay import parameter_groups
 
 __all__ = ["ImageClassifier"]
-
-log = logging.getLogger(__name__)
 
 REFERENCE_LEARNING_RATE = 3e-4
 
@@ -58,15 +57,19 @@ class ImageClassifier(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
+        batch_mixing: BatchMixing | None = None,
     ) -> None:
         """
         Args:
             backbone: the network; in configs a `class_path` such as `lit_vir.models.ViR`.
             num_classes: linked from the datamodule by the CLI (an override here is ignored).
-            optimizer: e.g. `torch.optim.AdamW`; default: the reference's Adam with lr 3e-4.
+            optimizer: e.g. `torch.optim.AdamW`; default: the reference's Adam with lr 3e-4. Its
+                weight_decay applies to the decayed group only (`lit_vir.training.weight_decay`).
             scheduler: e.g. `lit_vir.training.WarmupCosineLR`; default: constant learning rate.
             scheduler_interval: step the scheduler every `epoch` or every `step`.
             label_smoothing: cross-entropy label smoothing in [0, 1).
+            batch_mixing: MixUp/CutMix of training batches (`lit_vir.training.BatchMixing`); the loss takes
+                the soft targets, accuracy the hard labels.
         """
         super().__init__()
         check_range(type(self).__name__, "label_smoothing", label_smoothing, low=0, high=1, high_inclusive=False)
@@ -83,6 +86,8 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.label_smoothing = label_smoothing
+        self.batch_mixing = batch_mixing
+        self.num_classes = num_classes
 
         accuracy = {"acc": MulticlassAccuracy(num_classes, average="micro")}
         if num_classes > 5:
@@ -91,20 +96,27 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone()
-        self.test_prefix = "test"  # `--test_after_fit` tests the last weights as `test_last/*` too
+        self.test_prefix = "test"  # set with `testing_as`
         self.val_acc_best = MaxMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def model_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, logits, hard labels) of a batch; the loss is against `targets` (soft, (B, classes)) if given."""
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits, labels if targets is None else targets, label_smoothing=self.label_smoothing)
         return loss, logits, labels
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logits, labels = self.model_step(batch)
+        targets = None
+        if self.batch_mixing is not None:
+            images, targets = self.batch_mixing(*batch, self.num_classes)
+            batch = (images, batch[1])
+        loss, logits, labels = self.model_step(batch, targets)
         self.stop_on_non_finite(loss, batch[0])
         self.train_metrics.update(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
@@ -122,6 +134,15 @@ class ImageClassifier(L.LightningModule):
             return
         self.val_acc_best.update(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    @contextmanager
+    def testing_as(self, prefix: str) -> Iterator[None]:
+        """Log the test metrics of the `trainer.test` calls inside as `<prefix>/*` (e.g. `test_last`)."""
+        previous, self.test_prefix = self.test_prefix, prefix
+        try:
+            yield
+        finally:
+            self.test_prefix = previous
 
     @property
     def testing_several_sets(self) -> bool:
@@ -156,13 +177,11 @@ class ImageClassifier(L.LightningModule):
             raise NonFiniteLossError(diagnose_non_finite(self.backbone, images, loss, self.global_step))
 
     def setup(self, stage: str) -> None:
-        """Verify that every rank built the same reservoirs (they are drawn from the seed on each rank)."""
-        checksum = reservoir_checksum(self.backbone)
-        log.info("rank %d: reservoir checksum %016x", self.global_rank, checksum)
-        if self.trainer.world_size == 1:
-            return
-        gathered = self.trainer.strategy.all_gather(torch.tensor(checksum, dtype=torch.int64, device=self.device))
-        verify_same_reservoirs([int(value) for value in gathered.flatten().tolist()])
+        """An example input of the datamodule's image shape, so the model summary can count FLOPs."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "image_size"):
+            size = datamodule.image_size
+            self.example_input_array = torch.zeros(1, datamodule.in_channels, size, size)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = capture_rng_state()
@@ -181,15 +200,26 @@ class ImageClassifier(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        parameters = [p for p in self.parameters() if p.requires_grad]
+        groups = parameter_groups(self.backbone)
         if self.optimizer_factory is None:
-            optimizer = torch.optim.Adam(parameters, lr=REFERENCE_LEARNING_RATE)
+            optimizer = torch.optim.Adam(groups, lr=REFERENCE_LEARNING_RATE)
         else:
-            optimizer = self.optimizer_factory(parameters)
+            optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        if getattr(scheduler, "total", 0) is None:  # WarmupCosineLR over the whole run
-            epochs = self.scheduler_interval == "epoch"
-            scheduler.span(self.trainer.max_epochs if epochs else int(self.trainer.estimated_stepping_batches))
+        if isinstance(scheduler, SpansTheRun) and scheduler.needs_span():
+            self.span_the_run(scheduler)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def span_the_run(self, scheduler: SpansTheRun) -> None:
+        """Size a run-long schedule: by `max_epochs` (or the steps they make), or — when `max_time` is the
+        only limit (`max_epochs: -1`) — by the fraction of the time budget spent."""
+        trainer = self.trainer
+        timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+        if trainer.max_epochs in (None, -1) and timer is not None and timer.time_remaining() is not None:
+            scheduler.span_time(timer.time_elapsed() + timer.time_remaining(), timer.time_elapsed)
+        elif self.scheduler_interval == "epoch":
+            scheduler.span(trainer.max_epochs)
+        else:
+            scheduler.span(int(trainer.estimated_stepping_batches))
