@@ -41,8 +41,8 @@ class ResidualBlock(Block):
         if residual is not None:
             logits = alpha * logits + (1 - alpha) * residual
         weights = attention.softmax(logits)
-        tokens = tokens + attention.merge_heads(attention.weighted_values(weights, v))  # (B, T+1, D)
-        tokens = tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self.drop_path(attention.merge_heads(attention.weighted_values(weights, v)))  # (B, T+1, D)
+        tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
         return tokens, logits, weights
 
 
@@ -69,6 +69,10 @@ class ReViT(VisionTransformer):
         super().__init__(num_classes, image_size, in_channels, **kwargs)
         check_range(type(self).__name__, "alpha (α)", alpha, low=0, high=1)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)), requires_grad=learn_alpha)
+
+    def no_weight_decay(self) -> set[str]:
+        """The baseline's, plus α (the official ReViT exempts it: a mixing weight, not a feature weight)."""
+        return super().no_weight_decay() | {"alpha"}
 
     def residual_block(
         self, block: ResidualBlock, tokens: torch.Tensor, residual: torch.Tensor | None

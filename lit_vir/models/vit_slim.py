@@ -38,9 +38,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Block, Mlp, VisionTransformer
+from lit_vir.models.vit import Block, Mlp, VisionTransformer, drop_path_rates
 
 __all__ = [
     "KeepMasks",
@@ -82,6 +83,7 @@ def vit_hyperparameters(model: VisionTransformer) -> dict:
         "mlp_ratio": model.blocks[0].mlp.fc1.out_features / embed_dim,
         "dropout": model.pos_drop.p,
         "attention_dropout": model.blocks[0].attn.attention_dropout,
+        "drop_path_rate": model.drop_path_rate,
         "pooling": model.pooling,
     }
 
@@ -102,9 +104,9 @@ class MaskedBlock(Block):
         mixed = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
         )  # (B, H, T+1, d)
-        tokens = tokens + attention.merge_heads(mixed)
+        tokens = tokens + self.drop_path(attention.merge_heads(mixed))
         hidden = mlp.act(mlp.fc1(self.norm2(tokens) * token_mask[:, None])) * mlp_mask  # (B, T+1, M)
-        return tokens + mlp.drop(mlp.fc2(mlp.drop(hidden)))
+        return tokens + self.drop_path(mlp.drop(mlp.fc2(mlp.drop(hidden))))
 
 
 class SearchableViT(VisionTransformer):
@@ -145,6 +147,10 @@ class SearchableViT(VisionTransformer):
         self.attention_mask = nn.Parameter(torch.ones(self.depth, *shape))
         self.mlp_mask = nn.Parameter(torch.ones(self.depth, self.blocks[0].mlp.fc1.out_features))
         self.token_logit = nn.Parameter(torch.full((self.depth, self.pos_embed.shape[1]), float(token_logit_init)))
+
+    def no_weight_decay(self) -> set[str]:
+        """The baseline's, plus the masks ζ (2-d and 3-d): their only pull towards 0 is the L1 term."""
+        return super().no_weight_decay() | set(self.MASK_PARAMETERS)
 
     @classmethod
     def from_vit(cls, vit: VisionTransformer, **search_options) -> SearchableViT:
@@ -271,6 +277,7 @@ class SlimBlock(nn.Module):
         scale: float,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_tokens = num_tokens
@@ -279,13 +286,15 @@ class SlimBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         with allow_zero_width():
             self.mlp = Mlp(dim, mlp_width, dropout)
+        self.drop_path = StochasticDepth(drop_path, mode="row")
         self.register_buffer("token_scale", torch.ones(num_tokens))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens[:, : self.num_tokens]  # (B, k_l, D): tokens dropped here are gone for good
         scale = self.token_scale[:, None]  # (k_l, 1)
-        tokens = tokens + self.attn(self.norm1(tokens) * scale, key_bias(self.token_scale, tokens.dtype))
-        return tokens + self.mlp(self.norm2(tokens) * scale)
+        bias = key_bias(self.token_scale, tokens.dtype)
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens) * scale, bias))
+        return tokens + self.drop_path(self.mlp(self.norm2(tokens) * scale))
 
 
 class SlimViT(nn.Module):
@@ -316,11 +325,13 @@ class SlimViT(nn.Module):
         head_dim: int = 64,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
         pooling: Literal["token", "mean"] = "token",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "head_dim", head_dim, low=1)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
@@ -365,19 +376,23 @@ class SlimViT(nn.Module):
             "head_dim": head_dim,
             "dropout": dropout,
             "attention_dropout": attention_dropout,
+            "drop_path_rate": drop_path_rate,
             "pooling": pooling,
         }
         self.num_classes = num_classes
         self.depth = depth
         self.pooling = pooling
+        self.drop_path_rate = drop_path_rate
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, len(token_order), embed_dim))
         self.register_buffer("token_order", torch.tensor(token_order, dtype=torch.long), persistent=False)
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout)
-            for widths, mlp_width, count in zip(head_widths, mlp_widths, token_counts, strict=True)
+            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
+            for widths, mlp_width, count, rate in zip(
+                head_widths, mlp_widths, token_counts, drop_path_rates(drop_path_rate, depth), strict=True
+            )
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -392,6 +407,10 @@ class SlimViT(nn.Module):
             if isinstance(module, nn.Linear) and module.weight.numel():
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """As the baseline's: the position embedding and the class token (ζ_tok is a buffer here)."""
+        return {"pos_embed", "cls_token"}
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
@@ -497,6 +516,7 @@ def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
         head_dim=head_dim,
         dropout=options["dropout"],
         attention_dropout=options["attention_dropout"],
+        drop_path_rate=options["drop_path_rate"],
         pooling=options["pooling"],
     ).to(model.cls_token.device)
     token_mask = model.token_mask.detach()
