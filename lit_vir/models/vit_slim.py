@@ -38,9 +38,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Mlp, VisionTransformer
+from lit_vir.models.vit import Block, Mlp, VisionTransformer, drop_path_rates
 
 __all__ = [
     "KeepMasks",
@@ -82,20 +83,44 @@ def vit_hyperparameters(model: VisionTransformer) -> dict:
         "mlp_ratio": model.blocks[0].mlp.fc1.out_features / embed_dim,
         "dropout": model.pos_drop.p,
         "attention_dropout": model.blocks[0].attn.attention_dropout,
+        "drop_path_rate": model.drop_path_rate,
         "pooling": model.pooling,
     }
+
+
+class MaskedBlock(Block):
+    """The baseline's block (same layers) with ViT-Slim's soft masks, which the search model owns and
+    passes in: ζ_tok weights the normalised tokens entering both branches and each key (`key_bias`),
+    ζ_attn the q, k and v channels, ζ_mlp the MLP hidden units after the activation."""
+
+    def forward(
+        self, tokens: torch.Tensor, channel_mask: torch.Tensor, mlp_mask: torch.Tensor, token_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T+1, D) with ζ_attn (H|1, d|1), ζ_mlp (M,), ζ_tok (T+1,) → (B, T+1, D)."""
+        attention, mlp = self.attn, self.mlp
+        channel_mask = channel_mask.unsqueeze(1)  # (H|1, 1, d|1)
+        q, k, v = (part * channel_mask for part in attention.split_heads(self.norm1(tokens) * token_mask[:, None]))
+        dropout = attention.attention_dropout if self.training else 0.0
+        mixed = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
+        )  # (B, H, T+1, d)
+        tokens = tokens + self.drop_path(attention.merge_heads(mixed))
+        hidden = mlp.act(mlp.fc1(self.norm2(tokens) * token_mask[:, None])) * mlp_mask  # (B, T+1, M)
+        return tokens + self.drop_path(mlp.drop(mlp.fc2(mlp.drop(hidden))))
 
 
 class SearchableViT(VisionTransformer):
     """The baseline ViT with ViT-Slim's soft masks over attention channels, MLP units and tokens.
 
-    Takes the baseline's keywords plus `attention_search` (the attention mask's shape, see the module
-    docstring), `token_logit_init` (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3
-    (`attention_l1`, `mlp_l1`, `token_l1`). The masks are three parameters, one row per block:
-    `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and `token_logit` (L, T+1).
+    Takes `attention_search` (the attention mask's shape, see the module docstring), `token_logit_init`
+    (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3 (`attention_l1`, `mlp_l1`, `token_l1`);
+    every other keyword is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
+    are three parameters, one row per block: `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and
+    `token_logit` (L, T+1).
     """
 
     MASK_PARAMETERS = ("attention_mask", "mlp_mask", "token_logit")
+    block_fn = MaskedBlock
 
     def __init__(
         self,
@@ -103,44 +128,29 @@ class SearchableViT(VisionTransformer):
         image_size: int = 32,
         in_channels: int = 3,
         *,
-        patch_size: int = 4,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        pooling: Literal["token", "mean"] = "token",
         attention_search: AttentionSearch = "channel",
         token_logit_init: float = 3.0,
         attention_l1: float = 1e-4,
         mlp_l1: float = 1e-4,
         token_l1: float = 1e-4,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            num_classes,
-            image_size,
-            in_channels,
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            pooling=pooling,
-        )
+        super().__init__(num_classes, image_size, in_channels, **kwargs)
         owner = type(self).__name__
         check_choice(owner, "attention_search", attention_search, ("channel", "head", "head_dim"))
         for name, weight in (("attention_l1 (w1)", attention_l1), ("mlp_l1 (w2)", mlp_l1), ("token_l1 (w3)", token_l1)):
             check_range(owner, name, weight, low=0)
-        head_dim = embed_dim // num_heads
-        shape = {"channel": (num_heads, head_dim), "head": (num_heads, 1), "head_dim": (1, head_dim)}[attention_search]
+        heads, head_dim = self.blocks[0].attn.num_heads, self.blocks[0].attn.head_dim
+        shape = {"channel": (heads, head_dim), "head": (heads, 1), "head_dim": (1, head_dim)}[attention_search]
         self.attention_search = attention_search
         self.l1_weights = (attention_l1, mlp_l1, token_l1)
-        self.attention_mask = nn.Parameter(torch.ones(depth, *shape))
-        self.mlp_mask = nn.Parameter(torch.ones(depth, self.blocks[0].mlp.fc1.out_features))
-        self.token_logit = nn.Parameter(torch.full((depth, self.pos_embed.shape[1]), float(token_logit_init)))
+        self.attention_mask = nn.Parameter(torch.ones(self.depth, *shape))
+        self.mlp_mask = nn.Parameter(torch.ones(self.depth, self.blocks[0].mlp.fc1.out_features))
+        self.token_logit = nn.Parameter(torch.full((self.depth, self.pos_embed.shape[1]), float(token_logit_init)))
+
+    def no_weight_decay(self) -> set[str]:
+        """The baseline's, plus the masks ζ (2-d and 3-d): their only pull towards 0 is the L1 term."""
+        return super().no_weight_decay() | set(self.MASK_PARAMETERS)
 
     @classmethod
     def from_vit(cls, vit: VisionTransformer, **search_options) -> SearchableViT:
@@ -185,25 +195,12 @@ class SearchableViT(VisionTransformer):
         w1, w2, w3 = self.l1_weights
         return w1 * self.attention_mask.abs().sum() + w2 * self.mlp_mask.abs().sum() + w3 * self.token_mask.abs().sum()
 
-    def masked_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
-        """Block `index` of the baseline with its masks applied: (B, T+1, D) → (B, T+1, D)."""
-        block = self.blocks[index]
-        attention, mlp = block.attn, block.mlp
-        token_mask = torch.tanh(self.token_logit[index])  # (T+1,)
-        channel_mask = self.attention_mask[index].unsqueeze(1)  # (H|1, 1, d|1)
-        q, k, v = (part * channel_mask for part in attention.split_heads(block.norm1(tokens) * token_mask[:, None]))
-        dropout = attention.attention_dropout if self.training else 0.0
-        mixed = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
-        )  # (B, H, T+1, d)
-        tokens = tokens + attention.merge_heads(mixed)
-        hidden = mlp.act(mlp.fc1(block.norm2(tokens) * token_mask[:, None])) * self.mlp_mask[index]  # (B, T+1, M)
-        return tokens + mlp.drop(mlp.fc2(mlp.drop(hidden)))
-
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(images)
-        for index in range(self.depth):
-            tokens = self.masked_block(index, tokens)
+        for block, channel_mask, mlp_mask, token_mask in zip(
+            self.blocks, self.attention_mask, self.mlp_mask, self.token_mask, strict=True
+        ):
+            tokens = block(tokens, channel_mask, mlp_mask, token_mask)
         return self.norm(tokens)  # (B, T+1, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -280,6 +277,7 @@ class SlimBlock(nn.Module):
         scale: float,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_tokens = num_tokens
@@ -288,13 +286,15 @@ class SlimBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         with allow_zero_width():
             self.mlp = Mlp(dim, mlp_width, dropout)
+        self.drop_path = StochasticDepth(drop_path, mode="row")
         self.register_buffer("token_scale", torch.ones(num_tokens))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens[:, : self.num_tokens]  # (B, k_l, D): tokens dropped here are gone for good
         scale = self.token_scale[:, None]  # (k_l, 1)
-        tokens = tokens + self.attn(self.norm1(tokens) * scale, key_bias(self.token_scale, tokens.dtype))
-        return tokens + self.mlp(self.norm2(tokens) * scale)
+        bias = key_bias(self.token_scale, tokens.dtype)
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens) * scale, bias))
+        return tokens + self.drop_path(self.mlp(self.norm2(tokens) * scale))
 
 
 class SlimViT(nn.Module):
@@ -325,11 +325,13 @@ class SlimViT(nn.Module):
         head_dim: int = 64,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
         pooling: Literal["token", "mean"] = "token",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "head_dim", head_dim, low=1)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
@@ -374,19 +376,23 @@ class SlimViT(nn.Module):
             "head_dim": head_dim,
             "dropout": dropout,
             "attention_dropout": attention_dropout,
+            "drop_path_rate": drop_path_rate,
             "pooling": pooling,
         }
         self.num_classes = num_classes
         self.depth = depth
         self.pooling = pooling
+        self.drop_path_rate = drop_path_rate
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, len(token_order), embed_dim))
         self.register_buffer("token_order", torch.tensor(token_order, dtype=torch.long), persistent=False)
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout)
-            for widths, mlp_width, count in zip(head_widths, mlp_widths, token_counts, strict=True)
+            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
+            for widths, mlp_width, count, rate in zip(
+                head_widths, mlp_widths, token_counts, drop_path_rates(drop_path_rate, depth), strict=True
+            )
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -401,6 +407,10 @@ class SlimViT(nn.Module):
             if isinstance(module, nn.Linear) and module.weight.numel():
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """As the baseline's: the position embedding and the class token (ζ_tok is a buffer here)."""
+        return {"pos_embed", "cls_token"}
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
@@ -506,6 +516,7 @@ def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
         head_dim=head_dim,
         dropout=options["dropout"],
         attention_dropout=options["attention_dropout"],
+        drop_path_rate=options["drop_path_rate"],
         pooling=options["pooling"],
     ).to(model.cls_token.device)
     token_mask = model.token_mask.detach()
