@@ -10,7 +10,7 @@ import torch
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import MobileViT, count_parameters, mobilevit_s, mobilevit_xs, mobilevit_xxs
-from lit_vir.models.mobilevit import EXTENSION_WIDTHS, MobileViTBlock
+from lit_vir.models.mobilevit import EXTENSION_WIDTHS, InvertedResidual, MobileViTBlock
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -114,6 +114,7 @@ def test_every_parameter_learns(extension):
         (dict(patch_size=0), "patch_size"),
         (dict(dropout=1.0), "dropout"),
         (dict(head_dropout=-0.1), "head_dropout"),
+        (dict(drop_path_rate=1.0), "drop_path_rate"),
     ],
 )
 def test_invalid_arguments_name_the_field(options, field):
@@ -166,3 +167,69 @@ def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, wr
     summary = capsys.readouterr().out  # Lightning's model summary table
     assert re.search(r"backbone\s+│\s+MobileViT\b", summary)
     assert ("backbone.branches" in summary) == ("exmobilevit.yaml" in pieces)  # the extension is that one line
+
+
+def drop_path_pair(rate: float) -> tuple[MobileViT, MobileViT]:
+    """A tiny MobileViT (no dropout) with drop-path `rate` and one at rate 0 holding the same weights."""
+    options = TINY | dict(num_classes=3, image_size=16, dropout=0.0, head_dropout=0.0, extension=(4, 4, 8))
+    torch.manual_seed(0)
+    dropping = MobileViT(**options, drop_path_rate=rate)
+    plain = MobileViT(**options)
+    plain.load_state_dict(dropping.state_dict())
+    return dropping, plain
+
+
+def test_drop_path_rate_0_is_the_model_without_stochastic_depth():
+    model, _ = drop_path_pair(0.0)
+    images = torch.randn(4, 3, 16, 16)
+    with_rate_0 = model.train()(images)
+    for block in model.residual_blocks():
+        block.drop_path = torch.nn.Identity()
+    assert torch.equal(model(images), with_rate_0)
+
+
+def test_drop_path_is_stochastic_in_training_only():
+    dropping, plain = drop_path_pair(0.5)
+    images = torch.randn(4, 3, 16, 16)
+    assert torch.equal(dropping.eval()(images), plain.eval()(images))
+    torch.manual_seed(1)
+    first, second = dropping.train()(images), dropping(images)  # (BatchNorm's running statistics move here)
+    assert not torch.allclose(first, second)
+
+
+def test_drop_path_rates_grow_linearly_over_the_residual_blocks_in_depth_order():
+    """MobileViT-S: the two shape-keeping MV2 blocks of stage 2, then the 2 + 4 + 3 transformer layers."""
+    model = mobilevit_s(drop_path_rate=0.2)
+    blocks = model.residual_blocks()
+    expected = [
+        *model.stage2[1:],
+        *(layer for stage in (3, 4, 5) for layer in getattr(model, f"stage{stage}")[1].layers),
+    ]
+    assert [id(block) for block in blocks] == [id(block) for block in expected]
+    assert [block.drop_path.p for block in blocks] == pytest.approx([0.2 * i / 10 for i in range(11)], abs=1e-7)
+    assert all(block.drop_path is None for block in (model.stage1[0], model.stage2[0], model.stage3[0]))
+
+
+def test_transformer_layers_drop_the_p_squared_sequences_of_an_image_together():
+    layer = MobileViTBlock(8, 8, 1, 2, 2.0, patch_size=2, dropout=0.0, attention_dropout=0.0).layers[0]
+    layer.drop_path.p = 0.5
+    torch.manual_seed(0)
+    kept = layer.train().drop(torch.ones(64 * 4, 3, 8)).reshape(64, 4, 3 * 8)  # 64 images, p² = 4 sequences
+    per_image = kept[:, :1].expand_as(kept)
+    assert torch.equal(kept, per_image)  # one draw per image
+    assert set(kept[:, 0, 0].tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1/(1 - p)
+
+
+def test_no_weight_decay_names_nothing_beyond_the_one_d_parameters():
+    """No position embedding or class token: timm's `no_weight_decay` set is empty."""
+    assert MobileViT(**TINY).no_weight_decay() == set()
+
+
+def test_drop_path_1_leaves_only_the_shortcuts():
+    """At rate 1 in training a transformer layer (both branches) and a shape-keeping MV2 block return their input."""
+    layer = MobileViTBlock(8, 8, 1, 2, 2.0, patch_size=2, dropout=0.0, attention_dropout=0.0).layers[0]
+    block = InvertedResidual(8, 8, stride=1, expand_ratio=2)
+    layer.drop_path.p = block.drop_path.p = 1.0
+    tokens, feature_map = torch.randn(8, 3, 8), torch.randn(2, 8, 4, 4)
+    assert torch.equal(layer.train()(tokens), tokens)
+    assert torch.equal(block.train()(feature_map), feature_map)

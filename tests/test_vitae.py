@@ -6,11 +6,12 @@ import re
 
 import pytest
 import torch
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import ViTAEStage, ViTAEv2, count_parameters, vitae_v2_28, vitae_v2_32, vitae_v2_s
-from lit_vir.models.vitae import STAGES_28, STAGES_32, WindowAttention
+from lit_vir.models.vitae import STAGES_28, STAGES_32, NormalCell, WindowAttention
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -109,6 +110,7 @@ def test_every_parameter_learns():
         (dict(stages=(ViTAEStage(2, 8, 1, 2, prm_dim=4, dilations=()),)), "stages[0].dilations"),
         (dict(dropout=1.0), "dropout"),
         (dict(mlp_ratio=0.0), "mlp_ratio"),
+        (dict(drop_path_rate=1.0), "drop_path_rate"),
     ],
 )
 def test_invalid_arguments_name_the_field(options, field):
@@ -155,3 +157,54 @@ def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, wr
         ]
     )
     assert re.search(r"backbone\s+│\s+ViTAEv2\b", capsys.readouterr().out)  # Lightning's model summary table
+
+
+def drop_path_pair(rate: float) -> tuple[ViTAEv2, ViTAEv2]:
+    """A tiny ViTAEv2 with drop-path `rate` and one at rate 0 holding the same weights."""
+    torch.manual_seed(0)
+    dropping = ViTAEv2(num_classes=3, image_size=32, stages=tiny_stages(3), drop_path_rate=rate)
+    plain = ViTAEv2(num_classes=3, image_size=32, stages=tiny_stages(3))
+    plain.load_state_dict(dropping.state_dict())
+    return dropping, plain
+
+
+def test_drop_path_rate_0_is_the_model_without_stochastic_depth():
+    model, _ = drop_path_pair(0.0)
+    images = torch.randn(4, 3, 32, 32)
+    with_rate_0 = model.train()(images)
+    for cell in model.modules():
+        if isinstance(cell, NormalCell):
+            cell.drop_path = torch.nn.Identity()
+    assert torch.equal(model(images), with_rate_0)
+
+
+def test_drop_path_is_stochastic_in_training_only():
+    dropping, plain = drop_path_pair(0.5)
+    images = torch.randn(4, 3, 32, 32)
+    assert torch.equal(dropping.eval()(images), plain.eval()(images))
+    torch.manual_seed(1)
+    first, second = dropping.train()(images), dropping(images)  # (BatchNorm's running statistics move here)
+    assert not torch.allclose(first, second)
+
+
+def test_drop_path_rates_grow_linearly_over_every_normal_cell():
+    """timm's rule over the n Normal Cells of the network, not restarted per stage; Reduction Cells none."""
+    model = vitae_v2_s(drop_path_rate=0.3)
+    rates = [cell.drop_path.p for stage in model.stages for cell in stage.cells]
+    depth = sum(stage.depth for stage in model.stage_specs)
+    assert rates == pytest.approx([0.3 * i / (depth - 1) for i in range(depth)], abs=1e-7)
+    assert not any(
+        isinstance(module, StochasticDepth) for stage in model.stages for module in stage.reduction.modules()
+    )
+
+
+def test_no_weight_decay_names_nothing_beyond_the_one_d_parameters():
+    """No position embedding or class token: timm's `no_weight_decay` set is empty."""
+    assert ViTAEv2(image_size=32, stages=tiny_stages(3)).no_weight_decay() == set()
+
+
+def test_drop_path_1_drops_all_three_branches_of_a_normal_cell():
+    """At rate 1 in training the MSA, PCM and MLP branches all vanish: the cell returns its input."""
+    cell = NormalCell(tiny_stages(1)[0], mlp_ratio=4.0, dropout=0.0, attention_dropout=0.0, drop_path=1.0).train()
+    tokens = torch.randn(2, 16, 8)
+    assert torch.equal(cell(tokens, 4), tokens)

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_range
 from lit_vir.models.vit import Block
@@ -90,7 +91,11 @@ class ConvNormAct(nn.Sequential):
 
 class InvertedResidual(nn.Module):
     """MV2 (MobileNetV2): 1×1 expand ×e → 3×3 depthwise (stride s) → 1×1 linear projection, with an
-    identity shortcut when the shape is kept (stride 1, same width)."""
+    identity shortcut when the shape is kept (stride 1, same width).
+
+    Only a block with the shortcut has a `drop_path` (stochastic depth drops a residual branch; without
+    the shortcut there is none, and dropping the block would zero the image's map).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
@@ -102,21 +107,36 @@ class InvertedResidual(nn.Module):
             ConvNormAct(hidden, out_channels, 1, act=False),
         )
         self.use_shortcut = stride == 1 and in_channels == out_channels
+        self.drop_path = StochasticDepth(0.0, "row") if self.use_shortcut else None
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W)
         mapped = self.block(feature_map)  # (B, C_out, H/s, W/s)
-        return feature_map + mapped if self.use_shortcut else mapped
+        return feature_map + self.drop_path(mapped) if self.use_shortcut else mapped
 
 
 class TransformerLayer(Block):
     """ViT's pre-norm block with MobileViT's Swish (SiLU) in the feed-forward network (cvnets).
 
     ViT's `Mlp` also drops out after the activation, where cvnets has a separate `ffn_dropout` (0).
+    Stochastic depth (`drop_path`) drops both residual branches per image: the unfolded batch holds
+    `patch_area` = p² sequences of each image, which are dropped together.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float, patch_area: int
+    ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, dropout, attention_dropout)
         self.mlp.act = nn.SiLU()
+        self.patch_area = patch_area
+        self.drop_path = StochasticDepth(0.0, "row")
+
+    def drop(self, branch: torch.Tensor) -> torch.Tensor:
+        """Stochastic depth per image on (B·p², N, d): one draw for the p² sequences of an image."""
+        return self.drop_path(branch.unflatten(0, (-1, self.patch_area))).flatten(0, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B·p², N, d)
+        tokens = tokens + self.drop(self.attn(self.norm1(tokens)))
+        return tokens + self.drop(self.mlp(self.norm2(tokens)))
 
 
 class MobileViTBlock(nn.Module):
@@ -143,7 +163,7 @@ class MobileViTBlock(nn.Module):
         self.conv_local = ConvNormAct(channels, channels, 3)
         self.conv_in = nn.Conv2d(channels, dim, 1, bias=False)
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
+            TransformerLayer(dim, num_heads, mlp_ratio, dropout, attention_dropout, patch_size**2) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
         self.conv_out = ConvNormAct(dim, channels, 1)
@@ -192,6 +212,14 @@ class MobileViT(nn.Module):
     "640" shrink the final conv to 480 so the classifier reads 576 or 640 features, at most S's 640 —
     a comparison at (nearly) the same classifier width. On XS (384) or XXS (320), c3 widens that
     final conv instead. The extended classifier is bias-free, the plain one has a bias.
+
+    Stochastic depth. `drop_path_rate` is the rate of the deepest residual block; the i-th of the n
+    residual blocks (`residual_blocks`: the MV2 blocks with an identity shortcut and every transformer
+    layer, in depth order) drops its branch with rate · i/(n − 1), timm's linear rule. Apple's cvnets
+    MobileViT has no stochastic depth; timm's gives each MV2 block and each MobileViT block one step of the
+    schedule (all layers of a MobileViT block share it), drops MV2 blocks without a shortcut too (their
+    whole output) and draws per unfolded sequence, not per image. Here only residual branches are
+    dropped, each layer has its own step and an image's p² sequences are dropped together.
     """
 
     def __init__(
@@ -213,6 +241,7 @@ class MobileViT(nn.Module):
         attention_dropout: float = 0.0,
         head_dropout: float = 0.1,
         extension: Extension | tuple[int, int, int] | None = None,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -238,6 +267,7 @@ class MobileViT(nn.Module):
         check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
         check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
         check_range(owner, "head_dropout", head_dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         extension_widths = resolve_extension(owner, extension)
 
         self.num_classes = num_classes
@@ -282,6 +312,22 @@ class MobileViT(nn.Module):
             )
             self.head = nn.Linear(sum(extension_widths), num_classes, bias=False)
         self.head_drop = nn.Dropout(head_dropout)
+        residual = self.residual_blocks()
+        for block, rate in zip(residual, torch.linspace(0.0, drop_path_rate, len(residual)).tolist(), strict=True):
+            block.drop_path.p = rate
+
+    def residual_blocks(self) -> list[InvertedResidual | TransformerLayer]:
+        """The blocks with a residual branch, in depth order: MV2 blocks with a shortcut, transformer layers."""
+        return [
+            module
+            for module in self.modules()
+            if isinstance(module, TransformerLayer) or (isinstance(module, InvertedResidual) and module.use_shortcut)
+        ]
+
+    def no_weight_decay(self) -> set[str]:
+        """timm's convention: parameters to keep out of weight decay beyond biases, norms and other 1-d
+        ones. None here: MobileViT has no position embedding and no class token."""
+        return set()
 
     def pad(self, images: torch.Tensor) -> torch.Tensor:
         """Zero-pad (B, C, H, W), centred, to the next multiple of output_stride · patch_size."""

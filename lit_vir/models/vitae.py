@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
 from lit_vir.models.vit import Attention, Mlp
@@ -211,9 +212,15 @@ class ReductionCell(nn.Module):
 
 
 class NormalCell(nn.Module):
-    """NC: t = x + MSA(LN x) + PCM(x as a map); out = t + MLP(LN t). Tokens (B, T, D) → (B, T, D)."""
+    """NC: t = x + MSA(LN x) + PCM(x as a map); out = t + MLP(LN t). Tokens (B, T, D) → (B, T, D).
 
-    def __init__(self, stage: ViTAEStage, mlp_ratio: float, dropout: float, attention_dropout: float) -> None:
+    Stochastic depth (`drop_path`, the probability of dropping a branch for an image in training) acts on
+    each of the three residual branches, MSA, PCM and MLP, drawn independently, as in the official cell.
+    """
+
+    def __init__(
+        self, stage: ViTAEStage, mlp_ratio: float, dropout: float, attention_dropout: float, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         dim, hidden = stage.dim, int(stage.dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim)
@@ -221,15 +228,17 @@ class NormalCell(nn.Module):
         self.pcm = ParallelConvolution((dim, hidden, dim, dim), (1, 1, 1), stage.normal_groups)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden, dropout)
+        self.drop_path = StochasticDepth(drop_path, "row")
 
     def forward(self, tokens: torch.Tensor, size: int) -> torch.Tensor:  # (B, T, D)
         local = to_tokens(self.pcm(to_map(tokens, size)))  # (B, T, D)
-        tokens = tokens + self.attn(self.norm1(tokens), size) + local
-        return tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens), size)) + self.drop_path(local)
+        return tokens + self.drop_path(self.mlp(self.norm2(tokens)))
 
 
 class Stage(nn.Module):
-    """One Reduction Cell, then `depth` Normal Cells at its resolution."""
+    """One Reduction Cell, then `depth` Normal Cells at its resolution, the i-th with drop-path rate
+    `drop_path_rates[i]`."""
 
     def __init__(
         self,
@@ -239,10 +248,13 @@ class Stage(nn.Module):
         reduction_mlp_ratio: float,
         dropout: float,
         attention_dropout: float,
+        drop_path_rates: tuple[float, ...],
     ) -> None:
         super().__init__()
         self.reduction = ReductionCell(in_channels, stage, reduction_mlp_ratio, dropout, attention_dropout)
-        self.cells = nn.ModuleList(NormalCell(stage, mlp_ratio, dropout, attention_dropout) for _ in range(stage.depth))
+        self.cells = nn.ModuleList(
+            NormalCell(stage, mlp_ratio, dropout, attention_dropout, rate) for rate in drop_path_rates
+        )
 
     def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, int]:  # (B, C, H, W)
         tokens, size = self.reduction(feature_map)  # (B, H·W/r², D)
@@ -276,8 +288,14 @@ class ViTAEv2(nn.Module):
     with 7×7, S's fourth stage (D 512) is dropped (its map would be 2×2), the third stage has 4 Normal
     Cells instead of 8, and windows are 4×4 instead of 7×7 (16 then 4 windows per map; S has 64 then 16).
     At 28×28 the stage that reads the image is S's second stage (D 128) and the last is S's third.
-    Also differing from the official code: no stochastic depth (`drop_path`), LayerNorm eps 1e-5, and
-    global RCs attend without T2T's value shortcut (see `ReductionCell`).
+    Also differing from the official code: LayerNorm eps 1e-5, and global RCs attend without T2T's value
+    shortcut (see `ReductionCell`).
+
+    Stochastic depth. `drop_path_rate` is the rate of the last Normal Cell; the i-th of the n NCs of the
+    whole network drops its branches with rate · i/(n − 1) (timm's linear rule), Reduction Cells never
+    (the official code gives them none). The official code slices the rates per stage from the previous
+    stage's depth rather than the running total (ViTAEv2-S's third stage reuses the second's rates);
+    here every NC has its own step of the one linear schedule.
     """
 
     def __init__(
@@ -291,6 +309,7 @@ class ViTAEv2(nn.Module):
         reduction_mlp_ratio: float = 1.0,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -301,6 +320,7 @@ class ViTAEv2(nn.Module):
         check_range(owner, "reduction_mlp_ratio", reduction_mlp_ratio, low=0, low_inclusive=False)
         check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
         check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         stages = small_image_stages(image_size) if stages is None else tuple(stages)
         if not stages:
             raise ConfigError(f"{owner}: stages is empty; give at least one ViTAEStage (or null for the preset).")
@@ -309,9 +329,12 @@ class ViTAEv2(nn.Module):
         self.num_classes = num_classes
         self.stage_specs = stages
         widths = (in_channels, *(stage.dim for stage in stages))
+        rates = torch.linspace(0.0, drop_path_rate, sum(stage.depth for stage in stages)).split(
+            [stage.depth for stage in stages]
+        )  # one linear schedule over every NC, cut per stage
         self.stages = nn.ModuleList(
-            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout)
-            for width, stage in zip(widths[:-1], stages, strict=True)
+            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout, tuple(rate.tolist()))
+            for width, stage, rate in zip(widths[:-1], stages, rates, strict=True)
         )
         self.head_drop = nn.Dropout(dropout)
         self.head = nn.Linear(stages[-1].dim, num_classes)
@@ -323,6 +346,11 @@ class ViTAEv2(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """timm's convention: parameters to keep out of weight decay beyond biases, norms and other 1-d
+        ones. None here: ViTAEv2 has no position embedding and no class token."""
+        return set()
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         feature_map = images  # (B, C, H, W)
