@@ -106,25 +106,27 @@ def recipe_label(config: dict) -> str:
     module = config["model"]["init_args"]
     data = config.get("data", {}).get("init_args") or {}
     callbacks = config.get("trainer", {}).get("callbacks") or []
-    averaging = any(str(callback.get("class_path", "")).endswith("EMAWeightAveraging") for callback in callbacks)
+    averaging = any("Average" in str(callback.get("class_path", "")) for callback in callbacks)
     if module.get("batch_mixing") or data.get("auto_augment") or data.get("random_erasing") or averaging:
         return "from-scratch"
     return "strong" if module.get("scheduler") else "reference"
 
 
 def budget_label(config: dict) -> str:
-    """A `max_time` budget as `15m` (or `1h30m`); empty for an epoch-bounded run."""
+    """A `max_time` budget as `15m`, `1h30m` or `45s`; empty for an epoch-bounded run."""
     limit = (config.get("trainer") or {}).get("max_time")
     if not limit:
         return ""
     if isinstance(limit, dict):
-        minutes = 24 * 60 * limit.get("days", 0) + 60 * limit.get("hours", 0) + limit.get("minutes", 0)
-        seconds = limit.get("seconds", 0)
+        parts = [limit.get(unit, 0) for unit in ("days", "hours", "minutes", "seconds")]
     else:
-        days, hours, minutes, seconds = (int(part) for part in str(limit).split(":"))
-        minutes += 60 * (24 * days + hours)
-    hours, minutes = divmod(minutes + seconds // 60, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+        parts = [int(part) for part in str(limit).split(":")]
+    days, hours, minutes, seconds = parts
+    total = ((24 * days + hours) * 60 + minutes) * 60 + seconds
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes:02d}m" if hours else f"{minutes}m" if minutes else "")
+    return text + (f"{seconds}s" if seconds else "")
 
 
 def precision_label(config: dict) -> str:

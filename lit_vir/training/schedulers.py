@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -67,6 +67,11 @@ class WarmupCosineLR(LambdaLR):
         """Decay over a time budget: after the warm-up steps, progress = elapsed() / seconds."""
         check_range(type(self).__name__, "time budget (s)", seconds, low=0, low_inclusive=False)
         self.budget = (seconds, elapsed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """LambdaLR's state without the time budget's clock (a trainer's bound method): `span_time` is called
+        again before a resumed run loads this state."""
+        return {key: value for key, value in super().state_dict().items() if key != "budget"}
 
     def progress(self, step: int) -> float | None:
         """Fraction of the decay done at `step` (after the warm-up), or None while the length is unknown."""

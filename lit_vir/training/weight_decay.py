@@ -37,12 +37,16 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
 
 
 def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """The trainable parameters as two optimiser groups: decayed (the optimiser's own weight_decay) and exempt
-    (weight_decay 0). Empty groups are dropped."""
+    """The trainable parameters as two optimiser groups: `decay` (the optimiser's own weight_decay) and `no_decay`
+    (weight_decay 0), names that LearningRateMonitor logs them under (`lr-AdamW/decay`). Empty groups are dropped."""
     exempt = no_weight_decay_names(model)
     trainable = [(name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
     groups = [
-        {"params": [parameter for name, parameter in trainable if name not in exempt]},
-        {"params": [parameter for name, parameter in trainable if name in exempt], "weight_decay": 0.0},
+        {"name": "decay", "params": [parameter for name, parameter in trainable if name not in exempt]},
+        {
+            "name": "no_decay",
+            "params": [parameter for name, parameter in trainable if name in exempt],
+            "weight_decay": 0.0,
+        },
     ]
     return [group for group in groups if group["params"]]

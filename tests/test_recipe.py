@@ -1,0 +1,133 @@
+"""The from-scratch recipe's parts: augmentation only in training, MixUp/CutMix targets, one weight-decay rule."""
+
+import re
+
+import pytest
+import torch
+
+from lit_vir.checks import ConfigError
+from lit_vir.data import DigitsDataModule
+from lit_vir.models import MobileViT, ReViT, SearchableViT, TimmModel, ViR, VisionTransformer, ViTAEv2
+from lit_vir.training import BatchMixing, ImageClassifier
+from lit_vir.training.weight_decay import no_weight_decay_names, parameter_groups
+
+
+def ready(**options) -> DigitsDataModule:
+    data = DigitsDataModule(batch_size=16, **options)
+    data.setup("fit")
+    data.setup("test")
+    return data
+
+
+@pytest.mark.parametrize("options", [dict(auto_augment="rand_augment"), dict(random_erasing=1.0)])
+def test_augmentation_changes_training_images_only_and_keeps_shapes_and_labels(options):
+    plain, augmented = ready(), ready(**options)
+    torch.manual_seed(0)
+    first = [augmented.train_set[index] for index in range(8)]
+    second = [augmented.train_set[index] for index in range(8)]
+    for (image, label), (_, label_again), (clean, clean_label) in zip(
+        first, second, (plain.train_set[index] for index in range(8)), strict=True
+    ):
+        assert image.shape == clean.shape == (1, 8, 8) and label == label_again == clean_label
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, second, strict=True))  # drawn anew each time
+    for split in ("val_set", "test_set"):
+        for index in range(8):
+            assert torch.equal(getattr(augmented, split)[index][0], getattr(plain, split)[index][0])
+
+
+def test_trivial_augment_is_refused_where_its_shifts_empty_the_image():
+    with pytest.raises(ConfigError, match=r"trivial_augment.*8×8 px.*rand_augment"):
+        DigitsDataModule(auto_augment="trivial_augment")
+
+
+def test_an_unknown_policy_is_refused_with_the_choices():
+    with pytest.raises(
+        ConfigError, match=r"auto_augment = 'autoaugment' is not one of 'rand_augment', 'trivial_augment'"
+    ):
+        DigitsDataModule(auto_augment="autoaugment")
+
+
+@pytest.mark.parametrize("mixing", [BatchMixing(cutmix_alpha=0), BatchMixing(mixup_alpha=0), BatchMixing()])
+def test_mixed_targets_are_distributions_of_the_two_mixed_labels(mixing):
+    torch.manual_seed(3)
+    images = torch.rand(16, 1, 8, 8)
+    labels = torch.arange(16)  # 16 classes, all different: each target row shows whom it was mixed with
+    mixed, targets = mixing(images, labels, 16)
+    assert mixed.shape == images.shape and targets.shape == (16, 16)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(16))
+    # torchvision mixes each image with the previous one in the batch (rolled by 1): only those two labels get mass
+    partner = labels.roll(1)
+    others = torch.ones(16, 16, dtype=torch.bool)
+    others[labels, labels] = others[labels, partner] = False
+    assert targets[others].abs().max() == 0
+    weight = targets[0, 0].item()  # λ, the share of image 0 itself
+    if mixing.cutmix_alpha == 0:  # MixUp: the image is the same blend as the target
+        assert torch.allclose(mixed[0], weight * images[0] + (1 - weight) * images[-1], atol=1e-6)
+    if mixing.mixup_alpha == 0:  # CutMix: each pixel comes from one of the two, the kept share is the weight
+        from_own = (mixed[0] == images[0]).double().mean().item()
+        assert from_own == pytest.approx(weight, abs=1e-9)
+
+
+def test_training_loss_uses_the_soft_targets_and_accuracy_the_hard_labels():
+    torch.manual_seed(0)
+    backbone = ViR(5, 8, 1, patch_size=2, embed_dim=8, num_nodes=20, jump_size=3, mlp_dim=16)
+    module = ImageClassifier(backbone, num_classes=5, batch_mixing=BatchMixing(cutmix_alpha=0))
+    images, labels = torch.rand(12, 1, 8, 8), torch.arange(12) % 5
+    torch.manual_seed(1)
+    loss = module.training_step((images, labels), 0)
+    torch.manual_seed(1)
+    mixed, targets = BatchMixing(cutmix_alpha=0)(images, labels, 5)
+    logits = backbone(mixed)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-6)
+    expected = (logits.argmax(dim=-1) == labels).double().mean().item()
+    assert module.train_metrics["acc"].compute().item() == pytest.approx(expected)
+
+
+def test_both_alphas_zero_is_refused():
+    with pytest.raises(ConfigError, match="both 0"):
+        BatchMixing(mixup_alpha=0, cutmix_alpha=0)
+
+
+def expected_exempt(model: torch.nn.Module) -> set[str]:
+    """By name, independently of the rule's ndim test: biases, normalisation parameters, positions, class tokens,
+    ReViT's α, ViT-Slim's masks."""
+    norms = {
+        f"{name}.{parameter}".lstrip(".")
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.modules.batchnorm._NormBase | torch.nn.LayerNorm | torch.nn.GroupNorm)
+        for parameter, _ in module.named_parameters(recurse=False)
+    }
+    named = {
+        name for name, _ in model.named_parameters() if re.search(r"(^|\.)(bias|pos_embed|cls_token|alpha)$", name)
+    }
+    masks = {name for name, _ in model.named_parameters() if name in SearchableViT.MASK_PARAMETERS}
+    return norms | named | masks
+
+
+MODELS = {
+    "vir": lambda: ViR(10, 8, 1, patch_size=2, embed_dim=8, num_nodes=20, jump_size=3, mlp_dim=16, depth=2),
+    "vit": lambda: VisionTransformer(10, 8, 1, patch_size=2, embed_dim=16, depth=2, num_heads=2),
+    "revit": lambda: ReViT(10, 8, 1, patch_size=2, embed_dim=16, depth=2, num_heads=2),
+    "vit_slim": lambda: SearchableViT(10, 8, 1, patch_size=2, embed_dim=16, depth=2, num_heads=2),
+    "vitae": lambda: ViTAEv2(10, 28, 1),
+    "mobilevit": lambda: MobileViT(10, 32, 3),
+    "timm_deit": lambda: TimmModel(10, 8, 1, name="deit_tiny_patch16_224", options={"patch_size": 2}),
+    "timm_resnet": lambda: TimmModel(10, 8, 1, name="resnet18"),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_decay_covers_exactly_biases_norms_positions_tokens_alpha_and_masks(name):
+    model = MODELS[name]()
+    assert no_weight_decay_names(model) == expected_exempt(model)
+
+
+def test_the_optimiser_gets_decay_only_on_the_other_parameters():
+    model = ReViT(10, 8, 1, patch_size=2, embed_dim=16, depth=2, num_heads=2)
+    optimizer = torch.optim.AdamW(parameter_groups(model), lr=1e-3, weight_decay=0.05)
+    decayed, exempt = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.05 and exempt["weight_decay"] == 0.0
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert {names[id(p)] for p in exempt["params"]} == expected_exempt(model)
+    assert "alpha" in {names[id(p)] for p in exempt["params"]}
+    assert {names[id(p)] for p in decayed["params"]} == set(names.values()) - expected_exempt(model)
