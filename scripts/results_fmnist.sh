@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# docs/results.md's main table: ViR, its ablations, the ViTs, the variants and two timm models on the full
+# Fashion-MNIST (54,000 train / 6,000 validation / 10,000 test), every run under the same wall-time budget on one
+# CPU thread (configs/recipe/budget.yaml: stop at --trainer.max_time, schedules decay over the budget), tested
+# at the end on the best-validation checkpoint (test/*) and the final weights (test_last/*), FLOPs logged.
+#
+#   scripts/results_fmnist.sh list                 # the jobs, one per line: name, then the command
+#   JOBS=2 scripts/results_fmnist.sh train         # run every job not yet done; JOBS workers, each on its own core
+#   scripts/results_fmnist.sh robustness           # 15 corruptions × 5 severities on the seed-1 checkpoints
+#   scripts/results_fmnist.sh perturb              # lit-vir perturb noise curves, ViR-1 against ViT-Small
+#   scripts/results_fmnist.sh compare              # the table and the frontier figure → docs/measurements/results-fmnist
+#
+# Restartable: a job is claimed by creating $STATE/claimed/<name> and finished by $STATE/done/<name>; a killed
+# job's claim is removed with `rm $STATE/claimed/<name>` (its half run folder too) and the script run again.
+# Environment: BUDGET (default 00:00:15:00), LOGS (logs/results-fmnist), JOBS (1), CORES (the cores to pin
+# workers to, default "1 0"), ROBUST_BATCHES (test batches of 100 per corruption cell, default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUDGET=${BUDGET:-00:00:15:00}
+LOGS=${LOGS:-logs/results-fmnist}
+STATE=${STATE:-$LOGS/.state}
+JOBS=${JOBS:-1}
+CORES=(${CORES:-1 0})
+ROBUST_BATCHES=${ROBUST_BATCHES:-20}
+OUT=${OUT:-docs/measurements/results-fmnist}
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+
+C=configs
+BASE="-c $C/vir.yaml -c $C/data/fashion_mnist.yaml"
+# the from-scratch recipe (strong + DeiT pieces), stepping per batch over the budget with a 200-batch warm-up
+SCRATCH="-c $C/recipe/strong.yaml -c $C/recipe/deit.yaml -c $C/recipe/budget.yaml --model.init_args.scheduler.init_args.warmup 200"
+REFERENCE="-c $C/recipe/budget.yaml"  # the paper's recipe (Adam 3e-4, constant): only the stopping rule changes
+
+# name  seeds  pieces (ViR rows draw a new reservoir per seed too)
+ROWS=(
+  "vir1|1 2 3|$REFERENCE"
+  "no_reservoir|1 2 3|-c $C/ablation/no_reservoir.yaml $REFERENCE"
+  "vit_small_scratch|1 2 3|-c $C/model/vit_small.yaml $SCRATCH"
+  "vit_small_reference|1 2|-c $C/model/vit_small.yaml $REFERENCE"
+  "memoryless|1 2|-c $C/ablation/memoryless.yaml $REFERENCE"
+  "linear_readout|1 2|-c $C/ablation/linear_readout.yaml $REFERENCE"
+  "shuffled_tokens|1 2|-c $C/ablation/shuffled_tokens.yaml $REFERENCE"
+  "vit_base1|1|-c $C/model/vit_base.yaml $REFERENCE"
+  "timm_resnet18|1|-c $C/model/timm.yaml --model.backbone.init_args.name resnet18 $SCRATCH"
+  "vir3|1|-c $C/depth/3.yaml $REFERENCE"
+  "vir3_serial|1|-c $C/depth/3.yaml -c $C/model/vir_serial.yaml $REFERENCE"
+  "revit_small|1|-c $C/model/vit_small.yaml -c $C/model/revit.yaml $SCRATCH"
+  "vitae_v2|1|-c $C/model/vitae_v2.yaml $SCRATCH"
+  "mobilevit|1|-c $C/model/mobilevit.yaml $SCRATCH"
+  "exmobilevit|1|-c $C/model/mobilevit.yaml -c $C/model/exmobilevit.yaml $SCRATCH"
+  "timm_deit_tiny|1|-c $C/model/timm.yaml -c $C/model/timm_deit_tiny.yaml $SCRATCH"
+)
+
+jobs() {  # name<TAB>command, seed 1 of every row first, then seed 2, then seed 3
+  for seed in 1 2 3; do
+    for row in "${ROWS[@]}"; do
+      IFS='|' read -r name seeds pieces <<<"$row"
+      [[ " $seeds " == *" $seed "* ]] || continue
+      extra="--seed_everything $seed"
+      case "$name" in vir*|no_reservoir|memoryless|linear_readout|shuffled_tokens) extra="$extra --model.backbone.init_args.seed $seed" ;; esac
+      printf '%s-s%s\tlit-vir fit %s %s %s --trainer.max_time %s --trainer.enable_progress_bar false --test_after_fit true --trainer.logger.init_args.save_dir %s --trainer.logger.init_args.name %s --trainer.logger.init_args.version seed%s\n' \
+        "$name" "$seed" "$BASE" "$pieces" "$extra" "$BUDGET" "$LOGS" "$name" "$seed"
+    done
+  done
+  # ViT-Slim at budget 0.5 from the ViT-Small (from-scratch, seed 1) run: a 5-minute search (the original's search
+  # recipe: AdamW 5e-4, wd 1e-3, no schedule), slimming, then the slim model trained for the full budget.
+  printf 'vit_slim-s1\tscripts/results_fmnist.sh slim\n'
+}
+
+slim() {
+  local teacher="$LOGS/vit_small_scratch/seed1/checkpoints/last.ckpt"
+  while [ ! -e "$STATE/done/vit_small_scratch-s1" ]; do sleep 60; done  # waits for its teacher
+  lit-vir fit $BASE -c $C/model/vit_small.yaml -c $C/slim/search.yaml -c $C/recipe/budget.yaml \
+    --model.init_from "$teacher" --seed_everything 1 --trainer.max_time 00:00:05:00 --trainer.enable_progress_bar false \
+    --model.optimizer torch.optim.AdamW --model.optimizer.init_args.lr 5e-4 --model.optimizer.init_args.weight_decay 1e-3 \
+    --trainer.logger.init_args.save_dir "$LOGS" --trainer.logger.init_args.name vit_slim_search --trainer.logger.init_args.version seed1
+  lit-vir slim "$LOGS/vit_slim_search/seed1/checkpoints/last.ckpt" --budget 0.5 --out "$LOGS/vit_slim_pieces"
+  lit-vir fit $BASE -c "$LOGS/vit_slim_pieces/slim-b0.50.yaml" $SCRATCH --seed_everything 1 --trainer.max_time "$BUDGET" \
+    --trainer.enable_progress_bar false --test_after_fit true --trainer.logger.init_args.save_dir "$LOGS" \
+    --trainer.logger.init_args.name vit_slim --trainer.logger.init_args.version seed1
+}
+
+worker() {  # worker INDEX: claim and run jobs in order until none is left
+  local core=${CORES[$1]}
+  while IFS=$'\t' read -r name command; do
+    mkdir -p "$STATE/claimed" "$STATE/done" "$STATE/logs"
+    mkdir "$STATE/claimed/$name" 2>/dev/null || continue
+    echo "[$(date +%T)] core $core: $name"
+    if taskset -c "$core" bash -c "$command" >"$STATE/logs/$name.log" 2>&1; then
+      touch "$STATE/done/$name"
+    else
+      echo "[$(date +%T)] $name FAILED (see $STATE/logs/$name.log)"
+    fi
+  done < <(jobs)
+}
+
+best() { ls "$LOGS/$1/seed1/checkpoints/"epoch*.ckpt | head -1; }
+
+case "${1:?list, train, robustness, perturb or compare}" in
+  list) jobs ;;
+  train)
+    for index in $(seq 0 $((JOBS - 1))); do worker "$index" & done
+    wait
+    ;;
+  slim) slim ;;
+  robustness)  # the seed-1 best-validation checkpoints on the corrupted test set (first ROBUST_BATCHES×100 images)
+    for name in vir1 no_reservoir vit_small_scratch timm_resnet18; do
+      lit-vir test -c "$LOGS/$name/seed1/config.yaml" -c $C/data/corrupted_fashion_mnist.yaml \
+        --ckpt_path "$(best "$name")" --trainer.limit_test_batches "$ROBUST_BATCHES" --trainer.enable_progress_bar false \
+        --trainer.logger.init_args.save_dir "$LOGS-robustness" --trainer.logger.init_args.name "$name" \
+        --trainer.logger.init_args.version seed1
+    done
+    ;;
+  perturb)
+    lit-vir perturb --ckpt_path "$(best vir1)" --ckpt_path "$(best vit_small_scratch)" -c $C/data/fashion_mnist.yaml \
+      --kinds noise --output "$OUT/perturb"
+    ;;
+  compare)
+    lit-vir compare "$LOGS/*/seed*" --output "$OUT" --title "Fashion-MNIST, $BUDGET budget per run, one CPU thread"
+    ;;
+  *) echo "usage: $0 list|train|robustness|perturb|compare" >&2; exit 2 ;;
+esac
