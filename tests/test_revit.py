@@ -193,3 +193,26 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
     assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
     assert all(len(values) == 2 and all(-1 <= value <= 1 + 1e-6 for value in values) for values in curves.values())
     assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------- oracle: timm's ViT
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_alpha_one_equals_timms_vision_transformer_with_the_same_weights(pooling):
+    """The official ReViT mixes S ← α·S + (1 − α)·R (model/attention.py), so α = 1 is the plain ViT."""
+    from tests.vit_oracle import spread, timm_twin
+
+    revit = spread(ReViT(**TINY, pooling=pooling, alpha=1.0))
+    inputs = images().double()
+    with torch.no_grad():
+        torch.testing.assert_close(revit(inputs), timm_twin(revit)(inputs), rtol=0, atol=1e-10)
+
+
+def test_alpha_zero_repeats_the_first_blocks_logits_in_every_block():
+    """The other end of the official convention: at α = 0 every block attends with block 0's logits."""
+    revit = spread(ReViT(**TINY, alpha=0.0))
+    with torch.no_grad():
+        maps = revit.attention_maps(images())
+    for later in maps[1:]:
+        torch.testing.assert_close(later, maps[0])

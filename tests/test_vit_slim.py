@@ -17,6 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main as lit_vir_main
+from lit_vir.commands.common import datamodule_from_configs, run_config
+from lit_vir.commands.common import test_batches as read_test_batches
 from lit_vir.commands.slim import count_flops
 from lit_vir.commands.slim import main as slim_main
 from lit_vir.models import SearchableViT, SlimViT, VisionTransformer, count_parameters
@@ -306,7 +308,12 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     report = json.loads((tmp_path / "slim" / "slim.json").read_text())
     (row,) = report["budgets"]
     assert row["max_logit_difference"] < 1e-5 and row["params"] < report["full"]["params"]
-    assert 0 <= row["accuracy"] <= 1 and 0 <= report["full"]["accuracy"] <= 1  # on the run's test split
+    search = load_classifier(search_run / "checkpoints" / "last.ckpt").backbone.eval()
+    batches = read_test_batches(datamodule_from_configs([run_config(search_run / "checkpoints" / "last.ckpt")]))
+    for model, reported in ((search, report["full"]["accuracy"]), (slim(search, 0.5), row["accuracy"])):
+        with torch.no_grad():
+            right = sum((model(inputs).argmax(dim=1) == labels).sum().item() for inputs, labels in batches)
+        assert reported == pytest.approx(right / sum(len(labels) for _, labels in batches), abs=1e-9)
     piece = tmp_path / "slim" / "slim-b0.50.yaml"
     widths = yaml.safe_load(piece.read_text())["model"]["init_args"]["backbone"]["init_args"]
     assert widths["mlp_widths"] == row["mlp_units"] and widths["token_counts"] == row["tokens"]
@@ -324,3 +331,66 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     loaded = subprocess.run([sys.executable, "-c", loader, str(final)], capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout.splitlines()[-1]) == ["SlimViT", row["mlp_units"], row["tokens"]]
+
+
+# ------------------------------------------------------------------------------- oracles: timm, by hand
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_search_model_with_all_masks_one_and_slim_at_budget_one_equal_timms_vit(pooling):
+    from tests.vit_oracle import spread, timm_twin
+
+    search = spread(SearchableViT(**TINY, pooling=pooling))
+    with torch.no_grad():
+        search.token_logit.fill_(20.0)  # tanh(20) is 1.0 in float64
+    inputs = images().double()
+    with torch.no_grad():
+        reference = timm_twin(search)(inputs)
+        torch.testing.assert_close(search(inputs), reference, rtol=0, atol=1e-10)
+        torch.testing.assert_close(slim(search, 1.0)(inputs), reference, rtol=0, atol=1e-10)
+
+
+def test_each_mask_multiplies_the_tensor_the_paper_names():
+    """One masked block against its equations written out with einsum, float64, masks all different:
+    x̃ = LN₁(x)·ζ_tok;  q, k, v = (x̃ W_qkv + b)·ζ_attn per head channel;  a_ij ∝ |ζ_tok,j|·exp(q_i·k_j/√d);
+    x' = x + (a v) W_proj + b;  x'' = x' + GELU(LN₂(x')·ζ_tok W₁ + b₁)·ζ_mlp W₂ + b₂."""
+    torch.manual_seed(3)
+    tokens_in, dim, heads, head_dim, hidden = 5, 6, 2, 3, 9  # 2×2 image in 1×1 patches: 4 + class token
+    search = SearchableViT(
+        num_classes=2,
+        image_size=2,
+        in_channels=1,
+        patch_size=1,
+        embed_dim=dim,
+        depth=1,
+        num_heads=heads,
+        mlp_ratio=hidden / dim,
+    ).double()
+    block = search.blocks[0]
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.copy_(torch.randn(parameter.shape, dtype=torch.float64))
+        search.attention_mask.copy_(torch.rand(1, heads, head_dim, dtype=torch.float64) + 0.2)
+        search.mlp_mask.copy_(torch.rand(1, hidden, dtype=torch.float64) + 0.2)
+        search.token_logit.copy_(torch.tensor([[0.3, 1.2, -0.8, 2.0, 0.6]], dtype=torch.float64))
+    x = torch.randn(2, tokens_in, dim, dtype=torch.float64)
+    zeta_attn, zeta_mlp, zeta_tok = search.attention_mask[0], search.mlp_mask[0], torch.tanh(search.token_logit[0])
+
+    def layer_norm(values, norm):
+        centred = values - values.mean(-1, keepdim=True)
+        return centred / torch.sqrt(centred.square().mean(-1, keepdim=True) + norm.eps) * norm.weight + norm.bias
+
+    masked_in = layer_norm(x, block.norm1) * zeta_tok[:, None]
+    qkv = (masked_in @ block.attn.qkv.weight.T + block.attn.qkv.bias).view(2, tokens_in, 3, heads, head_dim)
+    q, k, v = (qkv[:, :, part] * zeta_attn for part in range(3))  # (B, T, H, d)
+    logits = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(head_dim)
+    weights = zeta_tok.abs() * logits.exp()
+    weights = weights / weights.sum(-1, keepdim=True)
+    attended = torch.einsum("bhij,bjhd->bihd", weights, v).reshape(2, tokens_in, dim)
+    middle = x + attended @ block.attn.proj.weight.T + block.attn.proj.bias
+    mlp = block.mlp
+    units = F.gelu(layer_norm(middle, block.norm2) * zeta_tok[:, None] @ mlp.fc1.weight.T + mlp.fc1.bias) * zeta_mlp
+    expected = middle + units @ mlp.fc2.weight.T + mlp.fc2.bias
+    with torch.no_grad():
+        got = block(x, zeta_attn, zeta_mlp, zeta_tok)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)

@@ -518,7 +518,7 @@ def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
         attention_dropout=options["attention_dropout"],
         drop_path_rate=options["drop_path_rate"],
         pooling=options["pooling"],
-    ).to(model.cls_token.device)
+    ).to(model.cls_token.device, model.cls_token.dtype)  # float64 search → float64 slim model
     token_mask = model.token_mask.detach()
     with torch.no_grad():
         slimmed.patch_embed.load_state_dict(model.patch_embed.state_dict())
