@@ -3,6 +3,7 @@ train → search → slim → fine-tune chain through the command line."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -308,12 +309,20 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     report = json.loads((tmp_path / "slim" / "slim.json").read_text())
     (row,) = report["budgets"]
     assert row["max_logit_difference"] < 1e-5 and row["params"] < report["full"]["params"]
+    for measured in (report["full"], row):  # speed-ups against the plain ViT, not the budget-1 slim model
+        assert measured["speedup"] == pytest.approx(
+            measured["images_per_second"] / report["plain_vit_images_per_second"]
+        )
     search = load_classifier(search_run / "checkpoints" / "last.ckpt").backbone.eval()
     batches = read_test_batches(datamodule_from_configs([run_config(search_run / "checkpoints" / "last.ckpt")]))
     for model, reported in ((search, report["full"]["accuracy"]), (slim(search, 0.5), row["accuracy"])):
         with torch.no_grad():
             right = sum((model(inputs).argmax(dim=1) == labels).sum().item() for inputs, labels in batches)
         assert reported == pytest.approx(right / sum(len(labels) for _, labels in batches), abs=1e-9)
+    original = ["--original", "--report-only", "--no-accuracy", "--json", str(tmp_path / "original.json")]
+    slim_main([str(search_run / "checkpoints" / "last.ckpt"), "--budget", "0.5", "--repeats", "1", *original])
+    (binary,) = json.loads((tmp_path / "original.json").read_text())["budgets"]
+    assert binary["max_logit_difference"] < 1e-5  # the slim model is its binary-masked model
     piece = tmp_path / "slim" / "slim-b0.50.yaml"
     widths = yaml.safe_load(piece.read_text())["model"]["init_args"]["backbone"]["init_args"]
     assert widths["mlp_widths"] == row["mlp_units"] and widths["token_counts"] == row["tokens"]
@@ -394,3 +403,74 @@ def test_each_mask_multiplies_the_tensor_the_paper_names():
     with torch.no_grad():
         got = block(x, zeta_attn, zeta_mlp, zeta_tok)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+# -------------------------------------------------------------------- the original code's slimming, as options
+
+
+def test_binarized_slim_model_is_the_trained_vit_restricted_to_what_survives():
+    """`binarize` (the original's searched_zeta = ζ ≥ threshold): kept ζ count as 1, so the slim weights are the
+    ViT's own rows and columns, and the logits are those of the masks set to exactly 1 and 0."""
+    search = searched()
+    keep = keep_masks(search, 0.5)
+    slimmed = build_slim(search, keep, binarize=True)
+    binary = copy.deepcopy(search)
+    with torch.no_grad():
+        binary.attention_mask.copy_(keep.attention.double())
+        binary.mlp_mask.copy_(keep.mlp.double())
+        binary.token_logit.copy_(torch.where(keep.tokens, 20.0, 0.0))
+        torch.testing.assert_close(slimmed(images()), binary(images()), rtol=0, atol=1e-5)
+        assert (slimmed(images()) - slim(search, 0.5)(images())).abs().max() > 1e-3  # soft folding differs
+    units = keep.mlp[1].nonzero().squeeze(1)
+    assert torch.equal(slimmed.blocks[1].mlp.fc2.weight, search.blocks[1].mlp.fc2.weight[:, units])
+    assert set(slimmed.blocks[1].token_scale.tolist()) == {1.0}
+
+
+def test_signed_ranking_prunes_a_strongly_negative_zeta_that_magnitude_ranking_keeps():
+    search = searched()
+    with torch.no_grad():
+        search.mlp_mask.copy_(torch.linspace(0.1, 0.9, search.mlp_mask.numel()).view_as(search.mlp_mask))
+        search.mlp_mask[0, 0] = -1.2  # the largest |ζ| of all, and the smallest ζ
+    by_magnitude = keep_masks(search, 0.5).mlp
+    signed = keep_masks(search, 0.5, ranking="signed").mlp
+    assert by_magnitude[0, 0] and not signed[0, 0]
+    assert by_magnitude.sum() == signed.sum() == round(0.5 * search.mlp_mask.numel())
+    ordered = sorted(search.mlp_mask.flatten().tolist())  # the original: sorted(zetas), keep ζ ≥ threshold
+    threshold = ordered[int((1 - 0.5) * len(ordered))]
+    assert signed.flatten().tolist() == [value >= threshold for value in search.mlp_mask.flatten().tolist()]
+
+
+def test_a_ranked_class_token_can_be_pruned_and_the_slim_model_still_matches_the_masked_one():
+    search = searched()
+    with torch.no_grad():
+        search.token_logit[0, 0] = 3.0  # the class token ranks first in block 0
+        search.token_logit[1:, 0] = 0.01  # and last in blocks 1 and 2
+    assert keep_masks(search, 0.5).tokens[:, 0].all()  # default: always kept
+    keep = keep_masks(search, 0.5, rank_class_token=True)
+    assert keep.tokens[:, 0].tolist() == [True, False, False]
+    for binarize in (False, True):
+        slimmed = build_slim(search, keep, binarize)
+        assert [block.token_scale[0].item() for block in slimmed.blocks][1:] == [0.0, 0.0]  # in the sequence, unread
+        with torch.no_grad():
+            reference = apply_keep_masks(search, keep, binarize)(images())
+            torch.testing.assert_close(slimmed(images()), reference, rtol=0, atol=1e-5)
+
+
+def test_masks_only_with_train_norms_trains_the_masks_and_the_layer_norms():
+    """The original's --freeze_weights keeps parameters named "zeta" or "norm" trainable."""
+    module = SlimSearch(SearchableViT(**TINY), masks_only=True, train_norms=True)
+    trainable = {name.removeprefix("backbone.") for name, p in module.named_parameters() if p.requires_grad}
+    norms = {
+        f"blocks.{i}.{norm}.{kind}" for i in range(DEPTH) for norm in ("norm1", "norm2") for kind in ("weight", "bias")
+    }
+    assert trainable == {"attention_mask", "mlp_mask", "token_logit", "norm.weight", "norm.bias"} | norms
+
+
+def test_slim_recipes_compose_on_the_search_and_the_slim_pieces():
+    from lit_vir.cli import build_from_config
+
+    pieces = [CONFIGS / "vir.yaml", CONFIGS / "data" / "digits.yaml", CONFIGS / "model" / "vit_small.yaml"]
+    pieces += [CONFIGS / "slim" / "search.yaml", CONFIGS / "slim" / "search_recipe.yaml"]
+    module, _ = build_from_config([item for piece in pieces for item in ("-c", str(piece))])
+    assert isinstance(module, SlimSearch) and module.hparams.label_smoothing == 0.1
+    assert module.backbone.blocks[-1].drop_path.p == pytest.approx(0.1)
