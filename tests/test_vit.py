@@ -27,7 +27,8 @@ def test_every_parameter_learns():
         num_classes=3, image_size=8, in_channels=3, patch_size=4, embed_dim=16, depth=2, num_heads=2
     )
     model(torch.randn(2, 3, 8, 8)).square().sum().backward()
-    assert all(parameter.grad is not None for parameter in model.parameters())
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().max() > 0, name  # reached, and not a zero
 
 
 def test_vit_base_has_base_width_at_every_depth():
@@ -205,3 +206,18 @@ def test_no_weight_decay_names_every_parameter_that_is_not_a_weight_matrix_bias_
     }
     decayed = {name for name, parameter in parameters.items() if parameter.dim() >= 2 and name not in exempt}
     assert decayed == {name for name in matrices if name in parameters}
+
+
+# ------------------------------------------------------------------------------------- oracle: timm's ViT
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_logits_equal_timms_vision_transformer_with_the_same_weights(pooling):
+    from tests.vit_oracle import spread, timm_twin
+
+    model = spread(VisionTransformer(**(FAMILY_TINY | {"depth": 3}), pooling=pooling, mlp_ratio=2.0))
+    twin = timm_twin(model)
+    inputs = images().double()
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs), twin(inputs), rtol=0, atol=1e-10)
+        assert model(inputs).std() > 0.1  # O(1) logits: the comparison is not between two near-zero outputs
