@@ -31,6 +31,21 @@ from lit_vir.training.provenance import SaveConfigAndEnvironment
 
 __all__ = ["ViRCLI", "main"]
 
+
+def _accept_linked_targets(add_function_arguments):
+    """jsonargparse 4.53 passes `linked_targets` to `add_function_arguments` when a linked target's class_path
+    is a function (a preset such as `lit_vir.models.vit_small`), which does not take it; drop it."""
+
+    def add(self, function, *args, linked_targets=None, **kwargs):
+        return add_function_arguments(self, function, *args, **kwargs)
+
+    return add
+
+
+jsonargparse.ArgumentParser.add_function_arguments = _accept_linked_targets(
+    jsonargparse.ArgumentParser.add_function_arguments
+)
+
 EXAMPLES = """\
 examples:
   lit-vir fit -c configs/quickstart.yaml                      # ViR on digits, CPU, ~1 min

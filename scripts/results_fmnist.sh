@@ -13,7 +13,8 @@
 # Restartable: a job is claimed by creating $STATE/claimed/<name> and finished by $STATE/done/<name>; a killed
 # job's claim is removed with `rm $STATE/claimed/<name>` (its half run folder too) and the script run again.
 # Environment: BUDGET (default 00:00:15:00), LOGS (logs/results-fmnist), JOBS (1), CORES (the cores to pin
-# workers to, default "1 0"), ROBUST_BATCHES (test batches of 100 per corruption cell, default 20).
+# workers to, default "1 0"), ROBUST_BATCHES (test batches of 100 per corruption cell, default 20), EXTRA (more
+# flags for every fit, e.g. a smoke test: BUDGET=00:00:00:40 EXTRA="--trainer.limit_val_batches 5").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET=${BUDGET:-00:00:15:00}
@@ -23,6 +24,7 @@ JOBS=${JOBS:-1}
 CORES=(${CORES:-1 0})
 ROBUST_BATCHES=${ROBUST_BATCHES:-20}
 OUT=${OUT:-docs/measurements/results-fmnist}
+EXTRA=${EXTRA:-}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 
 C=configs
@@ -58,8 +60,8 @@ jobs() {  # name<TAB>command, seed 1 of every row first, then seed 2, then seed 
       [[ " $seeds " == *" $seed "* ]] || continue
       extra="--seed_everything $seed"
       case "$name" in vir*|no_reservoir|memoryless|linear_readout|shuffled_tokens) extra="$extra --model.backbone.init_args.seed $seed" ;; esac
-      printf '%s-s%s\tlit-vir fit %s %s %s --trainer.max_time %s --trainer.enable_progress_bar false --test_after_fit true --trainer.logger.init_args.save_dir %s --trainer.logger.init_args.name %s --trainer.logger.init_args.version seed%s\n' \
-        "$name" "$seed" "$BASE" "$pieces" "$extra" "$BUDGET" "$LOGS" "$name" "$seed"
+      printf '%s-s%s\tlit-vir fit %s %s %s --trainer.max_time %s --trainer.enable_progress_bar false --test_after_fit true --trainer.logger.init_args.save_dir %s --trainer.logger.init_args.name %s --trainer.logger.init_args.version seed%s %s\n' \
+        "$name" "$seed" "$BASE" "$pieces" "$extra" "$BUDGET" "$LOGS" "$name" "$seed" "$EXTRA"
     done
   done
   # ViT-Slim at budget 0.5 from the ViT-Small (from-scratch, seed 1) run: a 5-minute search (the original's search

@@ -1,6 +1,5 @@
 """The ViT baseline: shapes, presets and the class-token / mean pooling switch."""
 
-import jsonargparse
 import pytest
 import torch
 import yaml
@@ -72,22 +71,9 @@ def test_state_dict_keys_are_the_checkpoints_keys():
     assert list(model.state_dict()) == [*expected, "norm.weight", "norm.bias", "head.weight", "head.bias"]
 
 
-def accept_linked_targets(monkeypatch) -> None:
-    """jsonargparse 4.53 hands `linked_targets` to `add_function_arguments`, which does not take it, whenever a
-    linked target's `class_path` is a function: the cause of "unexpected keyword argument 'linked_targets'".
-    Until lit_vir/cli.py carries this shim, the test applies it."""
-    original = jsonargparse.ArgumentParser.add_function_arguments
-
-    def add_function_arguments(self, function, *args, linked_targets=None, **kwargs):
-        return original(self, function, *args, **kwargs)
-
-    monkeypatch.setattr(jsonargparse.ArgumentParser, "add_function_arguments", add_function_arguments)
-
-
 def test_a_config_can_name_a_preset_function(tmp_path, monkeypatch):
     """`class_path: lit_vir.models.vit_small` trains through the CLI with the data's links applied, takes the
     preset's values where the config names none (mlp_ratio 2) and its checkpoint loads back."""
-    accept_linked_targets(monkeypatch)
     monkeypatch.chdir(tmp_path)
     piece = tmp_path / "preset.yaml"
     backbone = {"class_path": "lit_vir.models.vit_small", "init_args": {"embed_dim": 16, "num_heads": 2, "depth": 2}}
