@@ -24,7 +24,7 @@ __all__ = ["AutoAugment", "ImageDataModule", "TransformedSubset"]
 
 AutoAugment = Literal["rand_augment", "trivial_augment"]
 # TrivialAugmentWide translates by up to 32 pixels whatever the image size: below this size most of its
-# translations empty the image. RandAugment's are relative (≤ 45% of the side at magnitude 9).
+# translations empty the image. RandAugment's are relative (13.6% of the side at magnitude 9).
 TRIVIAL_AUGMENT_MIN_SIZE = 16
 
 
