@@ -9,42 +9,32 @@ the dataset instead).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
 from pathlib import Path
 
 import jsonargparse
-from jsonargparse import DefaultHelpFormatter
 from lightning import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_vir.checks import ConfigError, find_config_error
+from lit_vir.config import (
+    PARSER_MODE,
+    SEED,
+    HelpFormatter,
+    add_run_options,
+    build_from_config,
+    config_errors,
+    user_errors,
+)
 from lit_vir.data.base import ImageDataModule
-from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
 from lit_vir.training.callbacks.corruption_report import CorruptionReport
 from lit_vir.training.checkpoints import CheckpointError, read_checkpoint
-from lit_vir.training.guards import NonFiniteLossError, ReservoirMismatchError
 from lit_vir.training.module import ImageClassifier
 from lit_vir.training.provenance import SaveConfigAndEnvironment
 
-__all__ = ["ViRCLI", "main"]
+__all__ = ["ViRCLI", "build_from_config", "main"]
 
-
-def _accept_linked_targets(add_function_arguments):
-    """jsonargparse 4.53 passes `linked_targets` to `add_function_arguments` when a linked target's class_path
-    is a function (a preset such as `lit_vir.models.vit_small`), which does not take it; drop it."""
-
-    def add(self, function, *args, linked_targets=None, **kwargs):
-        return add_function_arguments(self, function, *args, **kwargs)
-
-    return add
-
-
-jsonargparse.ArgumentParser.add_function_arguments = _accept_linked_targets(
-    jsonargparse.ArgumentParser.add_function_arguments
-)
 
 EXAMPLES = """\
 examples:
@@ -56,32 +46,6 @@ examples:
   lit-vir test -c configs/vir.yaml --ckpt_path logs/vir-mnist/version_0/checkpoints/last.ckpt
   lit-vir fit --help                                          # every option of a subcommand
 """
-
-DEFAULT_LOGGER = {
-    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-    "init_args": {"save_dir": "logs", "name": None},
-}
-DEFAULT_CALLBACKS = [
-    {
-        "class_path": "lit_vir.training.checkpoints.ResumableModelCheckpoint",
-        "init_args": {
-            "monitor": "val/acc",
-            "mode": "max",
-            "save_last": True,
-            "save_on_exception": True,
-            "filename": "epoch{epoch:03d}-val_acc{val/acc:.4f}",
-            "auto_insert_metric_name": False,
-        },
-    },
-    {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "epoch"}},
-    {"class_path": "lit_vir.training.callbacks.resources.ResourceMonitor"},
-    {"class_path": "lit_vir.training.callbacks.flops.TrainingFlops"},
-    {"class_path": "lit_vir.training.callbacks.reservoir_checksum.ReservoirChecksum"},
-    {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
-    {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
-]
-DEFAULT_PLUGINS = [{"class_path": "lit_vir.training.checkpoints.AtomicCheckpointIO"}]
-LINKED_FROM_DATA = ("num_classes", "image_size", "in_channels")
 
 # lit_vir's own subcommands: name → (module with `main(argv)`, one line for `lit-vir --help`).
 TOOLS: dict[str, tuple[str, str]] = {
@@ -95,31 +59,12 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
-    """jsonargparse's help, with the description and examples kept as written."""
-
-
 class ViRCLI(LightningCLI):
     """LightningCLI with lit_vir's links, defaults (TensorBoard under `logs/`, checkpointing, Rich)
     and `--test_after_fit`."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=False,
-            help="After `fit`, test the best checkpoint (by val/acc) on the test split.",
-        )
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        for name in LINKED_FROM_DATA:
-            parser.link_arguments(f"data.{name}", f"model.init_args.backbone.init_args.{name}", apply_on="instantiate")
-        parser.set_defaults(
-            {
-                "trainer.logger": DEFAULT_LOGGER,
-                "trainer.callbacks": DEFAULT_CALLBACKS,
-                "trainer.plugins": DEFAULT_PLUGINS,
-            }
-        )
+        add_run_options(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse, name the run, resolve `--ckpt_path last` to the newest run's last.ckpt, and check the
@@ -138,14 +83,8 @@ class ViRCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer; a bad value stops here, before any data is read."""
-        try:
+        with config_errors():
             super().instantiate_classes()
-        except Exception as error:
-            config_error = find_config_error(error)
-            if config_error is None:
-                raise
-            print(f"lit-vir: invalid configuration: {config_error}", file=sys.stderr)
-            raise SystemExit(2) from None
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """A test run on a corruption benchmark (a datamodule with `cells`) always reports per cell."""
@@ -233,7 +172,7 @@ def tools_help() -> str:
 
 def parser_kwargs() -> dict:
     return {
-        "parser_mode": "omegaconf+",
+        "parser_mode": PARSER_MODE,
         "prog": "lit-vir",
         "description": "Train, evaluate and analyse Vision Reservoirs and ViTs with Lightning.",
         "epilog": EXAMPLES + tools_help(),
@@ -241,53 +180,23 @@ def parser_kwargs() -> dict:
     }
 
 
-def build_from_config(args: list[str]) -> tuple[ImageClassifier, ImageDataModule]:
-    """Model and datamodule from config files and overrides (`["-c", "configs/vir.yaml", ...]`), as `fit`
-    would build them, without training: for the analysis and benchmark tools."""
-    jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    cli = ViRCLI(
-        ImageClassifier,
-        ImageDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=42,
-        parser_kwargs=parser_kwargs(),
-        args=[*args, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"],
-        run=False,
-    )
-    return cli.model, cli.datamodule
-
-
 def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts; `args` (without the program name) allows in-process use."""
     argv = sys.argv[1:] if args is None else list(args)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(HideProductTips())
     show_lit_vir_messages()
-    try:
+    with user_errors():
         if argv and argv[0] in TOOLS:
             importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
             return
-        jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         ViRCLI(
             ImageClassifier,
             ImageDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            seed_everything_default=42,
+            seed_everything_default=SEED,
             save_config_callback=SaveConfigAndEnvironment,
             save_config_kwargs={"overwrite": True},
             parser_kwargs=parser_kwargs(),
             args=args,
         )
-    except (
-        DatasetFilesMissing,
-        CorruptDatasetFile,
-        CheckpointError,
-        NonFiniteLossError,
-        ReservoirMismatchError,
-    ) as error:
-        print(f"lit-vir: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except ConfigError as error:  # found once the data are known, e.g. a cache that cannot fit
-        print(f"lit-vir: invalid configuration: {error}", file=sys.stderr)
-        raise SystemExit(2) from None

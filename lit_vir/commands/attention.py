@@ -8,18 +8,21 @@ JSON and one plot with a line per model.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+import jsonargparse
 import torch
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
 from lit_vir.analysis.attention import attention_maps, cross_layer_similarity
-from lit_vir.commands.common import checkpoint_label, command_parser, datamodule_from_configs, run_config, test_batches
+from lit_vir.checks import check_range
+from lit_vir.commands.common import checkpoint_label, test_batches, test_datamodule
+from lit_vir.config import tool_parser, user_errors
+from lit_vir.training.checkpoints import load_classifier
 
 EXAMPLES = """\
 examples:
@@ -27,15 +30,21 @@ examples:
                     --ckpt_path logs/revit-cifar10/version_0/checkpoints/last.ckpt
   lit-vir attention --ckpt_path X.ckpt -c configs/data/mnist.yaml --images 64 --output attention
 
-The test images come from the first checkpoint's run config.yaml unless -c configs are given.
+The test images come from the first checkpoint's run config.yaml unless a data piece is given (-c, with
+--data... overrides as for `lit-vir fit`).
 Writes attention_similarity.json and attention_similarity.png to --output.
 """
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = command_parser("lit-vir attention", __doc__, EXAMPLES)
+def parser() -> jsonargparse.ArgumentParser:
+    parse = tool_parser(
+        "lit-vir attention",
+        __doc__.split("\n\n")[0],
+        EXAMPLES,
+        sections="data",
+        config_help="a data piece giving the test images, or a config of this command's options (repeatable)",
+    )
     parse.add_argument("--ckpt_path", action="append", required=True, help="a ViT-family checkpoint (repeat)")
-    parse.add_argument("-c", "--config", action="append", default=[], help="config giving the test data")
     parse.add_argument("--images", type=int, default=32, help="test images the maps are averaged over")
     parse.add_argument("--output", default="attention", help="folder for the result files")
     return parse
@@ -56,11 +65,16 @@ def similarity_figure(curves: dict[str, list[float]]) -> Figure:
 
 
 def main(argv: list[str]) -> None:
-    from lit_vir.training.checkpoints import load_classifier
+    with user_errors():
+        run(argv)
 
-    arguments = parser().parse_args(argv)
+
+def run(argv: list[str]) -> None:
+    parse = parser()
+    arguments = parse.parse_args(argv)
+    check_range("attention", "images", arguments.images, low=1, hint="Average over at least 1 test image.")
     checkpoints = [Path(path) for path in arguments.ckpt_path]
-    datamodule = datamodule_from_configs(arguments.config or [run_config(checkpoints[0])])
+    datamodule = test_datamodule(parse, arguments, checkpoints[0])
     images = torch.cat([batch[0] for batch in test_batches(datamodule)])[: arguments.images]
     curves = {}
     for checkpoint in checkpoints:

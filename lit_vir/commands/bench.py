@@ -1,11 +1,14 @@
 """`lit-vir bench`: parameters, memory and speed of models built from the configs, ViR against ViT.
 
 Each (model, precision) is measured in a fresh worker process, so one model's allocations and caches do
-not colour the next one's numbers. A worker builds the backbone exactly as `lit-vir fit` would (same
-config pieces), feeds random images of the dataset's shape, and measures, after `--warmup` untimed
-runs, the median of `--repeats` timed runs (CUDA events on a GPU):
+not colour the next one's numbers. A worker builds the model exactly as `lit-vir fit` would (same
+config pieces, through the same parser), feeds random images of the dataset's shape, and measures, after
+`--warmup` untimed runs, the median of `--repeats` timed runs (CUDA events on a GPU):
 
-- forward time (eval, no gradient) and training-step time (forward, cross-entropy, backward, Adam step);
+- forward time (eval, no gradient) and training-step time: the module's own `training_step` (its loss,
+  label smoothing and batch mixing, metric update), backward, and a step of the optimiser its
+  `configure_optimizers` gives — the config's class, learning rate, weight decay and parameter groups
+  (a learning-rate schedule is not stepped: it changes the rate, not a step's cost);
 - peak memory of a training step (the second, once the optimiser's state exists): on CUDA the
   allocator's peak; on the CPU the highest resident set seen during the step (sampled every millisecond)
   minus what the interpreter held before the model was built — weights, gradients, optimiser state and
@@ -19,7 +22,6 @@ Every ViR row is compared with the ViT row of the same depth and precision measu
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import resource
@@ -28,16 +30,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import jsonargparse
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lit_vir.commands.common import command_parser
+from lit_vir.checks import ConfigError, check_range
+from lit_vir.config import tool_parser, user_errors
+from lit_vir.training.module import ImageClassifier
 
 EXAMPLES = """\
 examples:
@@ -45,46 +50,98 @@ examples:
   lit-vir bench --models vir-12 vir_serial-3 vit_base-12 --precision 32-true bf16-mixed
   lit-vir bench --data mnist --batch_size 100 --repeats 20 --output bench-mnist.json
   lit-vir bench --models vir-1 vit_small --device cpu --repeats 3 --warmup 1
+  lit-vir bench --models revit-3 vit_small+revit-9 --pieces configs/recipe/strong.yaml
+  lit-vir bench --models vir-1 --overrides model.backbone.init_args.num_nodes=500
+  lit-vir bench --models vir-1 vit_base-1 --print_config > bench.yaml     # then: lit-vir bench -c bench.yaml
 
 A model is `<family>[-<depth>]`: `vir` is configs/vir.yaml; any other family F adds configs/model/F.yaml
-(vir_serial, vit_base, vit_small, revit, vitae_v2, mobilevit, exmobilevit, ...); or a model piece's path,
-e.g. slim/slim-b0.50.yaml written by `lit-vir slim`.
+(vir_serial, vit_base, vit_small, revit, vitae_v2, mobilevit, exmobilevit, timm, ...), after the piece it
+changes for those that hold only a change (revit after vit_base, exmobilevit after mobilevit, ...); `A+B`
+composes configs/model/A.yaml then B.yaml as written (vit_small+revit: ReViT at ViT-Small width); or a model
+piece's path, e.g. slim/slim-b0.50.yaml written by `lit-vir slim`. --pieces and --overrides apply to every
+model, after its own pieces.
 """
 
 DEFAULT_MODELS = ["vir-1", "vir-3", "vir-6", "vir-12", "vit_base-1", "vit_base-3", "vit_base-6", "vit_base-12"]
 BASELINE_FAMILY = "vit_base"
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+# Model pieces that hold only what they change, and the piece each is composed after (their headers say so).
+COMPOSED_AFTER = {
+    "revit": "vit_base",  # ReViT at ViT-Base width, the paper's comparison
+    "revit_fixed_alpha": "revit",
+    "revit_mean_pooling": "revit",
+    "exmobilevit": "mobilevit",
+    "timm_deit_tiny": "timm",
+}
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = command_parser("lit-vir bench", __doc__, EXAMPLES)
+def parser() -> jsonargparse.ArgumentParser:
+    parse = tool_parser("lit-vir bench", __doc__.split("\n\n")[0], EXAMPLES)
     parse.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="model specs, e.g. vir-12 vit_base-12")
     parse.add_argument("--data", default="cifar10", help="shapes of configs/data/<data>.yaml (no data is read)")
-    parse.add_argument("--batch_size", type=int, default=100)
-    parse.add_argument("--precision", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed", "16-mixed"])
-    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parse.add_argument("--warmup", type=int, default=3)
-    parse.add_argument("--repeats", type=int, default=10)
+    parse.add_argument("--batch_size", type=int, default=100, help="images per step")
+    parse.add_argument("--precision", nargs="+", default=["32-true"], choices=PRECISIONS, help="as trainer.precision")
+    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where to measure")
+    parse.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
+    parse.add_argument("--repeats", type=int, default=10, help="timed runs; the median counts")
     parse.add_argument("--configs_dir", default="configs", help="where the config pieces are")
-    parse.add_argument("--output", default="bench.json")
-    parse.add_argument("--worker", help=argparse.SUPPRESS)
+    parse.add_argument(
+        "--pieces", nargs="*", default=[], help="config pieces composed after every model's, e.g. a recipe"
+    )
+    parse.add_argument(
+        "--overrides",
+        nargs="*",
+        default=[],
+        help="dotted overrides of every model's config, as for `lit-vir fit`: model.backbone.init_args.depth=2",
+    )
+    parse.add_argument("--output", default="bench.json", help="the JSON file of the measurements")
     return parse
 
 
-def config_args(spec: str, data: str, configs: Path) -> list[str]:
+def model_pieces(family: str, configs: Path) -> list[Path]:
+    """configs/model pieces of a family: `vit_small+revit` as written; `revit` after the piece it changes."""
+    if "+" in family:
+        names = family.split("+")
+    else:
+        names = [family]
+        while names[0] in COMPOSED_AFTER:
+            names.insert(0, COMPOSED_AFTER[names[0]])
+    return [configs / "model" / f"{name}.yaml" for name in names if name != "vir"]
+
+
+def config_args(
+    spec: str, data: str, configs: Path, pieces: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> list[str]:
     """The `-c` pieces and overrides that build `spec` (e.g. `vit_base-3`) on `data`'s shapes."""
+    base = [configs / "vir.yaml", configs / "data" / f"{data}.yaml"]
     if spec.endswith(".yaml"):  # a model piece of its own, e.g. one written by `lit-vir slim`
-        family, depth = spec, ""
-        pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml", Path(spec)]
+        depth, files = "", [*base, Path(spec)]
     else:
         family, _, depth = spec.partition("-")
-        pieces = [configs / "vir.yaml", configs / "data" / f"{data}.yaml"]
-    if family not in ("vir", spec):
-        pieces.append(configs / "model" / f"{family}.yaml")
-    for piece in pieces:
+        files = [*base, *model_pieces(family, configs)]
+    files += map(Path, pieces)
+    for piece in files:
         if not piece.is_file():
-            raise SystemExit(f"lit-vir bench: no {piece} for model {spec!r} (run from the repository root?)")
-    arguments = [item for piece in pieces for item in ("-c", str(piece))]
-    return arguments + (["--model.backbone.init_args.depth", depth] if depth else [])
+            families = sorted(path.stem for path in (configs / "model").glob("*.yaml"))
+            raise ConfigError(
+                f"bench: no {piece} for model {spec!r}; the families in {configs / 'model'} are vir, "
+                f"{', '.join(families)} (run from the repository root, or give --configs_dir)"
+            )
+    arguments = [item for piece in files for item in ("-c", str(piece))]
+    arguments += ["--model.backbone.init_args.depth", depth] if depth else []
+    return arguments + [f"--{override.removeprefix('--')}" for override in overrides]
+
+
+def check_options(arguments: jsonargparse.Namespace) -> None:
+    """Counts and overrides before any worker starts (a ConfigError names field, value, range)."""
+    check_range("bench", "batch_size", arguments.batch_size, low=1)
+    check_range("bench", "warmup", arguments.warmup, low=0)
+    check_range("bench", "repeats", arguments.repeats, low=1)
+    for override in arguments.overrides:
+        if "=" not in override:
+            raise ConfigError(
+                f"bench: overrides = {override!r} is not KEY=VALUE, e.g. model.init_args.label_smoothing=0.1"
+            )
 
 
 def timer(device: torch.device) -> Callable[[Callable[[], object], int, int], float]:
@@ -176,16 +233,28 @@ def peak_step_memory(train_step: Callable[[], None], device: torch.device, basel
     return resident.peak - baseline
 
 
+def configured_optimizer(model: ImageClassifier) -> torch.optim.Optimizer:
+    """The optimiser of the module's `configure_optimizers`: the config's class, learning rate, weight decay and
+    parameter groups. Its schedule is left out — sizing a run-long one needs a trainer, and it changes the
+    learning rate, not what a step costs."""
+    schedule, model.scheduler_factory = model.scheduler_factory, None
+    try:
+        return model.configure_optimizers()
+    finally:
+        model.scheduler_factory = schedule
+
+
 def measure_model(job: dict) -> dict:
     """Runs in the worker process: build one model and time it."""
-    from lit_vir.cli import build_from_config
+    from lit_vir.config import build_from_config
     from lit_vir.models.counting import count_parameters
 
     set_mmap_threshold(LIVE_TENSORS_THRESHOLD)
     baseline = resident_mib()  # the interpreter with torch, before the model exists
     device = torch.device(job["device"])
     model, datamodule = build_from_config(job["config_args"])
-    backbone = model.backbone.to(device)
+    model = model.to(device)
+    backbone = model.backbone
     counts = count_parameters(backbone)
     shape = (job["batch_size"], datamodule.in_channels, datamodule.image_size, datamodule.image_size)
     images = torch.randn(shape, device=device)
@@ -193,8 +262,9 @@ def measure_model(job: dict) -> dict:
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(job["precision"])
     autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
     measure = timer(device)
-    optimizer = torch.optim.Adam([p for p in backbone.parameters() if p.requires_grad], lr=3e-4)
+    optimizer = configured_optimizer(model)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    warnings.filterwarnings("ignore", message=".*self.log.*")  # no trainer logs here: the step's logging is a no-op
 
     def forward() -> None:
         with torch.no_grad(), autocast():
@@ -202,19 +272,19 @@ def measure_model(job: dict) -> dict:
 
     def train_step() -> None:
         with autocast():
-            loss = F.cross_entropy(backbone(images), labels)
+            loss = model.training_step((images, labels), 0)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
-    backbone.train()
+    model.train()
     train_step()  # the optimiser's state exists from here on
     peak = peak_step_memory(train_step, device, baseline)
     set_mmap_threshold(GLIBC_STEADY_THRESHOLD)  # time the steps with glibc's usual reuse of freed blocks
-    backbone.eval()
+    model.eval()
     forward_ms = measure(forward, job["warmup"], job["repeats"])
-    backbone.train()
+    model.train()
     step_ms = measure(train_step, job["warmup"], job["repeats"])
     row = {
         "model": job["spec"],
@@ -224,6 +294,8 @@ def measure_model(job: dict) -> dict:
         "trainable_params": counts.trainable,
         "frozen_params": counts.frozen,
         "fixed_params": counts.fixed,
+        "optimizer": type(optimizer).__name__,
+        "learning_rate": optimizer.param_groups[0]["lr"],
         "forward_ms": forward_ms,
         "train_step_ms": step_ms,
         "images_per_s": 1000 * job["batch_size"] / step_ms,
@@ -265,15 +337,17 @@ def recurrence_floor(backbone, images, measure, job: dict, autocast) -> dict:
 
 
 def run_worker(job: dict) -> dict:
-    """Measure one job in a fresh interpreter; its last stdout line is the JSON row."""
+    """Measure one job in a fresh interpreter; its last stdout line is the JSON row. A worker's own error
+    (e.g. `lit-vir: invalid configuration: ...`) is passed on with its exit code."""
     done = subprocess.run(
-        [sys.executable, "-m", "lit_vir.commands.bench", "--worker", json.dumps(job)],
+        [sys.executable, "-m", "lit_vir.commands.bench", json.dumps(job)],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"lit-vir bench: measuring {job['spec']} failed:\n{done.stderr[-3000:]}")
+        print(f"lit-vir bench: measuring {job['spec']} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        raise SystemExit(done.returncode)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -340,18 +414,22 @@ def table(rows: list[dict], title: str) -> Table:
 
 
 def main(argv: list[str]) -> None:
-    arguments = parser().parse_args(argv)
-    if arguments.worker:
-        print(json.dumps(measure_model(json.loads(arguments.worker))))
-        return
+    with user_errors():
+        run(argv)
+
+
+def run(argv: list[str]) -> None:
     from lit_vir.training.provenance import environment
 
+    parse = parser()
+    arguments = parse.parse_args(argv)
+    check_options(arguments)
     configs = Path(arguments.configs_dir)
     jobs = [
         {
             "spec": spec,
             "precision": precision,
-            "config_args": config_args(spec, arguments.data, configs),
+            "config_args": config_args(spec, arguments.data, configs, arguments.pieces, arguments.overrides),
             "batch_size": arguments.batch_size,
             "device": arguments.device,
             "warmup": arguments.warmup,
@@ -371,10 +449,12 @@ def main(argv: list[str]) -> None:
     add_ratios(rows)
     title = f"{arguments.data} shapes, batch {arguments.batch_size}, {arguments.device}"
     console.print(table(rows, title))
-    output = {"settings": vars(arguments) | {"worker": None}, "environment": environment(), "rows": rows}
+    settings = {key: value for key, value in arguments.as_dict().items() if key != "config"}
+    output = {"settings": settings, "environment": environment(), "rows": rows}
     Path(arguments.output).write_text(json.dumps(output, indent=2))
     console.print(f"wrote {arguments.output}")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
+if __name__ == "__main__":  # a worker: `python -m lit_vir.commands.bench JOB`, JOB a JSON object (see `run`)
+    with user_errors():
+        print(json.dumps(measure_model(json.loads(sys.argv[1]))))

@@ -1,4 +1,8 @@
-"""What the `lit-vir` tools share: their argument parser's shape and how they find a run's data."""
+"""What the `lit-vir` tools that evaluate checkpoints share: how they find a run's data and read its test split.
+
+Their parsers come from `lit_vir.config.tool_parser` (with `sections="data"`); `datamodule_from_configs` reads
+the `data:` section of saved run configs through that same parser.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,21 @@ import jsonargparse
 import torch
 import yaml
 
+from lit_vir.config import build, tool_parser
 from lit_vir.data.base import ImageDataModule
 
-__all__ = ["checkpoint_label", "command_parser", "datamodule_from_configs", "run_config", "test_batches"]
+__all__ = [
+    "checkpoint_label",
+    "command_parser",
+    "datamodule_from_configs",
+    "run_config",
+    "test_batches",
+    "test_datamodule",
+]
 
 
 def command_parser(prog: str, doc: str, examples: str) -> argparse.ArgumentParser:
-    """A tool's parser: the first paragraph of its module docstring as description, examples kept as written."""
+    """`lit-vir quantize`'s argparse parser, until it moves to `lit_vir.config.tool_parser` like the other tools."""
     return argparse.ArgumentParser(
         prog=prog,
         description=doc.split("\n\n")[0],
@@ -34,9 +46,9 @@ def run_config(checkpoint: Path) -> Path:
 
 def datamodule_from_configs(paths: list[str | Path]) -> ImageDataModule:
     """The datamodule of the `data:` sections of config files, merged left to right as `-c` does (a saved
-    run's config.yaml, or data pieces); nothing else in the files is built."""
-    parser = jsonargparse.ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(ImageDataModule, "data")
+    run's config.yaml, or data pieces); nothing else in the files is read. Parsed and built by the same `data`
+    section as every tool's, with the same errors."""
+    parser = tool_parser("lit-vir", "", "", sections="data")
     config = None
     for path in paths:
         section = (yaml.safe_load(Path(path).read_text()) or {}).get("data")
@@ -44,7 +56,17 @@ def datamodule_from_configs(paths: list[str | Path]) -> ImageDataModule:
             config = parser.parse_object({"data": section}, cfg_base=config)
     if config is None:
         raise SystemExit(f"lit-vir: no `data:` section in {', '.join(map(str, paths))}")
-    return parser.instantiate_classes(config).data
+    return build(parser, config)[1]
+
+
+def test_datamodule(
+    parser: jsonargparse.ArgumentParser, config: jsonargparse.Namespace, checkpoint: Path
+) -> ImageDataModule:
+    """The datamodule of the command's `data` section (`-c` data pieces, `--data...` overrides), else the one
+    the checkpoint's run was trained on (the `data:` of its saved config.yaml)."""
+    if config.data is not None:
+        return build(parser, config)[1]
+    return datamodule_from_configs([run_config(checkpoint)])
 
 
 def test_batches(datamodule: ImageDataModule, limit: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,7 +11,6 @@ are then aggregated over seeds as mean ± sd. Nothing is selected on the test se
 
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import statistics
@@ -19,13 +18,14 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import jsonargparse
 import yaml
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_vir.commands.common import command_parser
+from lit_vir.config import tool_parser, user_errors
 
 EXAMPLES = """\
 examples:
@@ -354,8 +354,8 @@ def figure(runs: list[Run], title: str) -> Figure:
     return plot
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = command_parser("lit-vir compare", __doc__, EXAMPLES)
+def parser() -> jsonargparse.ArgumentParser:
+    parse = tool_parser("lit-vir compare", __doc__.split("\n\n")[0], EXAMPLES)
     parse.add_argument("runs", nargs="+", help="run folders or glob patterns")
     parse.add_argument("--output", default="comparison", help="folder for the tables and the plot")
     parse.add_argument("--title", default="ViR against ViT", help="title of the plot and the Markdown file")
@@ -363,6 +363,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
+    with user_errors():
+        compare(argv)
+
+
+def compare(argv: list[str]) -> None:
     arguments = parser().parse_args(argv)
     runs = [run for run in map(read_run, find_runs(arguments.runs)) if run.epochs > 0]  # test-only runs: no row
     if not runs:

@@ -15,7 +15,6 @@ always uses the i.i.d. protocol.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+import jsonargparse
 import torch
 import yaml
 from rich.console import Console
@@ -32,8 +32,9 @@ from torch import nn
 
 from lit_vir.analysis.cores import ReservoirCore, reservoir_cores
 from lit_vir.analysis.report import MEASURES, AnalysisSettings, core_header
-from lit_vir.cli import build_from_config
+from lit_vir.checks import check_range
 from lit_vir.commands.common import datamodule_from_configs
+from lit_vir.config import add_flag, build, tool_parser, user_errors
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
 from lit_vir.models.vir import ViR
@@ -47,9 +48,12 @@ examples:
   lit-vir dynamics -c configs/vir.yaml -c configs/depth/3.yaml -c configs/model/vir_serial.yaml
   lit-vir dynamics -c configs/vir.yaml --model.backbone.init_args.spectral_radius 1.2 --iid
   lit-vir dynamics --ckpt_path logs/vir-mnist/version_0/checkpoints/last.ckpt --output dynamics.json
+  lit-vir dynamics --ckpt_path X.ckpt -c configs/data/fashion_mnist.yaml    # test images from another dataset
+  lit-vir dynamics -c configs/vir.yaml --iid --print_config > dynamics.yaml  # then: lit-vir dynamics -c dynamics.yaml
   lit-vir dynamics -c configs/quickstart.yaml --measures lyapunov memory --jacobian_samples 16
 
-config overrides (--model..., --data...) are passed on to the config, as for `lit-vir fit`.
+config overrides (--model..., --data..., --trainer...) apply as for `lit-vir fit`; with --ckpt_path the
+checkpoint holds the model, and -c gives only the data of the test images.
 """
 
 # (field, label) rows of the table printed per reservoir.
@@ -74,52 +78,53 @@ TABLE_ROWS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lit-vir dynamics",
-        description=__doc__.split("\n\n", 1)[1],
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
+def build_parser() -> jsonargparse.ArgumentParser:
+    parser = tool_parser(
+        "lit-vir dynamics",
+        __doc__.split("\n\n", 1)[1],
+        EXAMPLES,
+        sections="run",
+        config_help="config file(s) as for `lit-vir fit`, merged in order (what to analyse: these or --ckpt_path)",
     )
-    source = parser.add_argument_group("what to analyse (one of)")
+    source = parser.add_argument_group("a checkpoint instead of a config")
+    source.add_argument("--ckpt_path", type=Path | None, default=None, help="a checkpoint written by `lit-vir fit`")
     source.add_argument(
-        "-c", "--config", action="append", default=[], help="config file(s) as for `lit-vir fit`, merged in order"
-    )
-    source.add_argument("--ckpt_path", type=Path, help="a checkpoint written by `lit-vir fit`")
-    inputs = parser.add_argument_group("inputs")
-    inputs.add_argument("--iid", action="store_true", help="drive with i.i.d. scalar input instead of test images")
-    inputs.add_argument("--images", type=int, default=8, help="test images whose tokens drive the reservoirs")
-    inputs.add_argument(
         "--data_config",
-        type=Path,
-        help="for --ckpt_path: a YAML with a `data:` section (default: the run's config.yaml beside checkpoints/)",
+        type=Path | None,
+        default=None,
+        help="a YAML with a `data:` section for the test images (default: the run's config.yaml beside checkpoints/)",
     )
+    inputs = parser.add_argument_group("inputs")
+    add_flag(inputs, "--iid", "drive with i.i.d. scalar input instead of test images")
+    inputs.add_argument("--images", type=int, default=8, help="test images whose tokens drive the reservoirs")
     budgets = parser.add_argument_group("budgets (defaults: at most ~7 s per measure at N = 1000 on one CPU core)")
     defaults = AnalysisSettings()
     for setting in fields(AnalysisSettings):
-        name, help_text = setting.name, setting.metadata["help"]
-        budgets.add_argument(f"--{name}", type=int, default=getattr(defaults, name), help=f"{help_text} (%(default)s)")
-    parser.add_argument("--measures", nargs="+", choices=list(MEASURES), default=list(MEASURES), help="(all)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="(%(default)s)")
-    parser.add_argument("--output", type=Path, help="write the results to this JSON file")
+        budgets.add_argument(
+            f"--{setting.name}", type=int, default=getattr(defaults, setting.name), help=setting.metadata["help"]
+        )
+    parser.add_argument("--measures", nargs="+", choices=list(MEASURES), default=list(MEASURES), help="the measures")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the reservoirs run"
+    )
+    parser.add_argument("--output", type=Path | None, default=None, help="write the results to this JSON file")
     return parser
 
 
 def main(argv: list[str]) -> None:
-    parser = build_parser()
-    options, overrides = parser.parse_known_args(argv)
-    if bool(options.config) == (options.ckpt_path is not None):
-        parser.error("give config files (-c) or a checkpoint (--ckpt_path), not both and not neither")
-    if overrides and options.ckpt_path is not None:
-        parser.error(f"config overrides {overrides} only apply with -c; a checkpoint carries its own config")
-    if options.images < 1:
-        parser.error(f"--images = {options.images}: give at least 1 image")
-    settings = AnalysisSettings(
-        **{setting.name: getattr(options, setting.name) for setting in fields(AnalysisSettings)}
-    )
+    with user_errors():
+        run(argv)
 
-    backbone, datamodule = load_backbone(options, overrides)
+
+def run(argv: list[str]) -> None:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if (options.model is None) == (options.ckpt_path is None):
+        fail("give config files (-c) or a checkpoint (--ckpt_path), not both and not neither", code=2)
+    check_range("dynamics", "images", options.images, low=1, hint="Give at least 1 image.")
+    settings = AnalysisSettings(**{setting.name: options[setting.name] for setting in fields(AnalysisSettings)})
+
+    backbone, datamodule = load_backbone(parser, options)
     if not isinstance(backbone, ViR):
         fail(f"the backbone is a {type(backbone).__name__}, not a ViR: there is no reservoir to analyse", code=2)
     backbone = backbone.to(options.device)
@@ -129,9 +134,10 @@ def main(argv: list[str]) -> None:
     for record in results:
         console.print(result_table(record, backbone))
     if options.output is not None:
-        source = {"checkpoint": str(options.ckpt_path)} if options.ckpt_path else {"configs": options.config}
+        configs = {"configs": [str(path) for path in options.config or []]}
+        source = {"checkpoint": str(options.ckpt_path)} if options.ckpt_path else configs
         report = {
-            "source": {**source, "overrides": overrides},
+            "source": {**source, "arguments": argv},
             "mode": backbone.mode,
             "depth": backbone.depth,
             "images": 0 if images is None else images.shape[0],
@@ -163,16 +169,21 @@ def analyse(
     return results
 
 
-def load_backbone(options: argparse.Namespace, overrides: list[str]) -> tuple[nn.Module, ImageDataModule | None]:
-    """The backbone and, unless --iid with a checkpoint, the datamodule that supplies test images."""
-    if options.ckpt_path is not None:
-        classifier = load_classifier(options.ckpt_path)
-        data_config = options.data_config or options.ckpt_path.resolve().parent.parent / "config.yaml"
-        datamodule = None if options.iid else datamodule_from_yaml(data_config)
+def load_backbone(
+    parser: jsonargparse.ArgumentParser, options: jsonargparse.Namespace
+) -> tuple[nn.Module, ImageDataModule | None]:
+    """The backbone and the datamodule that supplies test images: both from the config, or the checkpoint's
+    backbone with the data of `-c` data pieces, `--data_config` or the run's config.yaml (none with --iid)."""
+    if options.ckpt_path is None:
+        classifier, datamodule = build(parser, options)
         return classifier.backbone, datamodule
-    arguments = [item for path in options.config for item in ("-c", path)]
-    classifier, datamodule = build_from_config([*arguments, *overrides])
-    return classifier.backbone, datamodule
+    backbone = load_classifier(options.ckpt_path).backbone
+    if options.iid:
+        return backbone, None
+    if options.data is not None:
+        return backbone, build(parser, options)[1]
+    data_config = options.data_config or options.ckpt_path.resolve().parent.parent / "config.yaml"
+    return backbone, datamodule_from_yaml(data_config)
 
 
 def datamodule_from_yaml(path: Path) -> ImageDataModule:

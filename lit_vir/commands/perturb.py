@@ -8,19 +8,22 @@ ViR and ViT share one plot. Definitions: `lit_vir.robustness.perturb`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
 
+import jsonargparse
 import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lit_vir.commands.common import checkpoint_label, command_parser, datamodule_from_configs, run_config, test_batches
+from lit_vir.checks import check_range
+from lit_vir.commands.common import checkpoint_label, test_batches, test_datamodule
+from lit_vir.config import tool_parser, user_errors
 from lit_vir.robustness.perturb import KINDS, RESERVOIR_KINDS, Perturbation, accuracy, perturbed, reservoirs
 from lit_vir.robustness.report import perturbation_figure
+from lit_vir.training.checkpoints import load_classifier
 
 EXAMPLES = """\
 examples:
@@ -28,8 +31,10 @@ examples:
   lit-vir perturb --ckpt_path RUN_A/checkpoints/last.ckpt --ckpt_path RUN_B/checkpoints/last.ckpt \\
       --kinds noise --noise 0 0.001 0.01 0.1            # ViR against ViT on one noise axis
   lit-vir perturb --ckpt_path X.ckpt -c configs/data/fashion_mnist.yaml --limit_batches 20
+  lit-vir perturb --ckpt_path X.ckpt --print_config > perturb.yaml     # then: lit-vir perturb -c perturb.yaml
 
-The test data come from the run's config.yaml (next to checkpoints/) unless -c configs are given.
+The test data come from the run's config.yaml (next to checkpoints/) unless a data piece is given (-c, with
+--data... overrides as for `lit-vir fit`).
 Writes perturbation.csv, perturbation.json and perturbation.png to --output.
 """
 
@@ -41,29 +46,38 @@ DEFAULT_LEVELS = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
-    parse = command_parser("lit-vir perturb", __doc__, EXAMPLES)
+def parser() -> jsonargparse.ArgumentParser:
+    parse = tool_parser(
+        "lit-vir perturb",
+        __doc__.split("\n\n")[0],
+        EXAMPLES,
+        sections="data",
+        config_help="a data piece giving the test data, or a config of this command's options (repeatable)",
+    )
     parse.add_argument("--ckpt_path", action="append", required=True, help="a checkpoint (repeat for several)")
-    parse.add_argument("-c", "--config", action="append", default=[], help="config giving the test data")
     parse.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="perturbations to apply")
     for kind, levels in DEFAULT_LEVELS.items():
         extra = " (the trained seed is added)" if kind == "reservoir_seed" else ""
-        parse.add_argument(f"--{kind}", nargs="+", type=float, default=levels, help=f"levels{extra}; default {levels}")
+        parse.add_argument(f"--{kind}", nargs="+", type=float, default=levels, help=f"levels{extra}")
     parse.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
-    parse.add_argument("--limit_batches", type=int, default=None, help="test on the first N batches only")
-    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parse.add_argument("--limit_batches", type=int | None, default=None, help="test on the first N batches only")
+    parse.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where to evaluate")
     parse.add_argument("--output", default="perturbation", help="folder for the result files")
     return parse
 
 
 def main(argv: list[str]) -> None:
-    from lit_vir.training.checkpoints import load_classifier
+    with user_errors():
+        run(argv)
 
-    arguments = parser().parse_args(argv)
+
+def run(argv: list[str]) -> None:
+    parse = parser()
+    arguments = parse.parse_args(argv)
+    if arguments.limit_batches is not None:
+        check_range("perturb", "limit_batches", arguments.limit_batches, low=1, hint="Test on at least 1 batch.")
     checkpoints = [Path(path) for path in arguments.ckpt_path]
-    batches = test_batches(
-        datamodule_from_configs(arguments.config or [run_config(checkpoints[0])]), arguments.limit_batches
-    )
+    batches = test_batches(test_datamodule(parse, arguments, checkpoints[0]), arguments.limit_batches)
     rows = []
     console = Console()
     with Progress(console=console) as progress:
@@ -87,7 +101,7 @@ def main(argv: list[str]) -> None:
     write_results(rows, Path(arguments.output), console)
 
 
-def _levels(arguments: argparse.Namespace, kind: str, backbone: torch.nn.Module) -> list[float]:
+def _levels(arguments: jsonargparse.Namespace, kind: str, backbone: torch.nn.Module) -> list[float]:
     levels = list(getattr(arguments, kind))
     if kind == "reservoir_seed":
         levels = [float(reservoirs(backbone)[0].seed), *levels]  # the trained reservoir first

@@ -17,7 +17,6 @@ their own, weights-only.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -25,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jsonargparse
 import lightning
 import torch
 import yaml
@@ -36,8 +36,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import lit_vir.training.slim  # noqa: F401  (load_classifier must find SlimSearch, the search checkpoints' class)
-from lit_vir.checks import ConfigError
-from lit_vir.commands.common import datamodule_from_configs, run_config, test_batches
+from lit_vir.checks import check_range
+from lit_vir.commands.common import test_batches, test_datamodule
+from lit_vir.config import add_flag, tool_parser, user_errors
 from lit_vir.models.vit import VisionTransformer
 from lit_vir.models.vit_slim import (
     ORIGINAL,
@@ -107,64 +108,54 @@ def plain_vit(search: SearchableViT) -> VisionTransformer:
     return plain.to(search.cls_token.device, search.cls_token.dtype).eval()
 
 
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a budget in (0, 1]: the fraction of each mask type kept")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lit-vir slim",
-        description=(
-            "Slim a ViT-Slim search checkpoint: keep the top fraction of each mask type over all blocks, build the "
-            "physically smaller ViT, report params, FLOPs and throughput, and write a checkpoint and a config piece "
-            "for fine-tuning per budget."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser() -> jsonargparse.ArgumentParser:
+    parser = tool_parser(
+        "lit-vir slim",
+        "Slim a ViT-Slim search checkpoint: keep the top fraction of each mask type over all blocks, build the "
+        "physically smaller ViT, report params, FLOPs and throughput, and write a checkpoint and a config piece "
+        "for fine-tuning per budget.",
+        EXAMPLES,
+        sections="data",
+        config_help="a data piece giving the test data (default: the search run's config.yaml), or a config of "
+        "this command's options (repeatable)",
     )
     parser.add_argument("checkpoint", type=Path, help="checkpoint of a search run (configs/slim/search.yaml)")
-    parser.add_argument("--budget", type=fraction, nargs="+", required=True, help="fraction(s) of each mask type kept")
-    parser.add_argument("--attention-budget", type=fraction, help="the attention masks' own budget (default: --budget)")
-    parser.add_argument("--mlp-budget", type=fraction, help="the MLP masks' own budget (default: --budget)")
-    parser.add_argument("--token-budget", type=fraction, help="the token masks' own budget (default: --budget)")
+    parser.add_argument(
+        "--budget", type=float, nargs="+", required=True, help="fraction(s) in (0, 1] of each mask type kept"
+    )
+    parser.add_argument("--attention-budget", type=float | None, help="the attention masks' own budget (--budget)")
+    parser.add_argument("--mlp-budget", type=float | None, help="the MLP masks' own budget (default: --budget)")
+    parser.add_argument("--token-budget", type=float | None, help="the token masks' own budget (default: --budget)")
     parser.add_argument(
         "--ranking",
         choices=("magnitude", "signed"),
         default="magnitude",
         help="rank ζ by |ζ| (default) or signed, as the original code does",
     )
-    parser.add_argument(
-        "--rank-class-token", action="store_true", help="rank the class token with the patches (the original)"
-    )
-    parser.add_argument(
-        "--binarize", action="store_true", help="kept ζ count as 1, not folded in as soft values (the original)"
-    )
-    parser.add_argument(
-        "--original",
-        action="store_true",
-        help="the original code's slimming: --ranking signed --rank-class-token --binarize",
-    )
-    parser.add_argument("--out", type=Path, default=Path("slim"), help="folder for the written files (default: slim)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per timed forward pass (default: 64)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed passes before timing (default: 3)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed passes; the median counts (default: 10)")
-    parser.add_argument("--device", default="cpu", help="where to time the models: cpu, cuda, cuda:1 (default: cpu)")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
-    parser.add_argument("--json", help="write the measurements as JSON here, '-' for stdout (default: OUT/slim.json)")
-    parser.add_argument("--report-only", action="store_true", help="measure and report, write no checkpoint/piece")
-    parser.add_argument("--no-accuracy", action="store_true", help="skip the test accuracy of each slim model")
-    parser.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        help="config giving the test data (default: the search run's config.yaml)",
-    )
-    parser.add_argument("--limit-batches", type=int, help="test accuracy on the first N test batches only")
+    add_flag(parser, "--rank-class-token", "rank the class token with the patches (the original)")
+    add_flag(parser, "--binarize", "kept ζ count as 1, not folded in as soft values (the original)")
+    add_flag(parser, "--original", "the original code's slimming: --ranking signed --rank-class-token --binarize")
+    parser.add_argument("--out", type=Path, default=Path("slim"), help="folder for the written files")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per timed forward pass")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed passes before timing")
+    parser.add_argument("--repeats", type=int, default=10, help="timed passes; the median counts")
+    parser.add_argument("--device", default="cpu", help="where to time the models: cpu, cuda, cuda:1")
+    parser.add_argument("--threads", type=int | None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--json", type=str | None, help="write the measurements as JSON here, '-' for stdout")
+    add_flag(parser, "--report-only", "measure and report, write no checkpoint/piece")
+    add_flag(parser, "--no-accuracy", "skip the test accuracy of each slim model")
+    parser.add_argument("--limit-batches", type=int | None, help="test accuracy on the first N test batches only")
     return parser
+
+
+def check_options(args: jsonargparse.Namespace) -> None:
+    """The budgets, counts and limits, before any checkpoint is read (a ConfigError names field, value, range)."""
+    own = [(name, args[name]) for name in ("attention_budget", "mlp_budget", "token_budget") if args[name] is not None]
+    for name, value in [("budget", value) for value in args.budget] + own:
+        check_range("slim", name, value, low=0, high=1, low_inclusive=False, hint="It is the fraction kept.")
+    for name, low in (("batch_size", 1), ("warmup", 0), ("repeats", 1), ("threads", 1), ("limit_batches", 1)):
+        if args[name] is not None:
+            check_range("slim", name, args[name], low=low)
 
 
 def structure(model: SlimViT) -> dict:
@@ -257,7 +248,14 @@ def print_table(report: dict, console: Console) -> None:
 
 
 def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
+    with user_errors():
+        run(argv)
+
+
+def run(argv: list[str]) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_options(args)
     if args.original:
         args.ranking, args.rank_class_token, args.binarize = ORIGINAL.values()
     if args.threads:
@@ -284,14 +282,10 @@ def main(argv: list[str]) -> None:
         rows.append({"budget": budget} | {name: value or budget for name, value in zip(names, budgets, strict=True)})
     models = []
     for row in rows:
-        try:
-            budgets = {key: value for key, value in row.items() if key != "budget"}
-            keep = keep_masks(
-                search, row["budget"], **budgets, ranking=args.ranking, rank_class_token=args.rank_class_token
-            )
-        except ConfigError as error:
-            print(f"lit-vir slim: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+        budgets = {key: value for key, value in row.items() if key != "budget"}
+        keep = keep_masks(
+            search, row["budget"], **budgets, ranking=args.ranking, rank_class_token=args.rank_class_token
+        )
         slimmed = build_slim(search, keep, args.binarize)
         with torch.no_grad():
             masked = apply_keep_masks(search, keep, args.binarize)
@@ -312,9 +306,7 @@ def main(argv: list[str]) -> None:
         [model.to(device) for model in timed], images.to(device), args.warmup, args.repeats
     )
     if not args.no_accuracy:
-        batches = test_batches(
-            datamodule_from_configs(args.config or [run_config(args.checkpoint)]), args.limit_batches
-        )
+        batches = test_batches(test_datamodule(parser, args, args.checkpoint), args.limit_batches)
         for row, model in zip(rows, models, strict=True):
             row["accuracy"] = accuracy(model, batches, device)  # before fine-tuning
     full, *rows = rows
