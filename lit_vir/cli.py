@@ -59,7 +59,7 @@ examples:
 
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-    "init_args": {"save_dir": "logs", "name": None},
+    "init_args": {"save_dir": "logs", "name": None, "default_hp_metric": False},
 }
 DEFAULT_CALLBACKS = [
     {
