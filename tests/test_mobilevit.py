@@ -7,11 +7,18 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import MobileViT, count_parameters, mobilevit_s, mobilevit_xs, mobilevit_xxs
-from lit_vir.models.mobilevit import EXTENSION_WIDTHS, InvertedResidual, MobileViTBlock
+from lit_vir.models.mobilevit import (
+    EXMOBILEVIT_BACKBONE,
+    EXTENSION_WIDTHS,
+    InvertedResidual,
+    MobileViTBlock,
+    exmobilevit_s,
+)
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -116,6 +123,9 @@ def test_every_parameter_learns(extension):
         (dict(dropout=1.0), "dropout"),
         (dict(head_dropout=-0.1), "head_dropout"),
         (dict(drop_path_rate=1.0), "drop_path_rate"),
+        (dict(head_dim=0), "head_dim"),
+        (dict(mlp_ratio=(2.0, 2.0)), "mlp_ratio"),
+        (dict(mlp_ratio=(2.0, 0.0, 2.0)), "mlp_ratio"),
     ],
 )
 def test_invalid_arguments_name_the_field(options, field):
@@ -136,6 +146,7 @@ TINY_CLI = [
     ("dataset", "write", "pieces", "extra"),
     [
         ("mnist", write_mnist, ["mobilevit.yaml", "exmobilevit.yaml"], []),
+        ("mnist", write_mnist, ["mobilevit.yaml", "exmobilevit_backbone.yaml", "exmobilevit.yaml"], []),
         ("cifar10", write_cifar10, ["mobilevit.yaml"], ["--data.init_args.verify_checksums", "false"]),
     ],
 )
@@ -324,3 +335,56 @@ def test_extension_branches_read_mobilevit_blocks_1_and_2_and_the_head_reads_all
     )
     torch.testing.assert_close(model.forward_features(images), features, rtol=0, atol=1e-12)
     torch.testing.assert_close(model(images), features @ model.head.weight.T, rtol=0, atol=1e-12)
+
+
+# The ExMobileViT repository's backbone (EmPasLab/ExMobileVIT 761e05a, models/basic_block.py).
+
+
+def test_repository_block_is_the_official_equations():
+    """Official: y = SiLU(BN(conv1×1(SiLU(BN(conv3×3 x))))); per offset sequence, L layers of
+    t += to_out(4 heads of 8, q/k/v without bias)(LN t); t += Linear(SiLU(Linear(LN t))), no final LN;
+    out = SiLU(BN(conv3×3 [z ; x])), z = SiLU(BN(conv1×1 y')). Ours fuses [x ; z]: the same conv with its
+    input channels swapped. d = 16 while the heads span 32, so the head width is exercised."""
+    block = MobileViTBlock(
+        8, 16, 2, 4, 4.0, patch_size=2, dropout=0.0, attention_dropout=0.0, head_dim=8, qkv_bias=False,
+        conv_in_norm_act=True, final_norm=False,
+    )  # fmt: skip
+    block = randomize_norms(block)
+    assert block.layers[0].attn.qkv.bias is None and block.layers[0].attn.qkv.out_features == 3 * 32
+    assert block.layers[0].attn.scale == 8**-0.5  # the softmax temperature lit_vir.quantization reads
+    feature_map = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    local = conv_norm_act(conv_norm_act(feature_map, block.conv_local), block.conv_in)  # (B, 16, 4, 4)
+    folded = torch.zeros_like(local)
+    for i in range(2):
+        for j in range(2):
+            sequence = local[:, :, i::2, j::2].flatten(2).transpose(1, 2)  # (B, 4 patches, 16)
+            for layer in block.layers:
+                sequence = transformer_layer(sequence, layer, 4)
+            folded[:, :, i::2, j::2] = sequence.transpose(1, 2).reshape(2, 16, 2, 2)
+    weight = block.fusion[0].weight  # (C, 2C, 3, 3) over [x ; z]
+    official_fusion = [torch.nn.Conv2d(16, 8, 3, padding=1, bias=False).double(), block.fusion[1]]
+    official_fusion[0].weight.data = torch.cat([weight[:, 8:], weight[:, :8]], dim=1)  # over [z ; x]
+    expected = conv_norm_act(torch.cat([conv_norm_act(folded, block.conv_out), feature_map], dim=1), official_fusion)
+    torch.testing.assert_close(block(feature_map), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("extension", "official"), [(576, 5_558_256), (640, 5_630_576), (928, 5_958_064)])
+def test_exmobilevit_preset_counts_what_the_official_code_counts(extension, official):
+    """The repository's ExMobileViT_{576,640,928}(num_classes=1000) count these parameters (summed numel):
+    the backbone and the extension are the official ones; the paper reports "about 5%" more for 928."""
+    model = exmobilevit_s(num_classes=1000, image_size=256, output_stride=32, extension=extension)
+    assert count_parameters(model).trainable == official
+
+
+def test_repository_baseline_is_the_official_mobilevit_plus_a_classifier_bias():
+    """The repository's MobileViT (its baseline) counts 5,636,720 at 1000 classes with a bias-free fc."""
+    model = exmobilevit_s(num_classes=1000, image_size=256, output_stride=32, extension=None)
+    assert count_parameters(model).trainable == 5_636_720 + 1000
+
+
+def test_backbone_piece_is_the_presets_backbone():
+    piece = yaml.safe_load((CONFIGS / "model" / "exmobilevit_backbone.yaml").read_text())
+    options = piece["model"]["init_args"]["backbone"]["init_args"]
+    assert options == {
+        key: list(value) if isinstance(value, tuple) else value for key, value in EXMOBILEVIT_BACKBONE.items()
+    }
