@@ -153,6 +153,7 @@ TINY_CLI = [
 def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, pieces, extra):
     write(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # rich elides the summary's rows at its default width of 80
     model_pieces = [argument for piece in pieces for argument in ("-c", str(CONFIGS / "model" / piece))]
     main(
         [
