@@ -49,7 +49,7 @@ ROWS=(
   "revit_small|1|-c $C/model/vit_small.yaml -c $C/model/revit.yaml $SCRATCH"
   "vitae_v2|1|-c $C/model/vitae_v2.yaml $SCRATCH"
   "mobilevit|1|-c $C/model/mobilevit.yaml $SCRATCH"
-  "exmobilevit|1|-c $C/model/mobilevit.yaml -c $C/model/exmobilevit.yaml $SCRATCH"
+  "exmobilevit|1|-c $C/model/mobilevit.yaml -c $C/model/exmobilevit_backbone.yaml -c $C/model/exmobilevit.yaml $SCRATCH"
   "timm_deit_tiny|1|-c $C/model/timm.yaml -c $C/model/timm_deit_tiny.yaml $SCRATCH"
 )
 
