@@ -17,23 +17,44 @@ loads into a ReViT and α = 1 gives back the ViT. Classification reads the class
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
 from lit_vir.checks import check_range
-from lit_vir.models.vit import Block, VisionTransformer
+from lit_vir.models.vit import Block, VisionTransformer, preset_widths, vit_base, vit_small
 
-__all__ = ["ReViT", "revit_base", "revit_small"]
+__all__ = ["ReViT", "ResidualBlock", "revit_base", "revit_small"]
+
+
+class ResidualBlock(Block):
+    """The baseline's block (same layers, same `Attention`) whose attention logits carry a residual:
+    S_l = α·S_l + (1 − α)·R_{l−1} before the softmax, on the attention's own steps (`scores`, `softmax`,
+    `weighted_values`), so whatever wraps `Attention` (a quantiser) wraps ReViT's attention too."""
+
+    def forward(
+        self, tokens: torch.Tensor, residual: torch.Tensor | None = None, alpha: torch.Tensor | float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T+1, D), R_{l−1} or None (block 0) → (tokens out, the mixed logits R_l, softmax map)."""
+        attention = self.attn
+        q, k, v = attention.split_heads(self.norm1(tokens))  # (B, H, T+1, d) each
+        logits = attention.scores(q, k)  # (B, H, T+1, T+1)
+        if residual is not None:
+            logits = alpha * logits + (1 - alpha) * residual
+        weights = attention.softmax(logits)
+        tokens = tokens + attention.merge_heads(attention.weighted_values(weights, v))  # (B, T+1, D)
+        tokens = tokens + self.mlp(self.norm2(tokens))
+        return tokens, logits, weights
 
 
 class ReViT(VisionTransformer):
     """ViT with residual attention: S_l = α·S_l + (1 − α)·S_{l−1} before each softmax (block 0 unmixed).
 
-    Takes the baseline's keywords plus `alpha` (α's initial value, in [0, 1]) and `learn_alpha` (train α,
-    or keep it fixed). α is one scalar parameter shared by all blocks and is not clamped while it learns.
+    Takes `alpha` (α's initial value, in [0, 1]) and `learn_alpha` (train α, or keep it fixed); every other
+    keyword is the baseline's (`VisionTransformer`), with `ResidualBlock` as its block. α is one scalar
+    parameter shared by all blocks and is not clamped while it learns.
     """
+
+    block_fn = ResidualBlock
 
     def __init__(
         self,
@@ -41,47 +62,19 @@ class ReViT(VisionTransformer):
         image_size: int = 32,
         in_channels: int = 3,
         *,
-        patch_size: int = 4,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        pooling: Literal["token", "mean"] = "token",
         alpha: float = 0.5,
         learn_alpha: bool = True,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            num_classes,
-            image_size,
-            in_channels,
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            pooling=pooling,
-        )
+        super().__init__(num_classes, image_size, in_channels, **kwargs)
         check_range(type(self).__name__, "alpha (α)", alpha, low=0, high=1)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)), requires_grad=learn_alpha)
 
     def residual_block(
-        self, block: Block, tokens: torch.Tensor, residual: torch.Tensor | None
+        self, block: ResidualBlock, tokens: torch.Tensor, residual: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One baseline block with mixed logits: (tokens out, logits R_l to carry on, softmax map)."""
-        attention = block.attn
-        q, k, v = attention.split_heads(block.norm1(tokens))  # (B, H, T+1, d) each
-        logits = (q @ k.transpose(-2, -1)) * attention.scale  # (B, H, T+1, T+1)
-        if residual is not None:
-            logits = self.alpha * logits + (1 - self.alpha) * residual
-        weights = logits.softmax(dim=-1)
-        dropped = nn.functional.dropout(weights, attention.attention_dropout, self.training)
-        tokens = tokens + attention.merge_heads(dropped @ v)  # (B, T+1, D)
-        tokens = tokens + block.mlp(block.norm2(tokens))
-        return tokens, logits, weights
+        """One block with this model's α: (tokens out, logits R_l to carry on, softmax map)."""
+        return block(tokens, residual, self.alpha)
 
     def run_blocks(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Tokens after the last block (B, T+1, D) and each block's attention map (B, H, T+1, T+1)."""
@@ -101,12 +94,11 @@ class ReViT(VisionTransformer):
         return torch.stack(maps)
 
 
-def revit_base(depth: int = 12, **kwargs) -> ReViT:
-    """ReViT at ViT-Base width (D 768, 12 heads, MLP 3072), the width of the paper's ViT comparison."""
-    return ReViT(depth=depth, embed_dim=768, num_heads=12, mlp_ratio=4.0, **kwargs)
+def revit_base(num_classes: int = 10, image_size: int = 32, in_channels: int = 3, **kwargs) -> ReViT:
+    """ReViT at `vit_base`'s width (D 768, 12 heads, MLP 3072), the width of the paper's ViT comparison."""
+    return ReViT(num_classes, image_size, in_channels, **(preset_widths(vit_base) | kwargs))
 
 
-def revit_small(**kwargs) -> ReViT:
-    """ReViT on the small from-scratch ViT (D 192, 12 heads, MLP ×2, depth 9, patch 4): ≈2.7M parameters + α."""
-    options = dict(patch_size=4, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0) | kwargs
-    return ReViT(**options)
+def revit_small(num_classes: int = 10, image_size: int = 32, in_channels: int = 3, **kwargs) -> ReViT:
+    """ReViT on `vit_small` (D 192, 12 heads, MLP ×2, depth 9, patch 4): ≈2.7M parameters + α."""
+    return ReViT(num_classes, image_size, in_channels, **(preset_widths(vit_small) | kwargs))

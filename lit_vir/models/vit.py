@@ -7,6 +7,8 @@ Presets (`vit_base`, `vit_small`) are thin functions over the one constructor; s
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
 
-__all__ = ["Attention", "Block", "Mlp", "VisionTransformer", "vit_base", "vit_small"]
+__all__ = ["Attention", "Block", "Mlp", "VisionTransformer", "preset_widths", "vit_base", "vit_small"]
 
 
 class Mlp(nn.Module):
@@ -33,7 +35,16 @@ class Mlp(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with fused q/k/v, on PyTorch's scaled-dot-product kernel."""
+    """Multi-head self-attention with fused q/k/v, on PyTorch's scaled-dot-product kernel.
+
+    `forward` is the fused path. The same function, step by step, for variants and wrappers that need the
+    intermediate tensors (ReViT mixes the logits; a quantiser rounds q, k, the softmax output and v):
+
+        q, k, v = split_heads(x)                          (B, H, T, d) each
+        S = scores(q, k)          = q kᵀ/√d               (B, H, T, T)
+        A = softmax(S)                                    (B, H, T, T)
+        out = merge_heads(weighted_values(A, v))          dropout(A)·V → proj → (B, T, D)
+    """
 
     def __init__(self, dim: int, num_heads: int, attention_dropout: float = 0.0, dropout: float = 0.0) -> None:
         super().__init__()
@@ -51,6 +62,18 @@ class Attention(nn.Module):
         qkv = self.qkv(tokens).reshape(batch, length, 3, self.num_heads, self.head_dim)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The pre-softmax logits S = q kᵀ/√d: (B, heads, T, T)."""
+        return (q @ k.transpose(-2, -1)) * self.scale
+
+    def softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        """The attention weights A = softmax(S) over the keys: (B, heads, T, T), rows sum to 1."""
+        return scores.softmax(dim=-1)
+
+    def weighted_values(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """dropout(A)·V: (B, heads, T, head_dim)."""
+        return F.dropout(weights, self.attention_dropout, self.training) @ v
+
     def merge_heads(self, values: torch.Tensor) -> torch.Tensor:
         """(B, heads, T, head_dim) → projected (B, T, D)."""
         return self.proj_drop(self.proj(values.transpose(1, 2).flatten(2)))
@@ -62,14 +85,28 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: x += MHSA(LN x); x += MLP(LN x)."""
+    """Pre-norm Transformer block: x += MHSA(LN x); x += MLP(LN x).
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float) -> None:
+    `attn_layer` and `mlp_layer` are the classes built for the two branches (timm's convention), called as
+    `attn_layer(dim, num_heads, attention_dropout, dropout)` and `mlp_layer(dim, hidden_dim, dropout)`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        *,
+        attn_layer: type[Attention] = Attention,
+        mlp_layer: type[Mlp] = Mlp,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, attention_dropout, dropout)
+        self.attn = attn_layer(dim, num_heads, attention_dropout, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+        self.mlp = mlp_layer(dim, int(dim * mlp_ratio), dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens + self.attn(self.norm1(tokens))
@@ -77,7 +114,16 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT for small images, trained from scratch; `forward_features` keeps every token for analysis."""
+    """ViT for small images, trained from scratch; `forward_features` keeps every token for analysis.
+
+    Variants change the blocks, not this constructor: the class attribute `block_fn` is the block class,
+    built per block as `block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout)` (timm's
+    `block_fn`; e.g. `functools.partial(Block, attn_layer=...)` changes only the attention). It is a class
+    attribute rather than a keyword so that configs never see it. A subclass sets it, takes its own
+    keywords and forwards the rest (`**kwargs`) here, so this signature is written once.
+    """
+
+    block_fn: Callable[..., Block] = Block
 
     def __init__(
         self,
@@ -116,7 +162,7 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
+            self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -151,12 +197,67 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(images))
 
 
-def vit_base(depth: int = 12, **kwargs) -> VisionTransformer:
-    """ViT-Base width (D 768, 12 heads, MLP 3072): the paper's comparison at depth 1/3/6/12."""
-    return VisionTransformer(depth=depth, embed_dim=768, num_heads=12, mlp_ratio=4.0, **kwargs)
+def vit_base(
+    num_classes: int = 10,
+    image_size: int = 32,
+    in_channels: int = 3,
+    *,
+    patch_size: int = 4,
+    embed_dim: int = 768,
+    depth: int = 12,
+    num_heads: int = 12,
+    mlp_ratio: float = 4.0,
+    **kwargs,
+) -> VisionTransformer:
+    """ViT-Base width (D 768, 12 heads, MLP 3072): the paper's comparison at depth 1/3/6/12.
+
+    Presets spell their values as keyword defaults (rather than a dict merged into **kwargs) so that
+    jsonargparse lists and checks them when a config names the preset as its `class_path`; every other
+    keyword goes to `VisionTransformer`."""
+    return VisionTransformer(
+        num_classes,
+        image_size,
+        in_channels,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        **kwargs,
+    )
 
 
-def vit_small(**kwargs) -> VisionTransformer:
+def vit_small(
+    num_classes: int = 10,
+    image_size: int = 32,
+    in_channels: int = 3,
+    *,
+    patch_size: int = 4,
+    embed_dim: int = 192,
+    depth: int = 9,
+    num_heads: int = 12,
+    mlp_ratio: float = 2.0,
+    **kwargs,
+) -> VisionTransformer:
     """The from-scratch anchor: D 192, 12 heads, MLP ×2, depth 9, patch 4 (≈2.7M parameters)."""
-    options = dict(patch_size=4, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0) | kwargs
-    return VisionTransformer(**options)
+    return VisionTransformer(
+        num_classes,
+        image_size,
+        in_channels,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        **kwargs,
+    )
+
+
+def preset_widths(preset: Callable[..., VisionTransformer]) -> dict:
+    """A preset's architecture keywords and their values (its keyword-only defaults): the one place a width
+    is written, so a variant's preset (`revit_small`) builds on the ViT preset instead of restating it."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(preset).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }

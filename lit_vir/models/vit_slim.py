@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Mlp, VisionTransformer
+from lit_vir.models.vit import Block, Mlp, VisionTransformer
 
 __all__ = [
     "KeepMasks",
@@ -86,16 +86,39 @@ def vit_hyperparameters(model: VisionTransformer) -> dict:
     }
 
 
+class MaskedBlock(Block):
+    """The baseline's block (same layers) with ViT-Slim's soft masks, which the search model owns and
+    passes in: ζ_tok weights the normalised tokens entering both branches and each key (`key_bias`),
+    ζ_attn the q, k and v channels, ζ_mlp the MLP hidden units after the activation."""
+
+    def forward(
+        self, tokens: torch.Tensor, channel_mask: torch.Tensor, mlp_mask: torch.Tensor, token_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T+1, D) with ζ_attn (H|1, d|1), ζ_mlp (M,), ζ_tok (T+1,) → (B, T+1, D)."""
+        attention, mlp = self.attn, self.mlp
+        channel_mask = channel_mask.unsqueeze(1)  # (H|1, 1, d|1)
+        q, k, v = (part * channel_mask for part in attention.split_heads(self.norm1(tokens) * token_mask[:, None]))
+        dropout = attention.attention_dropout if self.training else 0.0
+        mixed = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
+        )  # (B, H, T+1, d)
+        tokens = tokens + attention.merge_heads(mixed)
+        hidden = mlp.act(mlp.fc1(self.norm2(tokens) * token_mask[:, None])) * mlp_mask  # (B, T+1, M)
+        return tokens + mlp.drop(mlp.fc2(mlp.drop(hidden)))
+
+
 class SearchableViT(VisionTransformer):
     """The baseline ViT with ViT-Slim's soft masks over attention channels, MLP units and tokens.
 
-    Takes the baseline's keywords plus `attention_search` (the attention mask's shape, see the module
-    docstring), `token_logit_init` (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3
-    (`attention_l1`, `mlp_l1`, `token_l1`). The masks are three parameters, one row per block:
-    `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and `token_logit` (L, T+1).
+    Takes `attention_search` (the attention mask's shape, see the module docstring), `token_logit_init`
+    (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3 (`attention_l1`, `mlp_l1`, `token_l1`);
+    every other keyword is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
+    are three parameters, one row per block: `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and
+    `token_logit` (L, T+1).
     """
 
     MASK_PARAMETERS = ("attention_mask", "mlp_mask", "token_logit")
+    block_fn = MaskedBlock
 
     def __init__(
         self,
@@ -103,44 +126,25 @@ class SearchableViT(VisionTransformer):
         image_size: int = 32,
         in_channels: int = 3,
         *,
-        patch_size: int = 4,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        pooling: Literal["token", "mean"] = "token",
         attention_search: AttentionSearch = "channel",
         token_logit_init: float = 3.0,
         attention_l1: float = 1e-4,
         mlp_l1: float = 1e-4,
         token_l1: float = 1e-4,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            num_classes,
-            image_size,
-            in_channels,
-            patch_size=patch_size,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            pooling=pooling,
-        )
+        super().__init__(num_classes, image_size, in_channels, **kwargs)
         owner = type(self).__name__
         check_choice(owner, "attention_search", attention_search, ("channel", "head", "head_dim"))
         for name, weight in (("attention_l1 (w1)", attention_l1), ("mlp_l1 (w2)", mlp_l1), ("token_l1 (w3)", token_l1)):
             check_range(owner, name, weight, low=0)
-        head_dim = embed_dim // num_heads
-        shape = {"channel": (num_heads, head_dim), "head": (num_heads, 1), "head_dim": (1, head_dim)}[attention_search]
+        heads, head_dim = self.blocks[0].attn.num_heads, self.blocks[0].attn.head_dim
+        shape = {"channel": (heads, head_dim), "head": (heads, 1), "head_dim": (1, head_dim)}[attention_search]
         self.attention_search = attention_search
         self.l1_weights = (attention_l1, mlp_l1, token_l1)
-        self.attention_mask = nn.Parameter(torch.ones(depth, *shape))
-        self.mlp_mask = nn.Parameter(torch.ones(depth, self.blocks[0].mlp.fc1.out_features))
-        self.token_logit = nn.Parameter(torch.full((depth, self.pos_embed.shape[1]), float(token_logit_init)))
+        self.attention_mask = nn.Parameter(torch.ones(self.depth, *shape))
+        self.mlp_mask = nn.Parameter(torch.ones(self.depth, self.blocks[0].mlp.fc1.out_features))
+        self.token_logit = nn.Parameter(torch.full((self.depth, self.pos_embed.shape[1]), float(token_logit_init)))
 
     @classmethod
     def from_vit(cls, vit: VisionTransformer, **search_options) -> SearchableViT:
@@ -185,25 +189,12 @@ class SearchableViT(VisionTransformer):
         w1, w2, w3 = self.l1_weights
         return w1 * self.attention_mask.abs().sum() + w2 * self.mlp_mask.abs().sum() + w3 * self.token_mask.abs().sum()
 
-    def masked_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
-        """Block `index` of the baseline with its masks applied: (B, T+1, D) → (B, T+1, D)."""
-        block = self.blocks[index]
-        attention, mlp = block.attn, block.mlp
-        token_mask = torch.tanh(self.token_logit[index])  # (T+1,)
-        channel_mask = self.attention_mask[index].unsqueeze(1)  # (H|1, 1, d|1)
-        q, k, v = (part * channel_mask for part in attention.split_heads(block.norm1(tokens) * token_mask[:, None]))
-        dropout = attention.attention_dropout if self.training else 0.0
-        mixed = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
-        )  # (B, H, T+1, d)
-        tokens = tokens + attention.merge_heads(mixed)
-        hidden = mlp.act(mlp.fc1(block.norm2(tokens) * token_mask[:, None])) * self.mlp_mask[index]  # (B, T+1, M)
-        return tokens + mlp.drop(mlp.fc2(mlp.drop(hidden)))
-
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(images)
-        for index in range(self.depth):
-            tokens = self.masked_block(index, tokens)
+        for block, channel_mask, mlp_mask, token_mask in zip(
+            self.blocks, self.attention_mask, self.mlp_mask, self.token_mask, strict=True
+        ):
+            tokens = block(tokens, channel_mask, mlp_mask, token_mask)
         return self.norm(tokens)  # (B, T+1, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -58,14 +56,11 @@ class SlimSearch(ImageClassifier):
     def __init__(
         self,
         backbone: nn.Module,
-        num_classes: int = 10,
-        optimizer: OptimizerCallable | None = None,
-        scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        label_smoothing: float = 0.0,
+        *,
         init_from: str | None = None,
         masks_only: bool = False,
         sparsity_threshold: float = 0.1,
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -74,9 +69,9 @@ class SlimSearch(ImageClassifier):
                 run. Leave it empty when the backbone was built from trained weights in Python (`from_vit`).
             masks_only: train the masks alone, the ViT's weights frozen (default: weights and masks jointly).
             sparsity_threshold: |ζ| below this counts as pruned in the logged sparsity.
-            Other arguments: as `ImageClassifier`.
+            Other keywords: `ImageClassifier`'s (num_classes, optimizer, scheduler, label_smoothing, ...).
         """
-        super().__init__(backbone, num_classes, optimizer, scheduler, scheduler_interval, label_smoothing)
+        super().__init__(backbone, **kwargs)
         owner = type(self).__name__
         if not isinstance(backbone, SearchableViT):
             raise ConfigError(
