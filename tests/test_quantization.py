@@ -15,7 +15,6 @@ from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.commands.quantize import calibration_images
 from lit_vir.commands.quantize import main as quantize_main
 from lit_vir.models import ReViT, ViR, VisionTransformer
-from lit_vir.models.vit import Attention
 from lit_vir.quantization import (
     SOFTMAX_QUANTIZERS,
     ActivationQuantizer,
@@ -213,8 +212,8 @@ def test_softmax_statistics_of_hand_computed_rows():
     log2 = observed(Log2Quantizer(), rows)
     log2.set_bits(2)  # levels 1, 1/2, 1/4, 1/8: row 1 → .5 + .25 + .125, row 2 → .5 + .25 + .25
     assert softmax_statistics(log2) == SoftmaxStatistics(0.0, 0.875, 0.9375)
-    uniform = observed(ActivationQuantizer("asymmetric"), torch.tensor([[0.9, 0.05, 0.05]]))
-    uniform.bits, uniform.fitted[2] = 2, UniformGrid(0.3, 0, 0, 3)  # 0.05 rounds to 0
+    uniform = observed(ActivationQuantizer("asymmetric"), torch.tensor([[0.9, 0.05, 0.05, 0.0]]))
+    uniform.bits, uniform.fitted[2] = 2, UniformGrid(0.3, 0, 0, 3)  # 0.05 rounds to 0; the 0 was one already
     statistics = softmax_statistics(uniform)
     assert statistics.zeroed == pytest.approx(2 / 3) and statistics.min_row_mass == pytest.approx(0.9)
 
@@ -276,14 +275,14 @@ def test_eight_bits_change_the_logits_less_than_four_bits(architecture):
 def test_every_product_of_vit_is_a_unit_and_the_edges_stay_at_8_bits():
     vit = calibrated_copy(tiny_vit(), images())
     blocks = [f"blocks.{i}.{layer}" for i in range(2) for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
-    products = [f"blocks.{i}.attn.products.{product}" for i in range(2) for product in ("qk", "av")]
+    products = [f"blocks.{i}.attn.{product}" for i in range(2) for product in ("qk", "av")]  # q·kᵀ, A·V
     assert set(weight_units(vit)) == set(blocks)
     assert set(activation_units(vit)) == {*blocks, *products}
     assert set(quantized_layers(vit)) == {*blocks, "patch_embed", "head"}
     set_precision(vit, 4)
     assert (vit.head.weight_bits, vit.head.activation_bits) == (8, 8) == (vit.patch_embed.weight_bits, 8)
     assert all(isinstance(vit.blocks[i].mlp.fc2.input_quantizer, TwinScaleQuantizer) for i in range(2))
-    assert all(isinstance(vit.blocks[i].attn.products.av.left, TwoScaleSoftmaxQuantizer) for i in range(2))
+    assert all(isinstance(vit.blocks[i].attn.av.left, TwoScaleSoftmaxQuantizer) for i in range(2))
     searched = calibrated_copy(tiny_vit(), images(), Recipe(search_edges=True))
     assert set(weight_units(searched)) == {*blocks, "patch_embed", "head"}
 
@@ -296,9 +295,9 @@ def test_vir_quantizes_its_trainable_layers_and_its_fixed_embedding_at_8_bits():
     assert coverage(vir).float_layers == ["reservoirs.0"]  # W and V stay float
 
 
-def test_revit_gets_its_linears_and_the_attention_products_its_attention_computes():
-    """ReViT runs the baseline's blocks: every Linear, SQ-b pair and OPT-m input is used; the attention
-    products are quantised where ReViT's attention module computes them itself (`coverage` says which)."""
+def test_revit_gets_every_part_of_the_vit_quantization():
+    """ReViT's blocks call the attention's steps around their logit mixing: every Linear, SQ-b pair and OPT-m
+    input, and both attention products of every block, are quantised."""
     torch.manual_seed(0)
     model = with_trained_looking_norms(
         ReViT(num_classes=10, image_size=28, in_channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2)
@@ -306,7 +305,7 @@ def test_revit_gets_its_linears_and_the_attention_products_its_attention_compute
     quantized = calibrated_copy(model, images())
     covered = coverage(quantized)
     assert len(covered.layers) == 10 and len(covered.opt_m) == 2
-    assert len(covered.attention_products) + len(covered.float_attention_products) == 2
+    assert covered.attention_products == ["blocks.0.attn", "blocks.1.attn"] and covered.float_attention_products == []
     test_images = images(seed=1)
     torch.testing.assert_close(quantized(test_images), model(test_images), atol=1e-5, rtol=0)
     set_precision(quantized, 8)
@@ -328,20 +327,6 @@ def test_a_linear_whose_forward_never_runs_is_an_error_not_a_float_layer():
     quantized = calibrated_copy(RawWeightParent(), torch.randn(8, 6), Recipe(sq_b=False))
     with pytest.raises(ValueError, match=r"no calibration data reached \['linear'\]"):
         set_precision(quantized, 4)
-
-
-class ThreeProductAttention(Attention):
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.split_heads(tokens)
-        weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.merge_heads(weights @ (weights @ v))
-
-
-def test_an_attention_with_other_products_than_qk_and_av_is_refused():
-    torch.manual_seed(0)
-    model = ThreeProductAttention(8, 2).eval()
-    with pytest.raises(RuntimeError, match="more than 2 matrix products"):
-        calibrated_copy(model, torch.randn(4, 5, 8), Recipe(sq_b=False))
 
 
 def test_a_deep_copy_of_a_quantized_model_quantizes_with_its_own_quantizers():
@@ -366,17 +351,17 @@ def test_a_uniform_width_gives_both_averages_exactly():
     assert average_bits(now.weights, weights) == 4 == average_bits(now.activations, activations)
     per_image = 1 + 16  # class token + 16 patches
     assert activations["blocks.0.attn.qkv"] == per_image * 16  # (T, D) per image
-    assert activations["blocks.0.attn.products.qk"] == 2 * per_image * 16  # q and kᵀ, both (H, T, d) per image
-    assert activations["blocks.0.attn.products.av"] == 2 * per_image * per_image + per_image * 16  # P and v
+    assert activations["blocks.0.attn.qk"] == 2 * per_image * 16  # q and kᵀ, both (H, T, d) per image
+    assert activations["blocks.0.attn.av"] == 2 * per_image * per_image + per_image * 16  # P and v
 
 
 def test_set_precision_names_every_unit():
     quantized = calibrated_copy(tiny_vit(), images())
     precision = Precision(dict.fromkeys(weight_units(quantized), 6), dict.fromkeys(activation_units(quantized), 5))
     set_precision(quantized, precision)
-    assert quantized.blocks[0].attn.qkv.weight_bits == 6 and quantized.blocks[0].attn.products.av.activation_bits == 5
-    del precision.activations["blocks.1.attn.products.qk"]
-    with pytest.raises(ValueError, match=r"missing \['blocks.1.attn.products.qk'\]"):
+    assert quantized.blocks[0].attn.qkv.weight_bits == 6 and quantized.blocks[0].attn.av.activation_bits == 5
+    del precision.activations["blocks.1.attn.qk"]
+    with pytest.raises(ValueError, match=r"missing \['blocks.1.attn.qk'\]"):
         set_precision(quantized, precision)
 
 
@@ -433,6 +418,33 @@ def test_greedy_allocation_follows_the_loss_per_bit_of_average_saved():
         (3.5, 5),
     ]
     assert search.steps[-1].loss == pytest.approx(table_loss(search.bits[Budget(4, 5)]))
+
+
+def test_lazy_greedy_takes_the_same_path_with_fewer_evaluations_when_the_loss_is_additive():
+    """Counted by hand: the float configuration, then 4 + 4 + 4 + 2 + 4 + 2 trials exactly (21); lazily
+    4 at first, then only new candidates and stale leaders: 1 + 4 + 2 + 1 + 1 + 2 + 1 = 12."""
+    budgets = [Budget(6, 6), Budget(4, 5)]
+    exact = greedy_allocation(SIZES, budgets, table_loss, choices=(8, 6, 4, 2))
+    lazy = greedy_allocation(SIZES, budgets, table_loss, choices=(8, 6, 4, 2), lazy=True)
+    assert lazy.bits == exact.bits and lazy.steps == exact.steps
+    assert (exact.evaluations, lazy.evaluations) == (21, 12)
+
+
+def test_lazy_greedy_keeps_a_stale_score_until_it_leads():
+    """Lowering u makes w cheaper to lower (0.3 → 0.05): the exact greedy re-scores w and takes it; the lazy
+    one re-scores only its leader v (0.2, still leading w's stale 0.3) and takes v — the price of its speed."""
+
+    def interacting(precision: Precision) -> float:
+        bits = precision.weights
+        w_cost = 0.05 if bits["u"] < 8 else 0.3
+        return 0.1 * (bits["u"] < 8) + 0.2 * (bits["v"] < 8) + w_cost * (bits["w"] < 8)
+
+    sizes = {"weights": {"u": 1, "v": 1, "w": 1}, "activations": {}}
+    budget = Budget(5.5, 8)  # two of the three units at 4: (4 + 4 + 8) / 3 = 5.33
+    exact = greedy_allocation(sizes, [budget], interacting, choices=(8, 4))
+    lazy = greedy_allocation(sizes, [budget], interacting, choices=(8, 4), lazy=True)
+    assert [step.unit for step in exact.steps] == ["u", "w"] and [step.unit for step in lazy.steps] == ["u", "v"]
+    assert (exact.evaluations, lazy.evaluations) == (1 + 3 + 2, 1 + 3 + 1)
 
 
 def test_greedy_allocation_lowers_only_the_kind_over_its_budget():

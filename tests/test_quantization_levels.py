@@ -168,6 +168,10 @@ def test_every_trainable_vir_product_takes_at_most_2_to_the_b_levels(bits, searc
     # the embedding, the two readouts, the residual MLP's two Linears, the head (reservoir products left out)
     assert counts(recorder) == {"linear": 6}
     assert_levels(recorder, bits, bits if search_edges else 8)
+    # each source of a readout input has a grid of its own: it uses most of its 2^b levels, which one grid
+    # stretched over sources of different ranges (x², h² ≥ 0 next to signed x, h) would not
+    readouts = [groups for product in recorder.products if len(groups := activation_groups(product, NODES)) > 1]
+    assert len(readouts) == 2 and all(levels(group) > 2 ** (bits - 1) for groups in readouts for group in groups)
 
 
 class TokensOnlyReadout(nn.Module):

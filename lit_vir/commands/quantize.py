@@ -28,8 +28,8 @@ from lit_vir.data.base import ImageDataModule, TransformedSubset
 from lit_vir.quantization import (
     BIT_CHOICES,
     EDGE_BITS,
-    AttentionProducts,
     Budget,
+    QuantAttention,
     Recipe,
     average_bits,
     calibrated_copy,
@@ -54,9 +54,9 @@ what is quantised (fake quantisation: the float model computes what the integer 
   every matrix product, both inputs — weights per output channel (symmetric), activations per tensor:
   - every Linear: qkv, proj, fc1, fc2 (input via OPT-m's two scales after GELU), ViR's readouts (one grid
     per concatenated source: x, h, o, x², h², o²) and residual MLPs;
-  - both attention products: q·kᵀ (q and k symmetric) and softmax·V (the softmax output with TSPTQ-ViT's
-    two-scale grid, or log2 / uniform in those variants; v symmetric) — for attentions that compute them
-    in their own forward (the printed coverage lists any left float);
+  - both attention products of ViT's and ReViT's attention: q·kᵀ (q and k symmetric) and softmax·V (the
+    softmax output with TSPTQ-ViT's two-scale grid, or log2 / uniform in those variants; v symmetric);
+    other backbones' attentions (ViT-Slim, MobileViT, ViTAE) keep float products;
   - the patch embedding (ViT's stride-P convolution; ViR's fixed random projection) and the classifier
     head: fixed at W{EDGE_BITS}A{EDGE_BITS} and outside W_b A_b and the search, unless --search_edges.
   float: LayerNorms (vectors), ViR's reservoirs W and V (fixed, drawn from the seed, not stored),
@@ -78,10 +78,10 @@ examples:
   lit-vir quantize --ckpt_path X.ckpt -c configs/data/fashion_mnist.yaml
 
 Calibration images are drawn (--seed) from the training split, not its validation part, with the evaluation
-transform; the mixed-precision search measures its loss on them too. The data come from the run's
-config.yaml (next to checkpoints/) unless -c configs are given. Writes quantization.json (every row with its
-per-unit bit widths, the search paths, what was quantised, commit and machine), quantization.csv and
-quantization.md (the table) to --output.
+transform; the mixed-precision search measures its loss on them too (or on the first --search_images). The
+data come from the run's config.yaml (next to checkpoints/) unless -c configs are given. Writes
+quantization.json (every row with its per-unit bit widths, the search paths, what was quantised, commit and
+machine), quantization.csv and quantization.md (the table) to --output.
 """
 
 VARIANTS = {
@@ -159,6 +159,18 @@ def parser() -> argparse.ArgumentParser:
         help="bit widths a unit may take in the search (%(default)s)",
     )
     parse.add_argument(
+        "--search_images",
+        type=positive,
+        default=None,
+        help="measure the search's loss on the first N calibration images only (default: all of them)",
+    )
+    parse.add_argument(
+        "--lazy_search",
+        action="store_true",
+        help="re-score only the leading candidates each step (Minoux's accelerated greedy): about U + 2·steps "
+        "calibration passes instead of U·steps for U units (default: the exact greedy)",
+    )
+    parse.add_argument(
         "--variants",
         nargs="+",
         choices=list(VARIANTS),
@@ -213,7 +225,7 @@ def softmax_rows(model: nn.Module) -> dict | None:
     found = [
         softmax_statistics(module.av.left)
         for module in model.modules()
-        if isinstance(module, AttentionProducts) and module.av.activation_bits is not None
+        if isinstance(module, QuantAttention) and module.av.activation_bits is not None
     ]
     if not found:
         return None
@@ -294,8 +306,15 @@ def main(argv: list[str]) -> None:
             if not arguments.targets:
                 continue
             progress.update(task, description=f"{method}: mixed-precision search")
-            search = greedy_search(model, images, arguments.targets, arguments.choices, arguments.batch_size)
-            paths[name] = [asdict(step) for step in search.steps]
+            search = greedy_search(
+                model,
+                images[: arguments.search_images],
+                arguments.targets,
+                arguments.choices,
+                arguments.batch_size,
+                arguments.lazy_search,
+            )
+            paths[name] = {"evaluations": search.evaluations, "steps": [asdict(step) for step in search.steps]}
             for target in arguments.targets:
                 set_precision(model, search.bits[target])
                 budget_bits = {"weight_bits": target.weight_bits, "activation_bits": target.activation_bits}
@@ -308,6 +327,10 @@ def main(argv: list[str]) -> None:
         "calibration_images": len(images),
         "test_images": sum(len(labels) for _, labels in batches),
         "bit_choices": sorted(set(arguments.choices), reverse=True),
+        "search": {
+            "greedy": "lazy" if arguments.lazy_search else "exact",
+            "images": len(images[: arguments.search_images]),
+        },
         "edges": "searched" if arguments.search_edges else f"fixed W{EDGE_BITS}A{EDGE_BITS}",
         "quantised": QUANTISED,
         "sq_b_pairs": [pair.name for pair in smoothing_pairs(backbone)],

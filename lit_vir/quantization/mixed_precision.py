@@ -20,8 +20,11 @@ its own budget. A kind that meets its bound is no longer lowered; the search sto
 - Calibration loss: KL(p_float ‖ p_quantised) of the class probabilities on the calibration images —
   needs no labels, is 0 for the float model, and is what accuracy loss follows.
 - Cost: one calibration pass per candidate unit per step, about U²·(|choices| − 1) passes for U units
-  (weights and activations together) to reach the lowest choice. The exact greedy is kept rather than a
-  one-shot sensitivity table, since lowering one unit changes what the others cost.
+  (weights and activations together) to reach the lowest choice — for a 9-block ViT-Small (U = 90) some
+  20,000 passes. The exact greedy is the default rather than a one-shot sensitivity table, since lowering
+  one unit changes what the others cost; `lazy=True` (Minoux's accelerated greedy, below) re-scores only
+  the leading candidates, about U + 2·steps passes, and takes the same path as long as lowering one unit
+  never makes another cheaper to lower.
 """
 
 from __future__ import annotations
@@ -93,10 +96,15 @@ class SearchStep:
 
 @dataclass(frozen=True)
 class MixedPrecision:
-    """Per budget, the widths of every unit; and the greedy path that led there."""
+    """Per budget, the widths of every unit; the greedy path that led there; and how many configurations
+    the search measured (calibration passes, for a model)."""
 
     bits: dict[Budget, Precision]
     steps: list[SearchStep]
+    evaluations: int
+
+
+Candidate = tuple[Kind, str]
 
 
 def greedy_allocation(
@@ -104,8 +112,15 @@ def greedy_allocation(
     budgets: Sequence[Budget],
     loss: Callable[[Precision], float],
     choices: Sequence[int] = BIT_CHOICES,
+    lazy: bool = False,
 ) -> MixedPrecision:
-    """The greedy path over units of the given `sizes` (per kind, unit → n) under `loss` (of a precision)."""
+    """The greedy path over units of the given `sizes` (per kind, unit → n) under `loss` (of a precision).
+
+    `lazy`: re-score only the leading candidate each step (Minoux's accelerated greedy): every candidate
+    keeps the score it had when last measured, and the lowest is re-measured until the lowest is one
+    measured at the current widths. The same path as the exact greedy whenever lowering one unit never
+    makes another cheaper to lower (an additive loss, for instance); far fewer passes otherwise — about
+    U + 2·steps instead of U·steps."""
     choices = sorted(set(choices), reverse=True)
     lowest = choices[-1]
     if not budgets or any(min(budget.weight_bits, budget.activation_bits) < lowest for budget in budgets):
@@ -115,6 +130,7 @@ def greedy_allocation(
         )
     current = {kind: dict.fromkeys(sizes[kind], choices[0]) for kind in KINDS}
     totals = {kind: sum(sizes[kind].values()) for kind in KINDS}
+    evaluations = 0
 
     def averages() -> dict[Kind, float]:
         return {kind: average_bits(current[kind], sizes[kind]) if totals[kind] else 0.0 for kind in KINDS}
@@ -122,27 +138,42 @@ def greedy_allocation(
     def precision(widths: Mapping[Kind, Mapping[str, int]]) -> Precision:
         return Precision(dict(widths["weights"]), dict(widths["activations"]))
 
+    def lowered(candidate: Candidate) -> int:
+        kind, unit = candidate
+        return choices[choices.index(current[kind][unit]) + 1]
+
+    def score(candidate: Candidate, now: float) -> tuple[float, float]:
+        """s of lowering `candidate` one choice from the current widths, and the loss it gives."""
+        nonlocal evaluations
+        kind, unit = candidate
+        bits, lower = current[kind][unit], lowered(candidate)
+        trial = loss(precision(current | {kind: current[kind] | {unit: lower}}))
+        evaluations += 1
+        return (trial - now) / (sizes[kind][unit] * (bits - lower) / totals[kind]), trial
+
     now = loss(precision(current))
+    evaluations += 1
+    known: dict[Candidate, tuple[float, float]] = {}  # lazy: score and loss when last measured
     found: dict[Budget, Precision] = {}
     steps: list[SearchStep] = []
     for budget in sorted(set(budgets), reverse=True):
         while over := [kind for kind in KINDS if averages()[kind] > budget.bound(kind)]:
-            best: tuple[float, Kind, str, int, float] | None = None
-            for kind in over:
-                for unit, bits in current[kind].items():
-                    if bits == lowest:
-                        continue
-                    lower = choices[choices.index(bits) + 1]
-                    trial = loss(precision(current | {kind: current[kind] | {unit: lower}}))
-                    score = (trial - now) / (sizes[kind][unit] * (bits - lower) / totals[kind])
-                    if best is None or score < best[0]:
-                        best = (score, kind, unit, lower, trial)
-            score, kind, unit, lower, now = best
-            current[kind][unit] = lower
+            candidates = [(kind, unit) for kind in over for unit, bits in current[kind].items() if bits != lowest]
+            fresh = {}  # measured at the current widths
+            for candidate in candidates:
+                if not lazy or candidate not in known:
+                    fresh[candidate] = known[candidate] = score(candidate, now)
+            while (best := min(candidates, key=lambda candidate: known[candidate][0])) not in fresh:
+                fresh[best] = known[best] = score(best, now)
+            (kind, unit), (best_score, now) = best, fresh[best]
+            current[kind][unit] = lowered(best)
+            del known[best]  # its next lowering is a new candidate
             average = averages()
-            steps.append(SearchStep(kind, unit, lower, score, average["weights"], average["activations"], now))
+            steps.append(
+                SearchStep(kind, unit, current[kind][unit], best_score, average["weights"], average["activations"], now)
+            )
         found[budget] = precision(current)
-    return MixedPrecision({budget: found[budget] for budget in budgets}, steps)
+    return MixedPrecision({budget: found[budget] for budget in budgets}, steps, evaluations)
 
 
 @torch.no_grad()
@@ -158,6 +189,7 @@ def greedy_search(
     budgets: Sequence[Budget],
     choices: Sequence[int] = BIT_CHOICES,
     batch_size: int = 64,
+    lazy: bool = False,
 ) -> MixedPrecision:
     """Widths per unit of a calibrated quantised copy meeting each budget, the loss measured on `images`
     (leaves the model at the last configuration tried)."""
@@ -169,4 +201,4 @@ def greedy_search(
         set_precision(model, precision)
         return calibration_loss(model, images, reference, batch_size)
 
-    return greedy_allocation({"weights": weights, "activations": activations}, budgets, loss, choices)
+    return greedy_allocation({"weights": weights, "activations": activations}, budgets, loss, choices, lazy)

@@ -8,16 +8,12 @@ each product are on a grid, a weight per output channel, an activation per tenso
   is OPT-m's two-scale one after a GELU (`Mlp.fc2`, ViR's residual-MLP second Linear; symmetric with
   OPT-m off, `gelu.py`), and a symmetric per-tensor grid everywhere else — the LayerNorm outputs entering
   qkv / fc1 / the head made symmetric by SQ-b (`smoothing.py`).
-- `AttentionProducts`: the two products of an attention, q·kᵀ and P·V, each a `QuantMatmul` that
-  quantises both of its inputs (q, kᵀ, v symmetric per tensor; the softmax output P with the quantiser
-  of `softmax.py`). It is attached to the attention module rather than replacing it: during that
-  module's own forward every matrix product it computes (`@`, `matmul`, `bmm`, and
-  `scaled_dot_product_attention` written out as q·kᵀ → softmax → P·V) is routed, in call order, through
-  the two `QuantMatmul`s (a TorchFunctionMode, entered and left by forward hooks). So any attention that
-  computes its products in its own forward is covered without its code being copied here — ViT's, and a
-  subclass that mixes logits between the two products (ReViT's residual attention). One that computes
-  them elsewhere (a model method calling `split_heads` and multiplying itself) leaves them float:
-  `coverage` lists it.
+- `QuantAttention`: ViT's `Attention` with its two products quantised, q·kᵀ and A·V, each a `QuantMatmul`
+  that quantises both of its inputs (q, kᵀ, v symmetric per tensor; the softmax output A with the
+  quantiser of `softmax.py`). It overrides the steps `Attention` exposes (`scores`, `weighted_values`), so
+  ReViT's blocks, which call those steps themselves around their logit mixing, are covered by the same
+  class. An attention of another class (ViT-Slim's masked one, MobileViT's, ViTAE's) keeps its products
+  float: `coverage` lists it.
 - `QuantReadout`: ViR's readout on quantised Linears, one input grid per concatenated source.
 
 The patch embedding and the classifier head are the model's edge layers: by default each is fixed at
@@ -26,8 +22,8 @@ and last layer (`search_edges=True` treats them as every other layer). For ViR t
 its fixed random projection (`embedding.projection`), quantised like ViT's; its reservoirs (W, V, drawn
 from the seed, not stored, a fixed dynamical system MPTQ-ViT has no quantiser for) stay float, and so do
 normalisations and every convolution other than ViT's patch embedding (MobileViT, ViTAE). Other
-backbones: every nn.Linear is quantised (plain quantisers where no pattern above matches), their
-attention products where their attention subclasses ViT's `Attention`; `coverage` says what was.
+backbones: every nn.Linear is quantised (plain quantisers where no pattern above matches), their attention
+products only where the attention is ViT's `Attention`; `coverage` says what was.
 
 Widths are set per unit by `precision.set_precision`: a weight width per quantised layer, an activation
 width per product input (a layer's input; both inputs of a `QuantMatmul`).
@@ -42,7 +38,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from lit_vir.models.vir import Readout, ViR
 from lit_vir.models.vit import Attention, Mlp
@@ -52,8 +47,8 @@ from lit_vir.quantization.softmax import SoftmaxKind, softmax_quantizer
 
 __all__ = [
     "EDGE_BITS",
-    "AttentionProducts",
     "Coverage",
+    "QuantAttention",
     "QuantConv2d",
     "QuantLinear",
     "QuantMatmul",
@@ -194,95 +189,38 @@ class QuantMatmul(nn.Module):
         return f"activation_bits={self.activation_bits}"
 
 
-MATRIX_PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm}
-UNROUTED_PRODUCTS = {torch.einsum, torch.baddbmm, torch.addmm, torch.addbmm, torch.Tensor.__rmatmul__}
+class QuantAttention(Attention):
+    """ViT's attention with both products quantised: q·kᵀ in `scores` (`qk`: q and kᵀ symmetric) and
+    dropout(A)·V in `weighted_values` (`av`: the softmax output A with its own quantiser, v symmetric).
 
+    It overrides the steps `Attention` exposes and runs them explicitly in `forward` (the float function of
+    the fused path), so a block that calls the steps itself — ReViT's `ResidualBlock`, which mixes logits
+    between `scores` and `softmax` — gets the same quantised products without its code being copied here.
+    It takes over the original module's layers (qkv, proj, proj_drop) and settings.
+    """
 
-class ProductRouter(TorchFunctionMode):
-    """Sends the matrix products computed while it is active to `products` in call order."""
-
-    def __init__(self, owner: str, products: list[QuantMatmul]) -> None:
-        super().__init__()
-        self.owner = owner
-        self.products = products
-        self.used = 0
-
-    def next_product(self) -> QuantMatmul:
-        if self.used == len(self.products):
-            raise RuntimeError(
-                f"{self.owner}: the attention's forward computes more than {len(self.products)} matrix products; "
-                "AttentionProducts quantises q·kᵀ then softmax·V, so this attention cannot be quantised as is."
-            )
-        self.used += 1
-        return self.products[self.used - 1]
-
-    def attention(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        dropout_p: float = 0.0,
-        is_causal: bool = False,
-        scale: float | None = None,
-        enable_gqa: bool = False,
-    ) -> torch.Tensor:
-        """scaled_dot_product_attention written out, its two products quantised (the scalar scale commutes
-        with quantising q)."""
-        if is_causal or enable_gqa:
-            raise NotImplementedError(f"{self.owner}: causal or grouped-query attention is not quantised here.")
-        scale = query.shape[-1] ** -0.5 if scale is None else scale
-        logits = self.next_product()(query, key.transpose(-2, -1)) * scale  # (B, H, T, T)
-        if attn_mask is not None and attn_mask.dtype == torch.bool:
-            logits = logits.masked_fill(~attn_mask, float("-inf"))
-        elif attn_mask is not None:
-            logits = logits + attn_mask
-        weights = logits.softmax(dim=-1)
-        if dropout_p > 0:
-            weights = F.dropout(weights, dropout_p)
-        return self.next_product()(weights, value)  # (B, H, T, d)
-
-    def __torch_function__(self, func: Callable, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in MATRIX_PRODUCTS:
-            return self.next_product()(*args, **kwargs)
-        if func is F.scaled_dot_product_attention:
-            return self.attention(*args, **kwargs)
-        if func in UNROUTED_PRODUCTS:
-            raise NotImplementedError(f"{self.owner}: {func.__name__} inside an attention is not quantised here.")
-        return func(*args, **kwargs)
-
-
-class AttentionProducts(nn.Module):
-    """The quantisers of one attention's products: `qk` (q and kᵀ, symmetric) and `av` (the softmax output
-    P with its own quantiser, v symmetric). `attach` adds them to the attention module as its child
-    `products` and routes the products of its forward through them."""
-
-    def __init__(self, name: str, softmax: SoftmaxKind = "two_scale") -> None:
-        super().__init__()
-        self.name = name
-        self.softmax = softmax
+    def __init__(self, attention: Attention, softmax: SoftmaxKind = "two_scale") -> None:
+        nn.Module.__init__(self)  # Attention.__init__ would build fresh layers; these are the trained ones
+        self.num_heads = attention.num_heads
+        self.head_dim = attention.head_dim
+        self.scale = attention.scale
+        self.attention_dropout = attention.attention_dropout
+        self.qkv = attention.qkv
+        self.proj = attention.proj
+        self.proj_drop = attention.proj_drop
+        self.softmax_kind = softmax
         self.qk = QuantMatmul(ActivationQuantizer("symmetric"), ActivationQuantizer("symmetric"))
         self.av = QuantMatmul(softmax_quantizer(softmax), ActivationQuantizer("symmetric"))
-        self.router: ProductRouter | None = None
 
-    def attach(self, attention: nn.Module) -> None:
-        attention.products = self
-        attention.register_forward_pre_hook(self.enter)
-        attention.register_forward_hook(self.leave, always_call=True)
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self.qk(q, k.transpose(-2, -1)) * self.scale  # (B, H, T, T); the scalar scale commutes
 
-    def enter(self, module: nn.Module, inputs: tuple) -> None:
-        self.router = ProductRouter(self.name, [self.qk, self.av])
-        self.router.__enter__()
+    def weighted_values(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.av(F.dropout(weights, self.attention_dropout, self.training), v)  # (B, H, T, d)
 
-    def leave(self, module: nn.Module, inputs: tuple, output) -> None:
-        router, self.router = self.router, None
-        router.__exit__(None, None, None)
-        if output is not None and router.used != 2:  # output is None when the forward raised
-            raise RuntimeError(
-                f"{self.name}: the attention's forward computed {router.used} matrix products, not q·kᵀ and "
-                "softmax·V; AttentionProducts cannot quantise it."
-            )
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_heads(tokens)  # (B, H, T, d) each
+        return self.merge_heads(self.weighted_values(self.softmax(self.scores(q, k)), v))  # (B, T, D)
 
 
 class QuantReadout(nn.Module):
@@ -361,10 +299,10 @@ def quantized_copy(
     """A copy of `model` with its matrix products quantised (float until `set_precision`; calibrate first,
     see `calibration.calibrated_copy`). The original is untouched."""
     quantized = copy.deepcopy(model).eval()
-    _replace_children(quantized, lambda name, child: QuantReadout(child) if type(child) is Readout else None)
-    for name, module in quantized.named_modules():
-        if isinstance(module, Attention):
-            AttentionProducts(name, softmax).attach(module)
+    structural = {Attention: lambda attention: QuantAttention(attention, softmax), Readout: QuantReadout}
+    _replace_children(
+        quantized, lambda name, child: structural[type(child)](child) if type(child) in structural else None
+    )
     post_gelu = {id(linear) for module in quantized.modules() for linear in post_gelu_linears(module)}
     edges = set(edge_layers(quantized))
     fixed = None if search_edges else EDGE_BITS
@@ -408,13 +346,13 @@ class Coverage:
 def coverage(model: nn.Module) -> Coverage:
     modules = dict(model.named_modules())
     layers = quantized_layers(model)
-    products = {name: module for name, module in modules.items() if isinstance(module, AttentionProducts)}
-    kinds = {module.softmax for module in products.values()}
+    attentions = {name: module for name, module in modules.items() if isinstance(module, QuantAttention)}
+    kinds = {module.softmax_kind for module in attentions.values()}
     return Coverage(
         layers=list(layers),
         fixed_edges=[name for name, layer in layers.items() if layer.fixed_bits is not None],
-        attention_products=[name for name, module in products.items() if module.qk.calibrated],
-        float_attention_products=[name for name, module in products.items() if not module.qk.calibrated],
+        attention_products=[name for name, module in attentions.items() if module.qk.calibrated],
+        float_attention_products=[name for name, module in attentions.items() if not module.qk.calibrated],
         opt_m=[name for name, layer in layers.items() if isinstance(layer.input_quantizer, TwinScaleQuantizer)],
         softmax=kinds.pop() if len(kinds) == 1 else None,
         float_layers=[
