@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -605,3 +609,47 @@ def test_quantize_command_reports_every_setting_on_a_trained_checkpoint(tmp_path
         assert len(list(csv.DictReader(stream))) == len(EXPECTED_ROWS)
     table = (tmp_path / "out" / "quantization.md").read_text()
     assert sum(line.startswith(("| W", "| MP", "| FP32")) for line in table.splitlines()) == len(EXPECTED_ROWS)
+
+
+def test_results_script_gathers_every_report_of_the_checkpoints(tmp_path, monkeypatch):
+    """`scripts/quantization_results.sh` end to end on a checkpoint trained here: one report per checkpoint
+    (and per softmax comparison), gathered into one JSON list and one Markdown file."""
+    write_mnist(tmp_path / "data", train=200, test=40)
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.init_args.download", "false"]
+    lit_vir_main(["fit", "-c", str(CONFIGS / "vir.yaml"), *TINY_VIT, *QUICK_TRAINER, *data])
+    checkpoint = "logs/visiontransformer-mnist/version_0/checkpoints/last.ckpt"
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # this interpreter's lit-vir and python
+        "OMP_NUM_THREADS": "1",
+        "OUT": "results",
+        "CALIBRATION": "32",
+        "LAZY": "1",
+        "SOFTMAX": "1",
+        "EXTRA": "--bits 8 4 --choices 8 4 --targets 6 --limit_batches 1",
+    }
+    script = CONFIGS.parent / "scripts" / "quantization_results.sh"
+    done = subprocess.run([str(script), checkpoint], env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    reports = json.loads((tmp_path / "results" / "quantization_results.json").read_text())
+    assert [report["command"][-1] for report in reports] == [
+        "results/visiontransformer-mnist-version_0",
+        "results/visiontransformer-mnist-version_0-softmax",
+    ]
+    main, softmax = reports
+    assert main["search"] == {"greedy": "lazy", "images": 32} and main["calibration_images"] == 32
+    assert {(row["precision"], row["method"]) for row in main["rows"]} == {("FP32", "float")} | {
+        (precision, method) for precision in ("W8A8", "W4A4", "MP-W6A6") for method in METHODS
+    }
+    assert {row["softmax"] for row in softmax["rows"]} == {None, "two_scale", "log2", "uniform"}
+    assert not any(row["precision"].startswith("MP") for row in softmax["rows"])
+    assert all(row["softmax_rows"]["min_row_mass"] > 0 for row in softmax["rows"][1:])
+    table = (tmp_path / "results" / "quantization_results.md").read_text()
+    assert table == "\n".join(
+        (tmp_path / folder / "quantization.md").read_text()
+        for folder in ("results/visiontransformer-mnist-version_0", "results/visiontransformer-mnist-version_0-softmax")
+    )
+    fp32 = main["rows"][0]
+    assert f"| FP32 | float | — | — | float | 32 | 32 | {100 * fp32['accuracy']:.2f} | +0.00 |" in table
