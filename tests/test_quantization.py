@@ -19,6 +19,7 @@ from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.commands.quantize import calibration_images
 from lit_vir.commands.quantize import main as quantize_main
 from lit_vir.models import ReViT, ViR, VisionTransformer
+from lit_vir.models.vit_slim import SearchableViT
 from lit_vir.quantization import (
     SOFTMAX_QUANTIZERS,
     ActivationQuantizer,
@@ -143,10 +144,13 @@ def test_sq_b_lowers_the_logit_error_of_4_bit_quantization(architecture):
 # ------------------------------------------------------------------------------------------- quantisers
 
 
+@pytest.mark.parametrize("shape", [(6, 40), (6, 4, 2, 5)])  # a Linear's weight, a convolution's
 @pytest.mark.parametrize("bits", [8, 4, 3])
-def test_per_channel_weight_error_is_at_most_half_a_step(bits):
-    weight = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 1, 6)[:, None]
-    quantized = quantize_weight(weight, bits)
+def test_per_channel_weight_error_is_at_most_half_a_step(bits, shape):
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    weight = weight * torch.logspace(-3, 1, 6).view(-1, *[1] * (len(shape) - 1))
+    quantized = quantize_weight(weight, bits).reshape(6, -1)
+    weight = weight.reshape(6, -1)
     steps = weight.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1) - 1)  # (6, 1) one step per channel
     assert ((quantized - weight).abs() <= steps / 2 + 1e-7 * steps).all()
     codes = quantized / steps
@@ -314,6 +318,17 @@ def test_revit_gets_every_part_of_the_vit_quantization():
     torch.testing.assert_close(quantized(test_images), model(test_images), atol=1e-5, rtol=0)
     set_precision(quantized, 8)
     assert 0 < float((quantized(test_images) - model(test_images)).abs().max()) < 0.1
+
+
+def test_an_attention_whose_products_run_elsewhere_is_listed_float():
+    """ViT-Slim's masked blocks hold ViT's Attention but compute scaled_dot_product_attention themselves."""
+    torch.manual_seed(0)
+    model = SearchableViT(
+        num_classes=10, image_size=28, in_channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2
+    )
+    covered = coverage(calibrated_copy(model.eval(), images()))
+    assert covered.attention_products == [] and covered.float_attention_products == ["blocks.0.attn", "blocks.1.attn"]
+    assert "blocks.0.attn.qkv" in covered.layers
 
 
 class RawWeightParent(nn.Module):

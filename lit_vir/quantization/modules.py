@@ -12,8 +12,9 @@ each product are on a grid, a weight per output channel, an activation per tenso
   that quantises both of its inputs (q, kᵀ, v symmetric per tensor; the softmax output A with the
   quantiser of `softmax.py`). It overrides the steps `Attention` exposes (`scores`, `weighted_values`), so
   ReViT's blocks, which call those steps themselves around their logit mixing, are covered by the same
-  class. An attention of another class (ViT-Slim's masked one, MobileViT's, ViTAE's) keeps its products
-  float: `coverage` lists it.
+  class. Products computed elsewhere stay float: ViT-Slim's masked blocks hold ViT's `Attention` but
+  call scaled_dot_product_attention themselves (`coverage` lists such attentions, whose products never
+  ran), and MobileViT's and ViTAE's attentions are classes of their own.
 - `QuantReadout`: ViR's readout on quantised Linears, one input grid per concatenated source.
 
 The patch embedding and the classifier head are the model's edge layers: by default each is fixed at

@@ -181,10 +181,6 @@ class SegmentedQuantizer(nn.Module):
         self.widths = [width for width, _ in kept]
         self.parts = nn.ModuleList(ActivationQuantizer(kind) for _, kind in kept)
 
-    @property
-    def bits(self) -> int | None:
-        return self.parts[0].bits
-
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         pieces = values.split(self.widths, dim=-1)
         return torch.cat([part(piece) for part, piece in zip(self.parts, pieces, strict=True)], dim=-1)
