@@ -288,7 +288,8 @@ def test_every_product_of_vit_is_a_unit_and_the_edges_stay_at_8_bits():
     assert set(activation_units(vit)) == {*blocks, *products}
     assert set(quantized_layers(vit)) == {*blocks, "patch_embed", "head"}
     set_precision(vit, 4)
-    assert (vit.head.weight_bits, vit.head.activation_bits) == (8, 8) == (vit.patch_embed.weight_bits, 8)
+    for edge in (vit.head, vit.patch_embed):
+        assert (edge.weight_bits, edge.activation_bits, edge.input_quantizer.bits) == (8, 8, 8)
     assert all(isinstance(vit.blocks[i].mlp.fc2.input_quantizer, TwinScaleQuantizer) for i in range(2))
     assert all(isinstance(vit.blocks[i].attn.av.left, TwoScaleSoftmaxQuantizer) for i in range(2))
     searched = calibrated_copy(tiny_vit(), images(), Recipe(search_edges=True))
