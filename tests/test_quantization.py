@@ -627,6 +627,7 @@ def test_quantize_command_reports_every_setting_on_a_trained_checkpoint(tmp_path
     assert sum(line.startswith(("| W", "| MP", "| FP32")) for line in table.splitlines()) == len(EXPECTED_ROWS)
 
 
+@pytest.mark.slow  # two `lit-vir quantize` processes: about 45 s of CPU
 def test_results_script_gathers_every_report_of_the_checkpoints(tmp_path, monkeypatch):
     """`scripts/quantization_results.sh` end to end on a checkpoint trained here: one report per checkpoint
     (and per softmax comparison), gathered into one JSON list and one Markdown file."""
