@@ -193,3 +193,60 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
     assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
     assert all(len(values) == 2 and all(-1 <= value <= 1 + 1e-6 for value in values) for values in curves.values())
     assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------- oracle: timm's ViT
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_alpha_one_equals_timms_vision_transformer_with_the_same_weights(pooling):
+    """The official ReViT mixes S ← α·S + (1 − α)·R (model/attention.py), so α = 1 is the plain ViT."""
+    from tests.vit_oracle import spread, timm_twin
+
+    revit = spread(ReViT(**TINY, pooling=pooling, alpha=1.0))
+    inputs = images().double()
+    with torch.no_grad():
+        torch.testing.assert_close(revit(inputs), timm_twin(revit)(inputs), rtol=0, atol=1e-10)
+
+
+def test_alpha_zero_repeats_the_first_blocks_logits_in_every_block():
+    """The other end of the official convention: at α = 0 every block attends with block 0's logits."""
+    revit = spread(ReViT(**TINY, alpha=0.0))
+    with torch.no_grad():
+        maps = revit.attention_maps(images())
+    for later in maps[1:]:
+        torch.testing.assert_close(later, maps[0])
+
+
+# ----------------------------------------------------------------------------------- presets (config pieces)
+
+
+def test_revit_pieces_compose_on_the_vit_pieces():
+    from lit_vir.cli import build_from_config
+
+    pieces = ["vit_small", "revit", "revit_fixed_alpha", "revit_mean_pooling"]
+    config = ["-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "data" / "digits.yaml")]
+    model, _ = build_from_config(
+        [*config, *(item for piece in pieces for item in ("-c", str(CONFIGS / "model" / f"{piece}.yaml")))]
+    )
+    revit = model.backbone
+    assert type(revit) is ReViT and revit.pooling == "mean" and not revit.alpha.requires_grad
+    assert revit.alpha.item() == 0.5 and revit.blocks[0].mlp.fc1.out_features == 2 * 192  # vit_small's widths
+    assert [block.drop_path.p for block in revit.blocks][-1] == pytest.approx(0.2)
+    learned, _ = build_from_config(
+        [*config, "-c", str(CONFIGS / "model" / "vit_small.yaml"), "-c", str(CONFIGS / "model" / "revit.yaml")]
+    )
+    assert learned.backbone.alpha.requires_grad and learned.backbone.pooling == "token"
+
+
+def test_revit_b_parameter_count_is_the_official_86m_plus_our_class_token():
+    """The official ReViT-B (D 768, depth 12, 12 heads, patch 16 at 224 px, 1000 classes, no class token, one
+    α) has 86,566,121 parameters (its README: 86M), counted by hand from its code below. Ours with mean pooling
+    keeps a class token and its position: 2·768 more."""
+    width, hidden, patches = 768, 3072, 196
+    block = 2 * 2 * width + (width * 3 * width + 3 * width) + (width * width + width) + (width * hidden + hidden)
+    block += hidden * width + width
+    official = (16 * 16 * 3 * width + width) + patches * width + 12 * block + 2 * width + (width * 1000 + 1000) + 1
+    assert official == 86_566_121
+    revit = ReViT(1000, 224, 3, patch_size=16, embed_dim=768, depth=12, num_heads=12, pooling="mean")
+    assert count_parameters(revit).trainable == official + 2 * width

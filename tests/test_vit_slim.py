@@ -3,6 +3,7 @@ train → search → slim → fine-tune chain through the command line."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -17,6 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main as lit_vir_main
+from lit_vir.commands.common import datamodule_from_configs, run_config
+from lit_vir.commands.common import test_batches as read_test_batches
 from lit_vir.commands.slim import count_flops
 from lit_vir.commands.slim import main as slim_main
 from lit_vir.models import SearchableViT, SlimViT, VisionTransformer, count_parameters
@@ -306,7 +309,20 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     report = json.loads((tmp_path / "slim" / "slim.json").read_text())
     (row,) = report["budgets"]
     assert row["max_logit_difference"] < 1e-5 and row["params"] < report["full"]["params"]
-    assert 0 <= row["accuracy"] <= 1 and 0 <= report["full"]["accuracy"] <= 1  # on the run's test split
+    for measured in (report["full"], row):  # speed-ups against the plain ViT, not the budget-1 slim model
+        assert measured["speedup"] == pytest.approx(
+            measured["images_per_second"] / report["plain_vit_images_per_second"]
+        )
+    search = load_classifier(search_run / "checkpoints" / "last.ckpt").backbone.eval()
+    batches = read_test_batches(datamodule_from_configs([run_config(search_run / "checkpoints" / "last.ckpt")]))
+    for model, reported in ((search, report["full"]["accuracy"]), (slim(search, 0.5), row["accuracy"])):
+        with torch.no_grad():
+            right = sum((model(inputs).argmax(dim=1) == labels).sum().item() for inputs, labels in batches)
+        assert reported == pytest.approx(right / sum(len(labels) for _, labels in batches), abs=1e-9)
+    original = ["--original", "--report-only", "--no-accuracy", "--json", str(tmp_path / "original.json")]
+    slim_main([str(search_run / "checkpoints" / "last.ckpt"), "--budget", "0.5", "--repeats", "1", *original])
+    (binary,) = json.loads((tmp_path / "original.json").read_text())["budgets"]
+    assert binary["max_logit_difference"] < 1e-5  # the slim model is its binary-masked model
     piece = tmp_path / "slim" / "slim-b0.50.yaml"
     widths = yaml.safe_load(piece.read_text())["model"]["init_args"]["backbone"]["init_args"]
     assert widths["mlp_widths"] == row["mlp_units"] and widths["token_counts"] == row["tokens"]
@@ -324,3 +340,137 @@ def test_train_search_slim_finetune_through_the_command_line(tmp_path, monkeypat
     loaded = subprocess.run([sys.executable, "-c", loader, str(final)], capture_output=True, text=True, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout.splitlines()[-1]) == ["SlimViT", row["mlp_units"], row["tokens"]]
+
+
+# ------------------------------------------------------------------------------- oracles: timm, by hand
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_search_model_with_all_masks_one_and_slim_at_budget_one_equal_timms_vit(pooling):
+    from tests.vit_oracle import spread, timm_twin
+
+    search = spread(SearchableViT(**TINY, pooling=pooling))
+    with torch.no_grad():
+        search.token_logit.fill_(20.0)  # tanh(20) is 1.0 in float64
+    inputs = images().double()
+    with torch.no_grad():
+        reference = timm_twin(search)(inputs)
+        torch.testing.assert_close(search(inputs), reference, rtol=0, atol=1e-10)
+        torch.testing.assert_close(slim(search, 1.0)(inputs), reference, rtol=0, atol=1e-10)
+
+
+def test_each_mask_multiplies_the_tensor_the_paper_names():
+    """One masked block against its equations written out with einsum, float64, masks all different:
+    x̃ = LN₁(x)·ζ_tok;  q, k, v = (x̃ W_qkv + b)·ζ_attn per head channel;  a_ij ∝ |ζ_tok,j|·exp(q_i·k_j/√d);
+    x' = x + (a v) W_proj + b;  x'' = x' + GELU(LN₂(x')·ζ_tok W₁ + b₁)·ζ_mlp W₂ + b₂."""
+    torch.manual_seed(3)
+    tokens_in, dim, heads, head_dim, hidden = 5, 6, 2, 3, 9  # 2×2 image in 1×1 patches: 4 + class token
+    search = SearchableViT(
+        num_classes=2,
+        image_size=2,
+        in_channels=1,
+        patch_size=1,
+        embed_dim=dim,
+        depth=1,
+        num_heads=heads,
+        mlp_ratio=hidden / dim,
+    ).double()
+    block = search.blocks[0]
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.copy_(torch.randn(parameter.shape, dtype=torch.float64))
+        search.attention_mask.copy_(torch.rand(1, heads, head_dim, dtype=torch.float64) + 0.2)
+        search.mlp_mask.copy_(torch.rand(1, hidden, dtype=torch.float64) + 0.2)
+        search.token_logit.copy_(torch.tensor([[0.3, 1.2, -0.8, 2.0, 0.6]], dtype=torch.float64))
+    x = torch.randn(2, tokens_in, dim, dtype=torch.float64)
+    zeta_attn, zeta_mlp, zeta_tok = search.attention_mask[0], search.mlp_mask[0], torch.tanh(search.token_logit[0])
+
+    def layer_norm(values, norm):
+        centred = values - values.mean(-1, keepdim=True)
+        return centred / torch.sqrt(centred.square().mean(-1, keepdim=True) + norm.eps) * norm.weight + norm.bias
+
+    masked_in = layer_norm(x, block.norm1) * zeta_tok[:, None]
+    qkv = (masked_in @ block.attn.qkv.weight.T + block.attn.qkv.bias).view(2, tokens_in, 3, heads, head_dim)
+    q, k, v = (qkv[:, :, part] * zeta_attn for part in range(3))  # (B, T, H, d)
+    logits = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(head_dim)
+    weights = zeta_tok.abs() * logits.exp()
+    weights = weights / weights.sum(-1, keepdim=True)
+    attended = torch.einsum("bhij,bjhd->bihd", weights, v).reshape(2, tokens_in, dim)
+    middle = x + attended @ block.attn.proj.weight.T + block.attn.proj.bias
+    mlp = block.mlp
+    units = F.gelu(layer_norm(middle, block.norm2) * zeta_tok[:, None] @ mlp.fc1.weight.T + mlp.fc1.bias) * zeta_mlp
+    expected = middle + units @ mlp.fc2.weight.T + mlp.fc2.bias
+    with torch.no_grad():
+        got = block(x, zeta_attn, zeta_mlp, zeta_tok)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+# -------------------------------------------------------------------- the original code's slimming, as options
+
+
+def test_binarized_slim_model_is_the_trained_vit_restricted_to_what_survives():
+    """`binarize` (the original's searched_zeta = ζ ≥ threshold): kept ζ count as 1, so the slim weights are the
+    ViT's own rows and columns, and the logits are those of the masks set to exactly 1 and 0."""
+    search = searched()
+    keep = keep_masks(search, 0.5)
+    slimmed = build_slim(search, keep, binarize=True)
+    binary = copy.deepcopy(search)
+    with torch.no_grad():
+        binary.attention_mask.copy_(keep.attention.double())
+        binary.mlp_mask.copy_(keep.mlp.double())
+        binary.token_logit.copy_(torch.where(keep.tokens, 20.0, 0.0))
+        torch.testing.assert_close(slimmed(images()), binary(images()), rtol=0, atol=1e-5)
+        assert (slimmed(images()) - slim(search, 0.5)(images())).abs().max() > 1e-3  # soft folding differs
+    units = keep.mlp[1].nonzero().squeeze(1)
+    assert torch.equal(slimmed.blocks[1].mlp.fc2.weight, search.blocks[1].mlp.fc2.weight[:, units])
+    assert set(slimmed.blocks[1].token_scale.tolist()) == {1.0}
+
+
+def test_signed_ranking_prunes_a_strongly_negative_zeta_that_magnitude_ranking_keeps():
+    search = searched()
+    with torch.no_grad():
+        search.mlp_mask.copy_(torch.linspace(0.1, 0.9, search.mlp_mask.numel()).view_as(search.mlp_mask))
+        search.mlp_mask[0, 0] = -1.2  # the largest |ζ| of all, and the smallest ζ
+    by_magnitude = keep_masks(search, 0.5).mlp
+    signed = keep_masks(search, 0.5, ranking="signed").mlp
+    assert by_magnitude[0, 0] and not signed[0, 0]
+    assert by_magnitude.sum() == signed.sum() == round(0.5 * search.mlp_mask.numel())
+    ordered = sorted(search.mlp_mask.flatten().tolist())  # the original: sorted(zetas), keep ζ ≥ threshold
+    threshold = ordered[int((1 - 0.5) * len(ordered))]
+    assert signed.flatten().tolist() == [value >= threshold for value in search.mlp_mask.flatten().tolist()]
+
+
+def test_a_ranked_class_token_can_be_pruned_and_the_slim_model_still_matches_the_masked_one():
+    search = searched()
+    with torch.no_grad():
+        search.token_logit[0, 0] = 3.0  # the class token ranks first in block 0
+        search.token_logit[1:, 0] = 0.01  # and last in blocks 1 and 2
+    assert keep_masks(search, 0.5).tokens[:, 0].all()  # default: always kept
+    keep = keep_masks(search, 0.5, rank_class_token=True)
+    assert keep.tokens[:, 0].tolist() == [True, False, False]
+    for binarize in (False, True):
+        slimmed = build_slim(search, keep, binarize)
+        assert [block.token_scale[0].item() for block in slimmed.blocks][1:] == [0.0, 0.0]  # in the sequence, unread
+        with torch.no_grad():
+            reference = apply_keep_masks(search, keep, binarize)(images())
+            torch.testing.assert_close(slimmed(images()), reference, rtol=0, atol=1e-5)
+
+
+def test_masks_only_with_train_norms_trains_the_masks_and_the_layer_norms():
+    """The original's --freeze_weights keeps parameters named "zeta" or "norm" trainable."""
+    module = SlimSearch(SearchableViT(**TINY), masks_only=True, train_norms=True)
+    trainable = {name.removeprefix("backbone.") for name, p in module.named_parameters() if p.requires_grad}
+    norms = {
+        f"blocks.{i}.{norm}.{kind}" for i in range(DEPTH) for norm in ("norm1", "norm2") for kind in ("weight", "bias")
+    }
+    assert trainable == {"attention_mask", "mlp_mask", "token_logit", "norm.weight", "norm.bias"} | norms
+
+
+def test_slim_recipes_compose_on_the_search_and_the_slim_pieces():
+    from lit_vir.cli import build_from_config
+
+    pieces = [CONFIGS / "vir.yaml", CONFIGS / "data" / "digits.yaml", CONFIGS / "model" / "vit_small.yaml"]
+    pieces += [CONFIGS / "slim" / "search.yaml", CONFIGS / "slim" / "search_recipe.yaml"]
+    module, _ = build_from_config([item for piece in pieces for item in ("-c", str(piece))])
+    assert isinstance(module, SlimSearch) and module.hparams.label_smoothing == 0.1
+    assert module.backbone.blocks[-1].drop_path.p == pytest.approx(0.1)

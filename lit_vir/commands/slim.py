@@ -38,7 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import lit_vir.training.slim  # noqa: F401  (load_classifier must find SlimSearch, the search checkpoints' class)
 from lit_vir.checks import ConfigError
 from lit_vir.commands.common import datamodule_from_configs, run_config, test_batches
+from lit_vir.models.vit import VisionTransformer
 from lit_vir.models.vit_slim import (
+    ORIGINAL,
     SearchableViT,
     SlimViT,
     apply_keep_masks,
@@ -97,6 +99,14 @@ def measure_throughput(
     return [images.shape[0] / statistics.median(record) for record in times]
 
 
+def plain_vit(search: SearchableViT) -> VisionTransformer:
+    """The baseline ViT inside a search model: its architecture and weights, without the masks."""
+    plain = VisionTransformer(**vit_hyperparameters(search))
+    weights = {name: value for name, value in search.state_dict().items() if name not in search.MASK_PARAMETERS}
+    plain.load_state_dict(weights)
+    return plain.to(search.cls_token.device, search.cls_token.dtype).eval()
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
@@ -120,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attention-budget", type=fraction, help="the attention masks' own budget (default: --budget)")
     parser.add_argument("--mlp-budget", type=fraction, help="the MLP masks' own budget (default: --budget)")
     parser.add_argument("--token-budget", type=fraction, help="the token masks' own budget (default: --budget)")
+    parser.add_argument(
+        "--ranking",
+        choices=("magnitude", "signed"),
+        default="magnitude",
+        help="rank ζ by |ζ| (default) or signed, as the original code does",
+    )
+    parser.add_argument(
+        "--rank-class-token", action="store_true", help="rank the class token with the patches (the original)"
+    )
+    parser.add_argument(
+        "--binarize", action="store_true", help="kept ζ count as 1, not folded in as soft values (the original)"
+    )
+    parser.add_argument(
+        "--original",
+        action="store_true",
+        help="the original code's slimming: --ranking signed --rank-class-token --binarize",
+    )
     parser.add_argument("--out", type=Path, default=Path("slim"), help="folder for the written files (default: slim)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per timed forward pass (default: 64)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes before timing (default: 3)")
@@ -204,7 +231,8 @@ def print_table(report: dict, console: Console) -> None:
         title=f"ViT-Slim: slimmed from {full['source']}",
         caption=(
             f"FLOPs per image (FlopCounterMode); img/s: median of {report['repeats']} passes of {report['batch_size']} "
-            f"images on {report['device']} ({report['threads']} threads); heads, MLP: summed over blocks; tokens: "
+            f"images on {report['device']} ({report['threads']} threads); speedup: against the plain ViT "
+            f"({report['plain_vit_images_per_second']:.0f} img/s); heads, MLP: summed over blocks; tokens: "
             "first→last block; Δlogit: max |slim − masked model|; acc: test accuracy before fine-tuning "
             "(fine-tuned runs: lit-vir compare)"
         ),
@@ -230,6 +258,8 @@ def print_table(report: dict, console: Console) -> None:
 
 def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
+    if args.original:
+        args.ranking, args.rank_class_token, args.binarize = ORIGINAL.values()
     if args.threads:
         torch.set_num_threads(args.threads)
     console = Console(stderr=args.json == "-")
@@ -255,13 +285,17 @@ def main(argv: list[str]) -> None:
     models = []
     for row in rows:
         try:
-            keep = keep_masks(search, row["budget"], **{key: value for key, value in row.items() if key != "budget"})
+            budgets = {key: value for key, value in row.items() if key != "budget"}
+            keep = keep_masks(
+                search, row["budget"], **budgets, ranking=args.ranking, rank_class_token=args.rank_class_token
+            )
         except ConfigError as error:
             print(f"lit-vir slim: {error}", file=sys.stderr)
             raise SystemExit(2) from None
-        slimmed = build_slim(search, keep)
+        slimmed = build_slim(search, keep, args.binarize)
         with torch.no_grad():
-            difference = (slimmed(images[:8]) - apply_keep_masks(search, keep)(images[:8])).abs().max().item()
+            masked = apply_keep_masks(search, keep, args.binarize)
+            difference = (slimmed(images[:8]) - masked(images[:8])).abs().max().item()
         row |= {
             "source": str(args.checkpoint),
             "params": sum(parameter.numel() for parameter in slimmed.parameters()),
@@ -272,7 +306,11 @@ def main(argv: list[str]) -> None:
         models.append(slimmed)
 
     device = torch.device(args.device)
-    speeds = measure_throughput([model.to(device) for model in models], images.to(device), args.warmup, args.repeats)
+    plain = plain_vit(search)  # the reference for the speed-up: the budget-1 slim model is slower than it
+    timed = [plain, *models]
+    plain_speed, *speeds = measure_throughput(
+        [model.to(device) for model in timed], images.to(device), args.warmup, args.repeats
+    )
     if not args.no_accuracy:
         batches = test_batches(
             datamodule_from_configs(args.config or [run_config(args.checkpoint)]), args.limit_batches
@@ -283,7 +321,7 @@ def main(argv: list[str]) -> None:
     for row, speed in zip([full, *rows], speeds, strict=True):
         row |= {
             "images_per_second": speed,
-            "speedup": speed / speeds[0],
+            "speedup": speed / plain_speed,
             "params_fraction": row["params"] / full["params"],
             "flops_fraction": row["flops"] / full["flops"],
         }
@@ -308,6 +346,8 @@ def main(argv: list[str]) -> None:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode (2 per multiply-add), per image",
+        "plain_vit_images_per_second": plain_speed,
+        "speedup_against": "the plain VisionTransformer with the search run's weights (no masks)",
         "full": full,
         "budgets": rows,
     }

@@ -11,8 +11,12 @@ residual keeps later blocks' attention from collapsing onto the same pattern (co
 positions, MLPs, the head — is the baseline's: `ReViT` subclasses `VisionTransformer` and runs the
 baseline's own blocks (the same parameters and state-dict keys, plus `alpha`), so a ViT checkpoint
 loads into a ReViT and α = 1 gives back the ViT. Classification reads the class token by default
-(`pooling="token"`, as the paper's DeiT/ViT backbones do) or the mean of the patch tokens
-(`pooling="mean"`). Shapes: B batch, T+1 tokens (class token first), H heads, d head width.
+(`pooling="token"`, the baseline's) or the mean of the patch tokens (`pooling="mean"`), which is what the
+official ReViT-B does (`cls_embed_on: False`, github.com/ADiko1997/ReViT config/config-ReViT-B.yaml; that model
+has no class token at all, here it stays in the sequence unread: configs/model/revit_mean_pooling.yaml).
+α follows the official convention (model/attention.py: attn = α·attn + (1 − α)·attn_res): α = 1 is the
+plain ViT, α = 0 repeats block 0's logits in every block.
+Shapes: B batch, T+1 tokens (class token first), H heads, d head width.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ class ResidualBlock(Block):
         if residual is not None:
             logits = alpha * logits + (1 - alpha) * residual
         weights = attention.softmax(logits)
-        tokens = tokens + attention.merge_heads(attention.weighted_values(weights, v))  # (B, T+1, D)
-        tokens = tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self.drop_path(attention.merge_heads(attention.weighted_values(weights, v)))  # (B, T+1, D)
+        tokens = tokens + self.drop_path(self.mlp(self.norm2(tokens)))
         return tokens, logits, weights
 
 
@@ -69,6 +73,10 @@ class ReViT(VisionTransformer):
         super().__init__(num_classes, image_size, in_channels, **kwargs)
         check_range(type(self).__name__, "alpha (α)", alpha, low=0, high=1)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)), requires_grad=learn_alpha)
+
+    def no_weight_decay(self) -> set[str]:
+        """The baseline's, plus α (the official ReViT exempts it: a mixing weight, not a feature weight)."""
+        return super().no_weight_decay() | {"alpha"}
 
     def residual_block(
         self, block: ResidualBlock, tokens: torch.Tensor, residual: torch.Tensor | None

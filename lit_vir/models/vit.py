@@ -1,7 +1,8 @@
 """The ViT baseline (Dosovitskiy et al. 2021) at small-image sizes, the model ViR is compared with.
 
 Patch embedding (stride-P convolution) → class token + learned positional embedding → L pre-norm
-blocks (x += MHSA(LN x); x += MLP(LN x)) → LN → Linear on the class token (or the token mean).
+blocks (x += MHSA(LN x); x += MLP(LN x), optional stochastic depth on both) → LN → Linear on the class
+token (or the token mean).
 Presets (`vit_base`, `vit_small`) are thin functions over the one constructor; spec: `variants.md`.
 """
 
@@ -14,10 +15,20 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
 
-__all__ = ["Attention", "Block", "Mlp", "VisionTransformer", "preset_widths", "vit_base", "vit_small"]
+__all__ = [
+    "Attention",
+    "Block",
+    "Mlp",
+    "VisionTransformer",
+    "drop_path_rates",
+    "preset_widths",
+    "vit_base",
+    "vit_small",
+]
 
 
 class Mlp(nn.Module):
@@ -85,10 +96,13 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: x += MHSA(LN x); x += MLP(LN x).
+    """Pre-norm Transformer block: x += DropPath(MHSA(LN x)); x += DropPath(MLP(LN x)).
 
     `attn_layer` and `mlp_layer` are the classes built for the two branches (timm's convention), called as
     `attn_layer(dim, num_heads, attention_dropout, dropout)` and `mlp_layer(dim, hidden_dim, dropout)`.
+    `drop_path` is the stochastic-depth rate (Huang et al. 2016): in training each branch's output is
+    dropped for a whole sample with this probability and kept ones are scaled by 1/(1 − rate); in
+    evaluation, and at rate 0, the branch is the identity (torchvision's `StochasticDepth`, mode "row").
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class Block(nn.Module):
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         *,
+        drop_path: float = 0.0,
         attn_layer: type[Attention] = Attention,
         mlp_layer: type[Mlp] = Mlp,
     ) -> None:
@@ -107,17 +122,18 @@ class Block(nn.Module):
         self.attn = attn_layer(dim, num_heads, attention_dropout, dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp_layer(dim, int(dim * mlp_ratio), dropout)
+        self.drop_path = StochasticDepth(drop_path, mode="row")  # no parameters: the state dict is unchanged
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        tokens = tokens + self.attn(self.norm1(tokens))
-        return tokens + self.mlp(self.norm2(tokens))
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens)))
+        return tokens + self.drop_path(self.mlp(self.norm2(tokens)))
 
 
 class VisionTransformer(nn.Module):
     """ViT for small images, trained from scratch; `forward_features` keeps every token for analysis.
 
     Variants change the blocks, not this constructor: the class attribute `block_fn` is the block class,
-    built per block as `block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout)` (timm's
+    built per block as `block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=r_l)` (timm's
     `block_fn`; e.g. `functools.partial(Block, attn_layer=...)` changes only the attention). It is a class
     attribute rather than a keyword so that configs never see it. A subclass sets it, takes its own
     keywords and forwards the rest (`**kwargs`) here, so this signature is written once.
@@ -138,8 +154,11 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
         pooling: Literal["token", "mean"] = "token",
     ) -> None:
+        """`drop_path_rate`: stochastic depth, timm's rule — block l of L drops its branches with rate
+        r_l = drop_path_rate · l/(L − 1), rising linearly from 0 at the first block (0 everywhere: off)."""
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
@@ -151,18 +170,21 @@ class VisionTransformer(nn.Module):
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
         check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
         check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
 
         self.num_classes = num_classes
         self.depth = depth
         self.pooling = pooling
+        self.drop_path_rate = drop_path_rate
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         num_patches = (image_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout) for _ in range(depth)
+            self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=rate)
+            for rate in drop_path_rates(drop_path_rate, depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -176,6 +198,11 @@ class VisionTransformer(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay besides biases and norms (timm's convention): the position
+        embedding and the class token, which decay would pull towards 0 for no regularising benefit."""
+        return {"pos_embed", "cls_token"}
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens with the class token prepended and positions added: (B, 1+T, D)."""
@@ -195,6 +222,11 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
+
+
+def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
+    """Stochastic-depth rate of each of `depth` blocks: linear from 0 to `drop_path_rate` (timm's rule)."""
+    return torch.linspace(0, drop_path_rate, depth).tolist()
 
 
 def vit_base(

@@ -18,7 +18,15 @@ kept at a later block is kept at every earlier one) and builds a `SlimViT`: a ge
 whose pruned heads, channels, MLP units and tokens are gone, with the kept ζ values folded into its
 weights. Its logits equal the masked model's with the pruned entries of ζ set to 0 (`apply_keep_masks`).
 
-One departure from the original code, so that a token mask of 0 *is* the token's removal: ζ_tok also weights
+Against the original code (github.com/Arnav0400/ViT-Slim, `models/base_model.py`, `models/layers.py`), three
+choices of the slimming step are options, the original's being `slim(..., **ORIGINAL)`:
+    ranking="signed"        the original ranks the signed ζ (`sorted(zetas)`, keep ζ ≥ threshold); default |ζ|
+    rank_class_token=True   the original ranks the class token with the patches; default: always kept
+    binarize=True           the original retrains with the kept ζ set to 1 (`searched_zeta`); default: the kept
+                            soft ζ folded into the weights, so the slim model starts as the masked model
+The kept count is round(budget·n), the original's n − ⌊(1 − budget)·n⌋ (they differ by one at some n).
+
+One departure that is not an option, so that a token mask of 0 *is* the token's removal: ζ_tok also weights
 each token as an attention key, a_ij ∝ |ζ_tok,j|·exp(s_ij) (log|ζ_tok| added to the logits). The original only
 zeroes a pruned token's input, which leaves it in every softmax as a bias-only key. With mean pooling the
 head averages the patch tokens weighted by the last block's |ζ_tok|, for the same reason.
@@ -38,11 +46,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Block, Mlp, VisionTransformer
+from lit_vir.models.vit import Block, Mlp, VisionTransformer, drop_path_rates
 
 __all__ = [
+    "ORIGINAL",
     "KeepMasks",
     "SearchableViT",
     "SlimViT",
@@ -54,6 +64,10 @@ __all__ = [
 ]
 
 AttentionSearch = Literal["channel", "head", "head_dim"]
+
+
+BINARY_TOKEN_LOGIT = 20.0  # tanh(20) is 1.0 in float32 and float64: a kept token's binary ζ_tok
+ORIGINAL = {"ranking": "signed", "rank_class_token": True, "binarize": True}  # the original code's slimming
 
 
 def key_bias(token_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -82,6 +96,7 @@ def vit_hyperparameters(model: VisionTransformer) -> dict:
         "mlp_ratio": model.blocks[0].mlp.fc1.out_features / embed_dim,
         "dropout": model.pos_drop.p,
         "attention_dropout": model.blocks[0].attn.attention_dropout,
+        "drop_path_rate": model.drop_path_rate,
         "pooling": model.pooling,
     }
 
@@ -102,9 +117,9 @@ class MaskedBlock(Block):
         mixed = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_bias(token_mask, q.dtype), dropout_p=dropout, scale=attention.scale
         )  # (B, H, T+1, d)
-        tokens = tokens + attention.merge_heads(mixed)
+        tokens = tokens + self.drop_path(attention.merge_heads(mixed))
         hidden = mlp.act(mlp.fc1(self.norm2(tokens) * token_mask[:, None])) * mlp_mask  # (B, T+1, M)
-        return tokens + mlp.drop(mlp.fc2(mlp.drop(hidden)))
+        return tokens + self.drop_path(mlp.drop(mlp.fc2(mlp.drop(hidden))))
 
 
 class SearchableViT(VisionTransformer):
@@ -145,6 +160,10 @@ class SearchableViT(VisionTransformer):
         self.attention_mask = nn.Parameter(torch.ones(self.depth, *shape))
         self.mlp_mask = nn.Parameter(torch.ones(self.depth, self.blocks[0].mlp.fc1.out_features))
         self.token_logit = nn.Parameter(torch.full((self.depth, self.pos_embed.shape[1]), float(token_logit_init)))
+
+    def no_weight_decay(self) -> set[str]:
+        """The baseline's, plus the masks ζ (2-d and 3-d): their only pull towards 0 is the L1 term."""
+        return super().no_weight_decay() | set(self.MASK_PARAMETERS)
 
     @classmethod
     def from_vit(cls, vit: VisionTransformer, **search_options) -> SearchableViT:
@@ -271,6 +290,7 @@ class SlimBlock(nn.Module):
         scale: float,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_tokens = num_tokens
@@ -279,13 +299,15 @@ class SlimBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         with allow_zero_width():
             self.mlp = Mlp(dim, mlp_width, dropout)
+        self.drop_path = StochasticDepth(drop_path, mode="row")
         self.register_buffer("token_scale", torch.ones(num_tokens))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens[:, : self.num_tokens]  # (B, k_l, D): tokens dropped here are gone for good
         scale = self.token_scale[:, None]  # (k_l, 1)
-        tokens = tokens + self.attn(self.norm1(tokens) * scale, key_bias(self.token_scale, tokens.dtype))
-        return tokens + self.mlp(self.norm2(tokens) * scale)
+        bias = key_bias(self.token_scale, tokens.dtype)
+        tokens = tokens + self.drop_path(self.attn(self.norm1(tokens) * scale, bias))
+        return tokens + self.drop_path(self.mlp(self.norm2(tokens) * scale))
 
 
 class SlimViT(nn.Module):
@@ -316,11 +338,13 @@ class SlimViT(nn.Module):
         head_dim: int = 64,
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
         pooling: Literal["token", "mean"] = "token",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
+        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "head_dim", head_dim, low=1)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
@@ -365,19 +389,23 @@ class SlimViT(nn.Module):
             "head_dim": head_dim,
             "dropout": dropout,
             "attention_dropout": attention_dropout,
+            "drop_path_rate": drop_path_rate,
             "pooling": pooling,
         }
         self.num_classes = num_classes
         self.depth = depth
         self.pooling = pooling
+        self.drop_path_rate = drop_path_rate
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, len(token_order), embed_dim))
         self.register_buffer("token_order", torch.tensor(token_order, dtype=torch.long), persistent=False)
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout)
-            for widths, mlp_width, count in zip(head_widths, mlp_widths, token_counts, strict=True)
+            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
+            for widths, mlp_width, count, rate in zip(
+                head_widths, mlp_widths, token_counts, drop_path_rates(drop_path_rate, depth), strict=True
+            )
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -392,6 +420,10 @@ class SlimViT(nn.Module):
             if isinstance(module, nn.Linear) and module.weight.numel():
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """As the baseline's: the position embedding and the class token (ζ_tok is a buffer here)."""
+        return {"pos_embed", "cls_token"}
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
@@ -413,16 +445,22 @@ class SlimViT(nn.Module):
 @dataclass(frozen=True)
 class KeepMasks:
     """Which mask entries survive a budget (boolean, in the masks' shapes): `attention` (L, H|1, d|1),
-    `mlp` (L, M), `tokens` (L, T+1) — monotone over depth, the class token always kept."""
+    `mlp` (L, M), `tokens` (L, T+1) — monotone over depth (the class token kept unless it was ranked)."""
 
     attention: torch.Tensor
     mlp: torch.Tensor
     tokens: torch.Tensor
 
 
-def top_fraction(scores: torch.Tensor, budget: float) -> torch.Tensor:
-    """True at the round(budget·n) entries of `scores` largest in magnitude (ties: the earlier entry first)."""
-    flat = scores.detach().abs().flatten()
+Ranking = Literal["magnitude", "signed"]
+
+
+def top_fraction(scores: torch.Tensor, budget: float, ranking: Ranking = "magnitude") -> torch.Tensor:
+    """True at the round(budget·n) entries of `scores` ranked highest (ties: the earlier entry first): by |ζ|
+    (`"magnitude"`), or by the signed ζ as the original code does (`"signed"`: a negative ζ ranks last)."""
+    check_choice("slim", "ranking", ranking, ("magnitude", "signed"))
+    flat = scores.detach().flatten()
+    flat = flat.abs() if ranking == "magnitude" else flat
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[torch.argsort(flat, descending=True, stable=True)[: math.floor(budget * flat.numel() + 0.5)]] = True
     return keep.view(scores.shape)
@@ -435,11 +473,16 @@ def keep_masks(
     attention_budget: float | None = None,
     mlp_budget: float | None = None,
     token_budget: float | None = None,
+    ranking: Ranking = "magnitude",
+    rank_class_token: bool = False,
 ) -> KeepMasks:
-    """Rank each mask type over all blocks by |ζ| and keep the top fraction: `budget`, or the type's own.
+    """Rank each mask type over all blocks and keep the top fraction: `budget`, or the type's own.
 
-    Tokens are ranked over the patch tokens of every block (the class token is always kept), then made
-    monotone: a token kept at block l is kept at every block before it.
+    `ranking`: by |ζ| (default), or by signed ζ (`"signed"`, the original code's `sorted(zetas)` and
+    ζ ≥ threshold: a strongly negative ζ is pruned there, kept here). Tokens are ranked over the patch
+    tokens of every block with the class token always kept, or, with `rank_class_token` (the original),
+    over all T+1 tokens; then made monotone: a token kept at block l is kept at every block before it.
+    The kept count is round(budget·n); the original keeps n − ⌊(1 − budget)·n⌋ (one more at some n).
     """
     budgets = {
         "attention budget": budget if attention_budget is None else attention_budget,
@@ -449,8 +492,11 @@ def keep_masks(
     for name, value in budgets.items():
         check_range("slim", name, value, low=0, high=1, low_inclusive=False, hint="It is the fraction of ζ kept.")
     attention_share, mlp_share, token_share = budgets.values()
-    patches = top_fraction(model.token_mask[:, 1:], token_share)  # (L, T)
-    tokens = torch.cat([torch.ones_like(patches[:, :1]), patches], dim=1)  # (L, T+1)
+    if rank_class_token:
+        tokens = top_fraction(model.token_mask, token_share, ranking)  # (L, T+1)
+    else:
+        patches = top_fraction(model.token_mask[:, 1:], token_share, ranking)  # (L, T)
+        tokens = torch.cat([torch.ones_like(patches[:, :1]), patches], dim=1)  # (L, T+1)
     tokens = tokens.flip(0).cumsum(0).flip(0) > 0  # kept at l ⇐ kept at any l' ≥ l
     if model.pooling == "mean" and not tokens[-1, 1:].any():
         raise ConfigError(
@@ -458,32 +504,48 @@ def keep_masks(
             "raise the token budget."
         )
     return KeepMasks(
-        top_fraction(model.attention_mask, attention_share), top_fraction(model.mlp_mask, mlp_share), tokens
+        top_fraction(model.attention_mask, attention_share, ranking),
+        top_fraction(model.mlp_mask, mlp_share, ranking),
+        tokens,
     )
 
 
-def apply_keep_masks(model: SearchableViT, keep: KeepMasks) -> SearchableViT:
-    """A copy of the search model with the pruned entries of every ζ set to 0 (kept ones keep their values):
-    the masked network that `build_slim` reproduces."""
+def apply_keep_masks(model: SearchableViT, keep: KeepMasks, binarize: bool = False) -> SearchableViT:
+    """A copy of the search model with the pruned entries of every ζ set to 0 and the kept ones keeping their
+    values, or set to 1 (`binarize`, the original's `searched_zeta`): the network `build_slim` reproduces."""
     masked = copy.deepcopy(model)
     with torch.no_grad():
+        if binarize:
+            masked.attention_mask.copy_(keep.attention)
+            masked.mlp_mask.copy_(keep.mlp)
+            masked.token_logit.fill_(BINARY_TOKEN_LOGIT)
         masked.attention_mask.mul_(keep.attention)
         masked.mlp_mask.mul_(keep.mlp)
         masked.token_logit.masked_fill_(~keep.tokens, 0.0)  # tanh(0) = 0
     return masked
 
 
-def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
+def build_slim(model: SearchableViT, keep: KeepMasks, binarize: bool = False) -> SlimViT:
     """The physically smaller ViT: pruned heads, channels, MLP units and tokens removed; the kept ζ_attn and
-    ζ_mlp folded into the q/k/v rows and the second MLP layer's columns, the kept ζ_tok into `token_scale`."""
+    ζ_mlp folded into the q/k/v rows and the second MLP layer's columns, the kept ζ_tok into `token_scale`.
+
+    `binarize` (the original): every kept ζ counts as 1, so the slim model is the trained ViT's weights
+    restricted to what survives; by default the soft kept values are folded in (the masked model's function).
+    A pruned class token (`rank_class_token`) stays in the sequence with `token_scale` 0, as in the masked
+    model: its branches see zeros and no token attends to it, but the head still reads it."""
     options = vit_hyperparameters(model)
     depth, embed_dim = options["depth"], options["embed_dim"]
     head_dim = embed_dim // options["num_heads"]
     attention_keep = keep.attention.expand(depth, options["num_heads"], head_dim)  # (L, H, d)
-    attention_gain = model.attention_mask.detach().expand(depth, options["num_heads"], head_dim)
-    survival = keep.tokens.sum(dim=0)  # (T+1,) blocks each token lives through (a prefix: the masks are monotone)
+    gains = model.attention_mask.detach() if not binarize else torch.ones_like(model.attention_mask)
+    attention_gain = gains.expand(depth, options["num_heads"], head_dim)
+    mlp_gain = model.mlp_mask.detach() if not binarize else torch.ones_like(model.mlp_mask)
+    token_mask = (model.token_mask.detach() if not binarize else torch.ones_like(model.token_mask)) * keep.tokens
+    sequence = keep.tokens.clone()
+    sequence[:, 0] = True  # the class token is never removed from the sequence: the head reads it
+    survival = sequence.sum(dim=0)  # (T+1,) blocks each token lives through (a prefix: the masks are monotone)
     order = [index for index in torch.argsort(survival, descending=True, stable=True).tolist() if survival[index] > 0]
-    token_counts = keep.tokens.sum(dim=1).tolist()
+    token_counts = sequence.sum(dim=1).tolist()
     slimmed = SlimViT(
         options["num_classes"],
         options["image_size"],
@@ -497,9 +559,9 @@ def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
         head_dim=head_dim,
         dropout=options["dropout"],
         attention_dropout=options["attention_dropout"],
+        drop_path_rate=options["drop_path_rate"],
         pooling=options["pooling"],
-    ).to(model.cls_token.device)
-    token_mask = model.token_mask.detach()
+    ).to(model.cls_token.device, model.cls_token.dtype)  # float64 search → float64 slim model
     with torch.no_grad():
         slimmed.patch_embed.load_state_dict(model.patch_embed.state_dict())
         slimmed.cls_token.copy_(model.cls_token)
@@ -519,7 +581,7 @@ def build_slim(model: SearchableViT, keep: KeepMasks) -> SlimViT:
             units = keep.mlp[layer].nonzero().squeeze(1)
             target.mlp.fc1.weight.copy_(source.mlp.fc1.weight[units])
             target.mlp.fc1.bias.copy_(source.mlp.fc1.bias[units])
-            target.mlp.fc2.weight.copy_(source.mlp.fc2.weight[:, units] * model.mlp_mask[layer, units])
+            target.mlp.fc2.weight.copy_(source.mlp.fc2.weight[:, units] * mlp_gain[layer, units])
             target.mlp.fc2.bias.copy_(source.mlp.fc2.bias)
             target.token_scale.copy_(token_mask[layer, order[: token_counts[layer]]])
         slimmed.norm.load_state_dict(model.norm.state_dict())
@@ -534,9 +596,19 @@ def slim(
     attention_budget: float | None = None,
     mlp_budget: float | None = None,
     token_budget: float | None = None,
+    ranking: Ranking = "magnitude",
+    rank_class_token: bool = False,
+    binarize: bool = False,
 ) -> SlimViT:
-    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, ...))`."""
-    return build_slim(
+    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, ...), binarize)`. The original
+    code's behaviour is `ranking="signed", rank_class_token=True, binarize=True` (`ORIGINAL`)."""
+    keep = keep_masks(
         model,
-        keep_masks(model, budget, attention_budget=attention_budget, mlp_budget=mlp_budget, token_budget=token_budget),
+        budget,
+        attention_budget=attention_budget,
+        mlp_budget=mlp_budget,
+        token_budget=token_budget,
+        ranking=ranking,
+        rank_class_token=rank_class_token,
     )
+    return build_slim(model, keep, binarize)

@@ -59,6 +59,7 @@ class SlimSearch(ImageClassifier):
         *,
         init_from: str | None = None,
         masks_only: bool = False,
+        train_norms: bool = False,
         sparsity_threshold: float = 0.1,
         **kwargs,
     ) -> None:
@@ -68,6 +69,8 @@ class SlimSearch(ImageClassifier):
             init_from: the trained ViT's checkpoint (phase 1); its weights are copied in when `fit` starts a new
                 run. Leave it empty when the backbone was built from trained weights in Python (`from_vit`).
             masks_only: train the masks alone, the ViT's weights frozen (default: weights and masks jointly).
+            train_norms: with `masks_only`, train the LayerNorms too — the original's `--freeze_weights`, which
+                keeps every parameter named "zeta" or "norm" trainable (default: the masks alone).
             sparsity_threshold: |ζ| below this counts as pruned in the logged sparsity.
             Other keywords: `ImageClassifier`'s (num_classes, optimizer, scheduler, label_smoothing, ...).
         """
@@ -84,8 +87,10 @@ class SlimSearch(ImageClassifier):
         self.sparsity_threshold = sparsity_threshold
         self.initialised = False
         if masks_only:
+            norms = {f"{module}." for module, layer in backbone.named_modules() if isinstance(layer, nn.LayerNorm)}
             for name, parameter in backbone.named_parameters():
-                parameter.requires_grad = name in SearchableViT.MASK_PARAMETERS
+                is_norm = train_norms and any(name.startswith(prefix) for prefix in norms)
+                parameter.requires_grad = name in SearchableViT.MASK_PARAMETERS or is_norm
 
     def load_initial_weights(self) -> None:
         """Copy the trained ViT of `init_from` into the backbone (the masks keep their initial values)."""
