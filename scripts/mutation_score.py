@@ -17,9 +17,13 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from collections import Counter
 from pathlib import Path
+
+try:
+    from tomllib import loads as load_toml
+except ModuleNotFoundError:  # Python 3.10: the `toml` package, which mutmut itself reads its settings with there
+    from toml import loads as load_toml
 
 REPO = Path(__file__).resolve().parents[1]
 ADDED_KEYS = ("only_mutate", "pytest_add_cli_args_test_selection")
@@ -30,7 +34,7 @@ MUTANT_NAME = re.compile(r"`(lit_vir\.[\w.]+__mutmut_\d+)`")
 def configure(pyproject: Path, module: str, selection: str) -> None:
     """Add this module's `only_mutate` and test selection to the [tool.mutmut] table of the copy."""
     text = pyproject.read_text()
-    table = tomllib.loads(text).get("tool", {}).get("mutmut")
+    table = load_toml(text).get("tool", {}).get("mutmut")
     if table is None:
         sys.exit(f"{pyproject}: no [tool.mutmut] table; scripts/mutation.sh needs the shared settings there")
     if clash := [key for key in ADDED_KEYS if key in table]:
@@ -38,7 +42,7 @@ def configure(pyproject: Path, module: str, selection: str) -> None:
     added = f"only_mutate = {json.dumps([module])}\n"
     added += f"pytest_add_cli_args_test_selection = {json.dumps(shlex.split(selection))}\n"
     text = text.replace("[tool.mutmut]\n", "[tool.mutmut]\n" + added, 1)
-    tomllib.loads(text)  # still valid TOML
+    load_toml(text)  # still valid TOML
     pyproject.write_text(text)
 
 
@@ -68,7 +72,8 @@ def score(work: Path, module: str, commit: str, seconds: int, command: str) -> N
     listed = equivalent_mutants(REPO / "docs" / "testing.md")
     equivalent = sorted(name for name, state in status.items() if state not in CAUGHT and name in listed)
     wrongly_listed = sorted(name for name, state in status.items() if state in CAUGHT and name in listed)
-    unexplained = sorted((name for name, state in status.items() if state not in CAUGHT and name not in listed), key=natural)
+    survivors = (name for name, state in status.items() if state not in CAUGHT and name not in listed)
+    unexplained = sorted(survivors, key=natural)
     considered = len(status) - len(equivalent)
     result = {
         "module": module,
