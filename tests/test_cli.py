@@ -107,7 +107,7 @@ def test_python_module_entry_point(tmp_path):
     import sys
 
     shown = subprocess.run(
-        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
     assert shown.returncode == 0 and "--model" in shown.stdout and "--trainer.max_epochs" in shown.stdout
 

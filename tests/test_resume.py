@@ -175,12 +175,15 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, signal_numbe
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     output, signalled = [], False
-    for line in process.stdout:  # blocks until the run prints; the run blocks at step 5 until signalled
-        output.append(line)
-        if line.startswith(f"{MARKER} 5"):
-            process.send_signal(signal_number)
-            signalled = True
-    process.wait(timeout=120)
+    try:
+        for line in process.stdout:  # blocks until the run prints; the run blocks at step 5 until signalled
+            output.append(line)
+            if line.startswith(f"{MARKER} 5"):
+                process.send_signal(signal_number)
+                signalled = True
+        process.wait()  # no clock of its own: the suite's per-test limit stops a hung run
+    finally:
+        process.kill()  # nothing once it has exited; stops it when the test fails or times out first
     log = "".join(output)
     assert signalled, log
     last = tmp_path / "logs" / "vir-mnist" / "version_0" / "checkpoints" / "last.ckpt"
@@ -193,7 +196,6 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, signal_numbe
             env=environment,
             capture_output=True,
             text=True,
-            timeout=300,
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert read_checkpoint(last)["global_step"] == 27
