@@ -54,7 +54,15 @@ ROWS=(
   "timm_deit_tiny|1|-c $C/model/timm.yaml -c $C/model/timm_deit_tiny.yaml $SCRATCH"
 )
 
-jobs() {  # name<TAB>command, seed 1 of every row first, then seed 2, then seed 3
+# The order jobs run in, so what a short session finishes is the most useful part of the table: the seed-1 rows
+# the robustness and quantization parts need, then the second seeds of the claims (docs/results.md), then the
+# variants, then the remaining seeds. Jobs not named here run last, in ROWS order.
+ORDER=(vir1-s1 no_reservoir-s1 vit_small_reference-s1 vit_small_scratch-s1 memoryless-s1 linear_readout-s1
+  timm_resnet18-s1 vir1-s2 no_reservoir-s2 vit_small_scratch-s2 vit_small_reference-s2 vir3-s1 vit_base1-s1
+  vir3_serial-s1 revit_small-s1 vitae_v2-s1 mobilevit-s1 exmobilevit-s1 timm_deit_tiny-s1 memoryless-s2
+  linear_readout-s2 shuffled_tokens-s1 shuffled_tokens-s2 vir1-s3 no_reservoir-s3 vit_small_scratch-s3)
+
+row_jobs() {  # name<TAB>command for every (row, seed)
   for seed in 1 2 3; do
     for row in "${ROWS[@]}"; do
       IFS='|' read -r name seeds pieces <<<"$row"
@@ -65,8 +73,13 @@ jobs() {  # name<TAB>command, seed 1 of every row first, then seed 2, then seed 
         "$name" "$seed" "$BASE" "$pieces" "$extra" "$BUDGET" "$LOGS" "$name" "$seed" "$EXTRA"
     done
   done
-  # ViT-Slim at budget 0.5 from the ViT-Small (from-scratch, seed 1) run: a 5-minute search (the original's search
-  # recipe: AdamW 5e-4, wd 1e-3, no schedule), slimming, then the slim model trained for the full budget.
+}
+
+jobs() {  # name<TAB>command in ORDER, then the rest, then the ViT-Slim chain
+  local all named
+  all=$(row_jobs)
+  for named in "${ORDER[@]}"; do grep -P "^$named\t" <<<"$all" || true; done
+  grep -vP "^($(IFS='|'; echo "${ORDER[*]}"))\t" <<<"$all" || true
   printf 'vit_slim-s1\tscripts/results_fmnist.sh slim\n'
 }
 
