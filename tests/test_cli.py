@@ -187,9 +187,10 @@ def test_strong_recipe_keeps_the_data_links(tmp_path, monkeypatch):
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (5, 6)  # 6 epochs of one batch
     (schedule,) = checkpoint["lr_schedulers"]
     assert (schedule["warmup"], schedule["total"], schedule["last_epoch"]) == (5, 6, 6)  # spans the 6 epochs
-    (group,) = checkpoint["optimizer_states"][0]["param_groups"]
-    assert (group["initial_lr"], group["weight_decay"], group["decoupled_weight_decay"]) == (1e-3, 0.05, True)
-    assert group["lr"] == 0.0  # the end of the cosine: ½·(1 + cos π) of the base rate
+    decay, no_decay = checkpoint["optimizer_states"][0]["param_groups"]  # lit_vir.training.weight_decay's groups
+    assert (decay["initial_lr"], decay["weight_decay"], decay["decoupled_weight_decay"]) == (1e-3, 0.05, True)
+    assert (no_decay["initial_lr"], no_decay["weight_decay"]) == (1e-3, 0.0)  # biases, norms, pos_embed, cls_token
+    assert decay["lr"] == no_decay["lr"] == 0.0  # the end of the cosine: ½·(1 + cos π) of the base rate
     assert checkpoint["hyper_parameters"]["label_smoothing"] == 0.1
 
 
@@ -279,7 +280,8 @@ def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
         "val/acc",
         "val/acc_top5",
         "val/acc_best",
-        "lr-Adam",
+        "lr-Adam/decay",  # lit_vir.training.weight_decay names the groups; biases and norms are in no_decay
+        "lr-Adam/no_decay",
         "params/trainable",
         "params/frozen",
         "params/fixed",
@@ -287,4 +289,5 @@ def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
     assert expected <= scalars, f"missing: {expected - scalars}"
     assert events.Scalars("params/fixed")[0].value == 32 * 32 + 16 * 32  # W (N×N) and V (D×N)
     assert events.Scalars("params/frozen")[0].value == 4 * 4 * 1 * 16 + 16  # the fixed patch embedding
-    assert events.Scalars("lr-Adam")[0].value == pytest.approx(3e-4)
+    assert events.Scalars("lr-Adam/decay")[0].value == pytest.approx(3e-4)
+    assert events.Scalars("lr-Adam/no_decay")[0].value == pytest.approx(3e-4)

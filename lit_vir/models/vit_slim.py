@@ -213,7 +213,9 @@ class SearchableViT(VisionTransformer):
         for block, channel_mask, mlp_mask, token_mask in zip(
             self.blocks, self.attention_mask, self.mlp_mask, self.token_mask, strict=True
         ):
-            tokens = block(tokens, channel_mask, mlp_mask, token_mask)
+            # the masks go by keyword: a row of a parameter taken under no_grad requires grad yet has no grad_fn, and
+            # torch's ModuleTracker (FLOP counting in Lightning's summary) hooks every positional input needing grad
+            tokens = block(tokens, channel_mask=channel_mask, mlp_mask=mlp_mask, token_mask=token_mask)
         return self.norm(tokens)  # (B, T+1, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
