@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
 from lit_vir.models.vit import Block
 
 __all__ = [
@@ -310,15 +311,11 @@ class MobileViT(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "image_size", image_size, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, image_size=image_size, in_channels=in_channels)
         check_widths(owner, "channels", channels, 6)
         check_widths(owner, "transformer_dims", transformer_dims, 3)
         check_widths(owner, "transformer_depths", transformer_depths, 3, low=0)
-        check_range(owner, "final_dim", final_dim, low=1)
-        check_range(owner, "expand_ratio", expand_ratio, low=1)
-        check_range(owner, "num_heads", num_heads, low=1)
+        check_counts(owner, final_dim=final_dim, expand_ratio=expand_ratio, num_heads=num_heads)
         if head_dim is None:
             for dim in transformer_dims:
                 if dim % num_heads:
@@ -336,10 +333,8 @@ class MobileViT(nn.Module):
         check_range(owner, "patch_size", patch_size, low=1)
         output_stride = (8 if image_size <= 64 else 32) if output_stride is None else output_stride
         check_choice(owner, "output_stride", output_stride, (8, 32))
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "head_dropout", head_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, head_dropout=head_dropout)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         extension_widths = resolve_extension(owner, extension)
 
         self.num_classes = num_classes
@@ -388,7 +383,7 @@ class MobileViT(nn.Module):
             self.head = nn.Linear(sum(extension_widths), num_classes, bias=False)
         self.head_drop = nn.Dropout(head_dropout)
         residual = self.residual_blocks()
-        for block, rate in zip(residual, torch.linspace(0.0, drop_path_rate, len(residual)).tolist(), strict=True):
+        for block, rate in zip(residual, linear_drop_path_rates(drop_path_rate, len(residual)), strict=True):
             block.drop_path.p = rate
 
     def residual_blocks(self) -> list[InvertedResidual | TransformerLayer]:

@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
 
 __all__ = [
     "Attention",
     "Block",
     "Mlp",
     "VisionTransformer",
-    "drop_path_rates",
     "preset_widths",
     "vit_base",
     "vit_small",
@@ -168,9 +168,7 @@ class VisionTransformer(nn.Module):
         if embed_dim % num_heads:
             raise ConfigError(f"{owner}: embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}.")
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
 
         self.num_classes = num_classes
@@ -184,7 +182,7 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=rate)
-            for rate in drop_path_rates(drop_path_rate, depth)
+            for rate in linear_drop_path_rates(drop_path_rate, depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -222,11 +220,6 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
-
-
-def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
-    """Stochastic-depth rate of each of `depth` blocks: linear from 0 to `drop_path_rate` (timm's rule)."""
-    return torch.linspace(0, drop_path_rate, depth).tolist()
 
 
 def vit_base(

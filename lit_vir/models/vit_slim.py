@@ -48,8 +48,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Block, Mlp, VisionTransformer, drop_path_rates
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.vit import Block, Mlp, VisionTransformer
 
 __all__ = [
     "ORIGINAL",
@@ -344,7 +345,7 @@ class SlimViT(nn.Module):
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "head_dim", head_dim, low=1)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
@@ -404,7 +405,7 @@ class SlimViT(nn.Module):
         self.blocks = nn.ModuleList(
             SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
             for widths, mlp_width, count, rate in zip(
-                head_widths, mlp_widths, token_counts, drop_path_rates(drop_path_rate, depth), strict=True
+                head_widths, mlp_widths, token_counts, linear_drop_path_rates(drop_path_rate, depth), strict=True
             )
         )
         self.norm = nn.LayerNorm(embed_dim)
