@@ -25,6 +25,7 @@ from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_counts, check_probabilities, check_range
 from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Block
 
 __all__ = [
@@ -64,30 +65,16 @@ EXMOBILEVIT_BACKBONE: dict = dict(
     head_dropout=0.0,
 )
 
-# The paper's widths (its Table 4): stem + 5 stages (`channels`), transformer widths d and depths L,
-# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs).
+# The paper's widths (its Table 4), one row per size: stem + 5 stages (`channels`), transformer widths d,
+# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs). The transformer
+# depths L are 2, 4, 3 in all three sizes (the constructor's default).
 MOBILEVIT_WIDTHS: dict[str, dict] = {
-    "xxs": dict(
-        channels=(16, 16, 24, 48, 64, 80),
-        transformer_dims=(64, 80, 96),
-        final_dim=320,
-        expand_ratio=2,
-        dropout=0.05,
-    ),
-    "xs": dict(
-        channels=(16, 32, 48, 64, 80, 96),
-        transformer_dims=(96, 120, 144),
-        final_dim=384,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
-    "s": dict(
-        channels=(16, 32, 64, 96, 128, 160),
-        transformer_dims=(144, 192, 240),
-        final_dim=640,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
+    name: dict(channels=channels, transformer_dims=dims, final_dim=final_dim, expand_ratio=expand, dropout=dropout)
+    for name, channels, dims, final_dim, expand, dropout in (
+        ("xxs", (16, 16, 24, 48, 64, 80), (64, 80, 96), 320, 2, 0.05),
+        ("xs", (16, 32, 48, 64, 80, 96), (96, 120, 144), 384, 4, 0.1),
+        ("s", (16, 32, 64, 96, 128, 160), (144, 192, 240), 640, 4, 0.1),
+    )
 }
 
 
@@ -453,23 +440,23 @@ def resolve_extension(owner: str, extension: int | tuple[int, int, int] | None) 
     return tuple(extension)
 
 
-def mobilevit_xxs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xxs"])
+def mobilevit_xxs() -> MobileViT:
     """MobileViT-XXS: 1.3M parameters at 1000 classes (paper), MV2 expansion 2."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xxs"] | kwargs))
 
 
-def mobilevit_xs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xs"])
+def mobilevit_xs() -> MobileViT:
     """MobileViT-XS: 2.3M parameters at 1000 classes (paper)."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xs"] | kwargs))
 
 
-def mobilevit_s(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["s"])
+def mobilevit_s() -> MobileViT:
     """MobileViT-S: 5.6M parameters at 1000 classes (paper); the backbone ExMobileViT extends."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | kwargs))
 
 
-def exmobilevit_s(**kwargs) -> MobileViT:
+@preset(MobileViT, **(MOBILEVIT_WIDTHS["s"] | EXMOBILEVIT_BACKBONE | {"extension": 928}))
+def exmobilevit_s() -> MobileViT:
     """ExMobileViT-928 as the ExMobileViT repository builds it: MobileViT-S widths, its backbone
     (`EXMOBILEVIT_BACKBONE`) and the 928 classifier; 5,958,064 parameters at 1000 classes, as its code
     counts. `extension=None` gives the repository's MobileViT baseline (+ a classifier bias)."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | EXMOBILEVIT_BACKBONE | {"extension": 928} | kwargs))

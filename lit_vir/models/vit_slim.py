@@ -41,7 +41,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,7 @@ class SearchableViT(VisionTransformer):
 
     Takes `attention_search` (the attention mask's shape, see the module docstring), `token_logit_init`
     (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3 (`attention_l1`, `mlp_l1`, `token_l1`);
-    every other keyword is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
+    every other argument is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
     are three parameters, one row per block: `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and
     `token_logit` (L, T+1).
     """
@@ -138,18 +138,15 @@ class SearchableViT(VisionTransformer):
 
     def __init__(
         self,
-        num_classes: int = 10,
-        image_size: int = 32,
-        in_channels: int = 3,
-        *,
+        *args: Any,
         attention_search: AttentionSearch = "channel",
         token_logit_init: float = 3.0,
         attention_l1: float = 1e-4,
         mlp_l1: float = 1e-4,
         token_l1: float = 1e-4,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, image_size, in_channels, **kwargs)
+        super().__init__(*args, **kwargs)
         owner = type(self).__name__
         check_choice(owner, "attention_search", attention_search, ("channel", "head", "head_dim"))
         for name, weight in (("attention_l1 (w1)", attention_l1), ("mlp_l1 (w2)", mlp_l1), ("token_l1 (w3)", token_l1)):

@@ -28,6 +28,7 @@ from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_counts, check_divides, check_probabilities, check_range
 from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Attention, Mlp
 
 __all__ = [
@@ -435,16 +436,16 @@ def check_stages(
         channels = stage.dim
 
 
-def vitae_v2_32(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=32, stages=STAGES_32)
+def vitae_v2_32() -> ViTAEv2:
     """ViTAEv2 for 32×32 images (CIFAR): maps 16, 8, 4; 5.86M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 32, "stages": STAGES_32} | kwargs))
 
 
-def vitae_v2_28(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=28, in_channels=1, stages=STAGES_28)
+def vitae_v2_28() -> ViTAEv2:
     """ViTAEv2 for 28×28 images (MNIST): maps 14, 7; 4.97M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 28, "in_channels": 1, "stages": STAGES_28} | kwargs))
 
 
-def vitae_v2_s(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, num_classes=1000, image_size=224, stages=STAGES_S_IMAGENET)
+def vitae_v2_s() -> ViTAEv2:
     """The paper's ImageNet ViTAEv2-S (224×224, 1000 classes, 19.2M parameters), for reference."""
-    return ViTAEv2(**({"num_classes": 1000, "image_size": 224, "stages": STAGES_S_IMAGENET} | kwargs))
