@@ -17,19 +17,34 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["preset"]
+__all__ = ["constructor_signature", "preset"]
 
 Model = TypeVar("Model")
+
+
+def constructor_signature(constructor: Callable[..., Any]) -> inspect.Signature:
+    """`constructor`'s signature with real types. A class whose `__init__` takes `*args, **kwargs` forwards them to
+    its base (the ViT variants: `ReViT(VisionTransformer)` takes `alpha`, `learn_alpha` and the baseline's
+    arguments), so its signature is its own keywords among the base's parameters, as jsonargparse resolves it."""
+    own = inspect.signature(constructor, eval_str=True)
+    variadic = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in own.parameters.values())
+    if not (inspect.isclass(constructor) and variadic):
+        return own
+    base = constructor_signature(constructor.__mro__[1]).parameters.values()
+    positional = [p for p in base if p.kind is p.POSITIONAL_OR_KEYWORD]
+    keywords = [p for p in own.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    rest = [p for p in base if p.kind is not p.POSITIONAL_OR_KEYWORD and p.name not in own.parameters]
+    return own.replace(parameters=[*positional, *keywords, *rest])
 
 
 def preset(constructor: Callable[..., Model], **defaults: Any) -> Callable[[Callable[[], Any]], Callable[..., Model]]:
     """Decorator: the stub function it decorates becomes the preset of `constructor` with `defaults`.
 
     The stub gives the name and the docstring, nothing else. The preset keeps its values as `defaults`, so a
-    variant's preset can build on them (`revit_small` takes `vit_small.defaults`). The constructor's
-    parameters must all be named (no *args or **kwargs), as the preset's signature lists them.
+    variant's preset can build on them (`revit_small` takes `vit_small.defaults`). The constructor's parameters
+    must all be named, or forwarded to a base class whose are (`constructor_signature`): the preset lists them.
     """
-    signature = inspect.signature(constructor, eval_str=True)  # real types, for jsonargparse
+    signature = constructor_signature(constructor)
     variadic = [p.name for p in signature.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     unknown = sorted(set(defaults) - set(signature.parameters))
     if variadic or unknown:

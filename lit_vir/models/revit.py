@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lit_vir.checks import check_range
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Block, VisionTransformer, vit_base, vit_small
 
 __all__ = ["ReViT", "ResidualBlock", "revit_base", "revit_small"]
@@ -95,11 +96,11 @@ class ReViT(VisionTransformer):
         return torch.stack(maps)
 
 
-def revit_base(*args: Any, **kwargs: Any) -> ReViT:
+@preset(ReViT, **vit_base.defaults)
+def revit_base() -> ReViT:
     """ReViT at `vit_base`'s width (D 768, 12 heads, MLP 3072), the width of the paper's ViT comparison."""
-    return ReViT(*args, **(vit_base.defaults | kwargs))
 
 
-def revit_small(*args: Any, **kwargs: Any) -> ReViT:
+@preset(ReViT, **vit_small.defaults)
+def revit_small() -> ReViT:
     """ReViT on `vit_small` (D 192, 12 heads, MLP ×2, depth 9, patch 4): ≈2.7M parameters + α."""
-    return ReViT(*args, **(vit_small.defaults | kwargs))

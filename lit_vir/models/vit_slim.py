@@ -587,26 +587,8 @@ def build_slim(model: SearchableViT, keep: KeepMasks, binarize: bool = False) ->
     return slimmed.train(model.training)
 
 
-def slim(
-    model: SearchableViT,
-    budget: float,
-    *,
-    attention_budget: float | None = None,
-    mlp_budget: float | None = None,
-    token_budget: float | None = None,
-    ranking: Ranking = "magnitude",
-    rank_class_token: bool = False,
-    binarize: bool = False,
-) -> SlimViT:
-    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, ...), binarize)`. The original
-    code's behaviour is `ranking="signed", rank_class_token=True, binarize=True` (`ORIGINAL`)."""
-    keep = keep_masks(
-        model,
-        budget,
-        attention_budget=attention_budget,
-        mlp_budget=mlp_budget,
-        token_budget=token_budget,
-        ranking=ranking,
-        rank_class_token=rank_class_token,
-    )
-    return build_slim(model, keep, binarize)
+def slim(model: SearchableViT, budget: float, *, binarize: bool = False, **selection: Any) -> SlimViT:
+    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, **selection), binarize)`, where
+    `selection` is `keep_masks`' keywords (a budget per mask type, `ranking`, `rank_class_token`). The original
+    code's behaviour is `slim(model, budget, **ORIGINAL)`: `ranking="signed", rank_class_token=True, binarize=True`."""
+    return build_slim(model, keep_masks(model, budget, **selection), binarize)
