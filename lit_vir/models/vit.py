@@ -3,7 +3,8 @@
 Patch embedding (stride-P convolution) → class token + learned positional embedding → L pre-norm
 blocks (x += MHSA(LN x); x += MLP(LN x), optional stochastic depth on both) → LN → Linear on the class
 token (or the token mean).
-Presets (`vit_base`, `vit_small`) are thin functions over the one constructor; spec: `variants.md`.
+Presets (`vit_base`, `vit_small`) are their values over the one constructor (`presets.preset`); spec:
+`variants.md`.
 """
 
 from __future__ import annotations
