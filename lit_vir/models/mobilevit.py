@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Block
 
 __all__ = [
@@ -63,30 +65,16 @@ EXMOBILEVIT_BACKBONE: dict = dict(
     head_dropout=0.0,
 )
 
-# The paper's widths (its Table 4): stem + 5 stages (`channels`), transformer widths d and depths L,
-# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs).
+# The paper's widths (its Table 4), one row per size: stem + 5 stages (`channels`), transformer widths d,
+# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs). The transformer
+# depths L are 2, 4, 3 in all three sizes (the constructor's default).
 MOBILEVIT_WIDTHS: dict[str, dict] = {
-    "xxs": dict(
-        channels=(16, 16, 24, 48, 64, 80),
-        transformer_dims=(64, 80, 96),
-        final_dim=320,
-        expand_ratio=2,
-        dropout=0.05,
-    ),
-    "xs": dict(
-        channels=(16, 32, 48, 64, 80, 96),
-        transformer_dims=(96, 120, 144),
-        final_dim=384,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
-    "s": dict(
-        channels=(16, 32, 64, 96, 128, 160),
-        transformer_dims=(144, 192, 240),
-        final_dim=640,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
+    name: dict(channels=channels, transformer_dims=dims, final_dim=final_dim, expand_ratio=expand, dropout=dropout)
+    for name, channels, dims, final_dim, expand, dropout in (
+        ("xxs", (16, 16, 24, 48, 64, 80), (64, 80, 96), 320, 2, 0.05),
+        ("xs", (16, 32, 48, 64, 80, 96), (96, 120, 144), 384, 4, 0.1),
+        ("s", (16, 32, 64, 96, 128, 160), (144, 192, 240), 640, 4, 0.1),
+    )
 }
 
 
@@ -310,15 +298,11 @@ class MobileViT(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "image_size", image_size, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, image_size=image_size, in_channels=in_channels)
         check_widths(owner, "channels", channels, 6)
         check_widths(owner, "transformer_dims", transformer_dims, 3)
         check_widths(owner, "transformer_depths", transformer_depths, 3, low=0)
-        check_range(owner, "final_dim", final_dim, low=1)
-        check_range(owner, "expand_ratio", expand_ratio, low=1)
-        check_range(owner, "num_heads", num_heads, low=1)
+        check_counts(owner, final_dim=final_dim, expand_ratio=expand_ratio, num_heads=num_heads)
         if head_dim is None:
             for dim in transformer_dims:
                 if dim % num_heads:
@@ -336,10 +320,8 @@ class MobileViT(nn.Module):
         check_range(owner, "patch_size", patch_size, low=1)
         output_stride = (8 if image_size <= 64 else 32) if output_stride is None else output_stride
         check_choice(owner, "output_stride", output_stride, (8, 32))
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "head_dropout", head_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, head_dropout=head_dropout)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         extension_widths = resolve_extension(owner, extension)
 
         self.num_classes = num_classes
@@ -388,7 +370,7 @@ class MobileViT(nn.Module):
             self.head = nn.Linear(sum(extension_widths), num_classes, bias=False)
         self.head_drop = nn.Dropout(head_dropout)
         residual = self.residual_blocks()
-        for block, rate in zip(residual, torch.linspace(0.0, drop_path_rate, len(residual)).tolist(), strict=True):
+        for block, rate in zip(residual, linear_drop_path_rates(drop_path_rate, len(residual)), strict=True):
             block.drop_path.p = rate
 
     def residual_blocks(self) -> list[InvertedResidual | TransformerLayer]:
@@ -458,23 +440,23 @@ def resolve_extension(owner: str, extension: int | tuple[int, int, int] | None) 
     return tuple(extension)
 
 
-def mobilevit_xxs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xxs"])
+def mobilevit_xxs() -> MobileViT:
     """MobileViT-XXS: 1.3M parameters at 1000 classes (paper), MV2 expansion 2."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xxs"] | kwargs))
 
 
-def mobilevit_xs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xs"])
+def mobilevit_xs() -> MobileViT:
     """MobileViT-XS: 2.3M parameters at 1000 classes (paper)."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xs"] | kwargs))
 
 
-def mobilevit_s(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["s"])
+def mobilevit_s() -> MobileViT:
     """MobileViT-S: 5.6M parameters at 1000 classes (paper); the backbone ExMobileViT extends."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | kwargs))
 
 
-def exmobilevit_s(**kwargs) -> MobileViT:
+@preset(MobileViT, **(MOBILEVIT_WIDTHS["s"] | EXMOBILEVIT_BACKBONE | {"extension": 928}))
+def exmobilevit_s() -> MobileViT:
     """ExMobileViT-928 as the ExMobileViT repository builds it: MobileViT-S widths, its backbone
     (`EXMOBILEVIT_BACKBONE`) and the 928 classifier; 5,958,064 parameters at 1000 classes, as its code
     counts. `extension=None` gives the repository's MobileViT baseline (+ a classifier bias)."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | EXMOBILEVIT_BACKBONE | {"extension": 928} | kwargs))

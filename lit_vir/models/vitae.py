@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Attention, Mlp
 
 __all__ = [
@@ -343,14 +346,10 @@ class ViTAEv2(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "image_size", image_size, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, image_size=image_size, in_channels=in_channels)
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
         check_range(owner, "reduction_mlp_ratio", reduction_mlp_ratio, low=0, low_inclusive=False)
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate)
         stages = small_image_stages(image_size) if stages is None else tuple(stages)
         if not stages:
             raise ConfigError(f"{owner}: stages is empty; give at least one ViTAEStage (or null for the preset).")
@@ -359,11 +358,10 @@ class ViTAEv2(nn.Module):
         self.num_classes = num_classes
         self.stage_specs = stages
         widths = (in_channels, *(stage.dim for stage in stages))
-        rates = torch.linspace(0.0, drop_path_rate, sum(stage.depth for stage in stages)).split(
-            [stage.depth for stage in stages]
-        )  # one linear schedule over every NC, cut per stage
+        schedule = iter(linear_drop_path_rates(drop_path_rate, sum(stage.depth for stage in stages)))  # every NC's
+        rates = [tuple(islice(schedule, stage.depth)) for stage in stages]  # the one schedule, cut per stage
         self.stages = nn.ModuleList(
-            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout, tuple(rate.tolist()))
+            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout, rate)
             for width, stage, rate in zip(widths[:-1], stages, rates, strict=True)
         )
         self.head_drop = nn.Dropout(dropout)
@@ -438,16 +436,16 @@ def check_stages(
         channels = stage.dim
 
 
-def vitae_v2_32(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=32, stages=STAGES_32)
+def vitae_v2_32() -> ViTAEv2:
     """ViTAEv2 for 32×32 images (CIFAR): maps 16, 8, 4; 5.86M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 32, "stages": STAGES_32} | kwargs))
 
 
-def vitae_v2_28(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=28, in_channels=1, stages=STAGES_28)
+def vitae_v2_28() -> ViTAEv2:
     """ViTAEv2 for 28×28 images (MNIST): maps 14, 7; 4.97M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 28, "in_channels": 1, "stages": STAGES_28} | kwargs))
 
 
-def vitae_v2_s(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, num_classes=1000, image_size=224, stages=STAGES_S_IMAGENET)
+def vitae_v2_s() -> ViTAEv2:
     """The paper's ImageNet ViTAEv2-S (224×224, 1000 classes, 19.2M parameters), for reference."""
-    return ViTAEv2(**({"num_classes": 1000, "image_size": 224, "stages": STAGES_S_IMAGENET} | kwargs))
