@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ConfigError", "check_choice", "check_divides", "check_range", "find_config_error"]
+__all__ = [
+    "ConfigError",
+    "check_choice",
+    "check_counts",
+    "check_divides",
+    "check_probabilities",
+    "check_range",
+    "find_config_error",
+]
 
 
 class ConfigError(ValueError):
@@ -49,6 +57,20 @@ def check_range(
     )
     message = f"{owner}: {field} = {value!r} is outside the allowed range {interval}."
     raise ConfigError(f"{message} {hint}".strip())
+
+
+def check_counts(owner: str, **counts: int) -> None:
+    """Raise ConfigError unless every count is ≥ 1: the sizes a backbone takes from the datamodule
+    (`num_classes`, `image_size`, `in_channels`) and the widths, depths and head counts of a network."""
+    for field, value in counts.items():
+        check_range(owner, field, value, low=1)
+
+
+def check_probabilities(owner: str, **probabilities: float) -> None:
+    """Raise ConfigError unless every dropout or stochastic-depth probability p is in [0, 1): at p = 1 every
+    unit or branch would be dropped, and the kept ones are scaled by 1/(1 − p)."""
+    for field, value in probabilities.items():
+        check_range(owner, field, value, low=0, high=1, high_inclusive=False)
 
 
 def check_choice(owner: str, field: str, value: str, choices: Iterable[str]) -> None:

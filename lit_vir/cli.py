@@ -94,6 +94,12 @@ class ViRCLI(LightningCLI):
             trainer.callbacks.append(CorruptionReport())
         return trainer
 
+    def before_test(self) -> None:
+        """A corruption benchmark's cells are reported by `CorruptionReport` in one table: skip Lightning's
+        printout of one results column per cell (the metrics are still logged)."""
+        if hasattr(self.datamodule, "cells"):
+            self.config_init[self.subcommand]["verbose"] = False
+
     def after_fit(self) -> None:
         """With `--test_after_fit`, test the final weights (`test_last/*`: in memory, so a run stopped by
         `max_time` mid-epoch, or averaged by EMA at its end, is tested as it ended) and then the checkpoint

@@ -71,7 +71,7 @@ PARSER_MODE = "omegaconf+"  # `${...}` interpolation, resolved after the pieces 
 SEED = 42  # `seed_everything`'s default: a run is reproducible unless told otherwise
 DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-    "init_args": {"save_dir": "logs", "name": None},
+    "init_args": {"save_dir": "logs", "name": None, "default_hp_metric": False},
 }
 DEFAULT_CALLBACKS = [
     {

@@ -62,9 +62,12 @@ def one_torch_thread():
 
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0."""
+    """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0.
 
-    def run(*args: str, script: str = "lit-vir", expect_success: bool = True, timeout: float = 300):
+    No clock of its own by default: the suite's per-test limit (pytest-timeout) stops a hung run, and
+    `subprocess.run` kills the child when it does. A fixed 300 s failed healthy runs on a loaded machine."""
+
+    def run(*args: str, script: str = "lit-vir", expect_success: bool = True, timeout: float | None = None):
         # One OpenMP thread, as in-process (see one_torch_thread): two spinning threads per process on a
         # busy 2-core machine made a 35-second run take 10 minutes.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,132 @@ def as_matrix(graph: nx.Graph, weight: str | None = None) -> torch.Tensor:
     return torch.tensor(nx.to_numpy_array(graph, weight=weight))
 
 
+# --- independent references: the module docstrings' equations in numpy float64, one step at a time -------------
+
+
+def reference_trajectory(weight, drive, leak_rate=1.0, bias=None, activation=np.tanh):
+    """h_t = (1 − a)·h_{t−1} + a·s_t, s_t = φ(h_{t−1}·W + u_t + b) from h_0 = 0: states and s_t, (B, T, N) each."""
+    weight, drive = np.asarray(weight, dtype=np.float64), np.asarray(drive, dtype=np.float64)
+    state = np.zeros((drive.shape[0], drive.shape[2]))
+    states, outputs = np.zeros(drive.shape), np.zeros(drive.shape)
+    for step in range(drive.shape[1]):
+        preactivation = state @ weight + drive[:, step] + (0.0 if bias is None else np.asarray(bias, np.float64))
+        outputs[:, step] = activation(preactivation)
+        state = (1 - leak_rate) * state + leak_rate * outputs[:, step]
+        states[:, step] = state
+    return states, outputs
+
+
+def reference_jacobian(weight, output, leak_rate):
+    """J_t = (1 − a)·I + a·diag(1 − s_t²)·Wᵀ, the column-form Jacobian ∂h_t/∂h_{t−1} at one step's s_t (N,)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    return (1 - leak_rate) * np.eye(len(output)) + leak_rate * np.diag(1 - output**2) @ weight.T
+
+
+def reference_log_radii(weight, drive, leak_rate):
+    """ln ρ(J_t) for every (sequence, step), sequence-major: (B·T,)."""
+    _, outputs = reference_trajectory(weight, drive, leak_rate)
+    jacobians = [reference_jacobian(weight, output, leak_rate) for output in outputs.reshape(-1, outputs.shape[-1])]
+    return np.array([np.log(np.abs(np.linalg.eigvals(jacobian)).max()) for jacobian in jacobians])
+
+
+def seeded_normal(*shape, seed=0):
+    """The seeded float64 normal draw the estimators start their tangent directions from."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+
+
+def reference_tangent_growth(weight, drive, leak_rate, seed=0):
+    """ln ‖J_t·u_{t−1}‖ with u_t = J_t·u_{t−1}/‖J_t·u_{t−1}‖ from the seeded direction u_0: (B, T).
+
+    The perturbation method's twin trajectory at distance ε follows this tangent map up to O(ε)."""
+    _, outputs = reference_trajectory(weight, drive, leak_rate)
+    batch, steps, _ = outputs.shape
+    directions = seeded_normal(batch, drive.shape[2], seed=seed)
+    growth = np.zeros((batch, steps))
+    for sequence in range(batch):
+        direction = directions[sequence] / np.linalg.norm(directions[sequence])
+        for step in range(steps):
+            mapped = reference_jacobian(weight, outputs[sequence, step], leak_rate) @ direction
+            growth[sequence, step] = np.log(np.linalg.norm(mapped))
+            direction = mapped / np.linalg.norm(mapped)
+    return growth
+
+
+def gram_schmidt(matrix):
+    """Orthonormal columns of `matrix` (N, k) and the lengths |R_ii| they were divided by (k,)."""
+    columns, lengths = [], []
+    for column in matrix.T:
+        for previous in columns:
+            column = column - (previous @ column) * previous
+        lengths.append(np.linalg.norm(column))
+        columns.append(column / lengths[-1])
+    return np.stack(columns, axis=1), np.array(lengths)
+
+
+def reference_spectrum(weight, drive, leak_rate, num_exponents, washout, seed=0):
+    """Benettin's λ_i = mean_t ln|R_t[i, i]| with Gram–Schmidt instead of a QR routine: (k,)."""
+    _, outputs = reference_trajectory(weight, drive, leak_rate)
+    batch, steps, nodes = outputs.shape
+    starts = seeded_normal(batch, nodes, num_exponents, seed=seed)
+    logs = np.zeros((batch, steps, num_exponents))
+    for sequence in range(batch):
+        tangents, _ = gram_schmidt(starts[sequence])
+        for step in range(steps):
+            mapped = reference_jacobian(weight, outputs[sequence, step], leak_rate) @ tangents
+            tangents, lengths = gram_schmidt(mapped)
+            logs[sequence, step] = np.log(lengths)
+    return logs[:, washout:].mean(axis=(0, 1))
+
+
+def reference_memory_capacity(
+    weight,
+    vector,
+    leak_rate=1.0,
+    bias=None,
+    *,
+    max_delay,
+    washout,
+    steps,
+    train_sequences,
+    test_sequences,
+    ridge,
+    amplitude,
+    activation=np.tanh,
+    seed,
+):
+    """Equation (4) of `memory.py` written out: ridge readouts per delay, corr² on the test sequences."""
+    sequences = train_sequences + test_sequences
+    inputs = iid_scalar_input(sequences, washout + steps, amplitude=amplitude, seed=seed).numpy()  # the protocol
+    drive = inputs[:, :, None] * np.asarray(vector, dtype=np.float64)
+    states, _ = reference_trajectory(weight, drive, leak_rate, bias, activation)
+    start = max(washout, max_delay)
+    times = range(start, washout + steps)
+    features = states[:, start:]  # (S, n_s, N)
+    targets = np.stack([[inputs[s, [t - k for t in times]] for k in range(1, max_delay + 1)] for s in range(sequences)])
+    targets = targets.transpose(0, 2, 1)  # (S, n_s, k_max): column k − 1 is u(t − k)
+    train_x = features[:train_sequences].reshape(-1, features.shape[-1])
+    train_y = targets[:train_sequences].reshape(-1, max_delay)
+    mean_x = train_x.mean(axis=0)
+    centred_x, centred_y = train_x - mean_x, train_y - train_y.mean(axis=0)
+    gram = centred_x.T @ centred_x
+    regularised = gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
+    readout = np.linalg.solve(regularised, centred_x.T @ centred_y)
+    predicted = (features[train_sequences:].reshape(-1, features.shape[-1]) - mean_x) @ readout
+    observed = targets[train_sequences:].reshape(-1, max_delay)
+    capacity = np.zeros(max_delay)
+    for delay in range(max_delay):
+        p, y = predicted[:, delay] - predicted[:, delay].mean(), observed[:, delay] - observed[:, delay].mean()
+        if (p @ p) * (y @ y) > 0:
+            capacity[delay] = (p @ y) ** 2 / ((p @ p) * (y @ y))
+    return capacity
+
+
+def saturating_drive(nodes: int = 12, sequences: int = 2, steps: int = 10, amplitude: float = 4.0) -> torch.Tensor:
+    """An i.i.d. drive strong enough that tanh saturates part of the nodes: J_t then differs from step to step."""
+    vector = scalar_input_vector(nodes, density=1.0, signed=True, seed=1)
+    return scalar_drive(iid_scalar_input(sequences, steps, amplitude=amplitude, seed=4), vector)
+
+
 # --- memory capacity -------------------------------------------------------------------------------------------
 
 
@@ -85,7 +212,6 @@ def test_memory_capacity_never_exceeds_n(name, weight, activation):
     capacity = memory_capacity(weight, vector, activation=activation, max_delay=3 * nodes, washout=3 * nodes)
     assert capacity.per_delay.shape == (3 * nodes,)
     assert 0.0 < capacity.total <= nodes, name
-    assert ((capacity.per_delay >= 0) & (capacity.per_delay <= 1)).all()
 
 
 def test_memory_capacity_grows_when_the_input_is_near_linear():
@@ -94,6 +220,87 @@ def test_memory_capacity_grows_when_the_input_is_near_linear():
     saturating = memory_capacity(weight, 10.0 * vector, max_delay=60).total
     near_linear = memory_capacity(weight, 0.1 * vector, max_delay=60).total
     assert near_linear > saturating + 5
+
+
+MEMORY_DEFAULTS = dict(
+    max_delay=200, washout=200, steps=1000, train_sequences=8, test_sequences=2, ridge=1e-6, amplitude=0.8, seed=0
+)
+
+
+def memory_case(name: str):
+    """(W, v, options of memory_capacity) for a reference comparison; N 12 keeps the numpy loop fast."""
+    weight = reference_topology(12)
+    vector = scalar_input_vector(12, density=1.0, signed=True, seed=2)
+    short = dict(max_delay=30, washout=40, steps=300)
+    bias = 0.2 * torch.randn(12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    return {
+        "the documented defaults": (weight, vector, {}),
+        "leaky, with bias, seed 3, amplitude 0.5": (
+            weight,
+            vector,
+            dict(short, leak_rate=0.5, bias=bias, seed=3, amplitude=0.5, train_sequences=3, test_sequences=1),
+        ),
+        "a larger ridge": (weight, vector, dict(short, ridge=1e-2)),
+        "inputs of amplitude 1e-3 (tiny states)": (weight, vector, dict(short, amplitude=1e-3)),
+        "float32 W, v and b, computed in float64": (weight.float(), vector.float(), dict(short, bias=bias.float())),
+        "linear": (0.9 * orthogonal(12, seed=4), vector, dict(short, activation="identity")),
+    }[name]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "the documented defaults",
+        "leaky, with bias, seed 3, amplitude 0.5",
+        "a larger ridge",
+        "inputs of amplitude 1e-3 (tiny states)",
+        "float32 W, v and b, computed in float64",
+        "linear",
+    ],
+)
+def test_memory_capacity_equals_the_equation_written_out(case):
+    weight, vector, options = memory_case(case)
+    reference_options = MEMORY_DEFAULTS | {key: value for key, value in options.items() if key != "activation"}
+    activation = {"identity": lambda x: x, "tanh": np.tanh}[options.get("activation", "tanh")]
+    expected = reference_memory_capacity(weight, vector, activation=activation, **reference_options)
+    capacity = memory_capacity(weight, vector, **options)
+    assert capacity.per_delay.dtype == torch.float64
+    np.testing.assert_allclose(capacity.per_delay.numpy(), expected, rtol=1e-7, atol=1e-10)
+    assert capacity.total == pytest.approx(expected.sum(), rel=1e-9)
+
+
+def test_memory_capacity_of_a_delay_line_is_one_per_node_it_can_hold():
+    """W shifts node i to node i + 1 and v feeds node 0, so h_t = (u(t), u(t − 1), …, u(t − N + 1)): a linear
+    readout recalls u(t − k) exactly for k < N (MC_k = 1) and not at all beyond (MC_k ≈ 0): MC = N − 1."""
+    nodes = 8
+    shift = torch.diag(torch.ones(nodes - 1, dtype=torch.float64), diagonal=1)  # W[i, i + 1] = 1
+    first = torch.zeros(nodes, dtype=torch.float64)
+    first[0] = 1.0
+    for amplitude in (0.8, 1e-3):  # a relative ridge: the same memory at any input scale
+        capacity = memory_capacity(shift, first, activation="identity", max_delay=20, amplitude=amplitude)
+        assert capacity.per_delay[: nodes - 1].numpy() == pytest.approx(np.ones(nodes - 1), abs=1e-9)
+        assert capacity.per_delay[nodes - 1 :].max() < 0.01  # sample correlations of independent inputs
+        assert capacity.total == pytest.approx(nodes - 1, abs=0.05)
+
+
+@pytest.mark.parametrize("field", ["steps", "max_delay", "train_sequences", "test_sequences"])
+def test_memory_capacity_refuses_a_non_positive_count_and_accepts_one(field):
+    weight, vector = reference_topology(12), scalar_input_vector(12, density=1.0, signed=True, seed=2)
+    options = dict(max_delay=5, washout=20, steps=100)
+    with pytest.raises(
+        ValueError, match=r"^steps, max_delay, train_sequences and test_sequences must all be positive$"
+    ):
+        memory_capacity(weight, vector, **(options | {field: 0}))
+    smallest = options | {field: 1}
+    expected = reference_memory_capacity(weight, vector, **(MEMORY_DEFAULTS | smallest))
+    assert memory_capacity(weight, vector, **smallest).per_delay.numpy() == pytest.approx(expected, abs=1e-9)
+
+
+def test_memory_capacity_needs_sequences_longer_than_the_largest_delay():
+    weight, vector = reference_topology(12), scalar_input_vector(12, density=1.0, signed=True, seed=2)
+    with pytest.raises(ValueError, match=r"^max_delay = 30 needs sequences longer than washout \+ steps = 30$"):
+        memory_capacity(weight, vector, max_delay=30, washout=10, steps=20)
+    assert memory_capacity(weight, vector, max_delay=29, washout=10, steps=20).per_delay.shape == (29,)
 
 
 # --- Lyapunov exponents ----------------------------------------------------------------------------------------
@@ -125,6 +332,108 @@ def test_both_methods_give_ln_rho_of_the_leaky_linearisation_for_tiny_input():
     perturbation = lyapunov_perturbation(weight, drive, leak_rate, washout=300)
     assert jacobian.exponent == pytest.approx(expected, abs=1e-4)
     assert perturbation.exponent == pytest.approx(expected, abs=5e-3)
+
+
+def chaotic_reservoir() -> torch.Tensor:
+    return reference_topology(12, spectral_radius=1.2)
+
+
+def test_jacobian_method_averages_ln_rho_of_every_steps_jacobian():
+    """Leak 0.3 (1 − a is no binary fraction) and saturated nodes, so every term of equation (1) counts."""
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    gains = 1 - reference_trajectory(weight, drive, 0.3)[1] ** 2  # (B, T, N): the diagonal of diag(1 − s_t²)
+    assert (gains < 0.5).mean() > 0.3  # a third of the nodes saturated: J_t is far from (1 − a)·I + a·Wᵀ
+    estimate = lyapunov_jacobian(weight, drive, 0.3, washout=3, samples=None, eig_dtype=torch.float64)
+    after_washout = reference_log_radii(weight, drive, 0.3).reshape(2, 10)[:, 3:].reshape(-1)  # (B·T',)
+    assert estimate.local.dtype == torch.float64
+    np.testing.assert_allclose(estimate.local.numpy(), after_washout, rtol=0, atol=1e-10)
+    assert estimate.exponent == pytest.approx(after_washout.mean(), abs=1e-10)
+
+
+def test_jacobian_method_samples_evenly_spaced_steps_across_the_sequences(monkeypatch):
+    """16 (sequence, step) pairs after the washout and 6 samples: pairs 0, 3, 6 of the first sequence and
+    9, 12, 15 (its steps 1, 4, 7) of the second; the eigenvalues are solved in float32 by default."""
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    solved, eigvals = [], torch.linalg.eigvals
+    monkeypatch.setattr(torch.linalg, "eigvals", lambda matrices: solved.append(matrices.dtype) or eigvals(matrices))
+    estimate = lyapunov_jacobian(weight, drive, 0.3, washout=2, samples=6)
+    after_washout = reference_log_radii(weight, drive, 0.3).reshape(2, 10)[:, 2:].reshape(-1)
+    assert set(solved) == {torch.float32}  # the cost trade-off of the module docstring
+    assert estimate.local.dtype == torch.float64  # the logs are taken in the drive's dtype
+    np.testing.assert_allclose(estimate.local.numpy(), after_washout[[0, 3, 6, 9, 12, 15]], rtol=0, atol=1e-5)
+
+
+def test_jacobian_method_uses_each_step_once_when_samples_exceed_the_steps():
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    every_step = reference_log_radii(weight, drive, 0.3)  # 20 pairs, more than N = 12
+    for samples in (None, 50):
+        estimate = lyapunov_jacobian(weight, drive, 0.3, samples=samples, eig_dtype=torch.float64)
+        np.testing.assert_allclose(estimate.local.numpy(), every_step, rtol=0, atol=1e-10)
+
+
+def test_jacobian_method_defaults_are_no_washout_and_8_samples():
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    default = lyapunov_jacobian(weight, drive)
+    explicit = lyapunov_jacobian(weight, drive, 1.0, washout=0, samples=8, eig_dtype=torch.float32)
+    assert default.local.shape == (8,) and torch.equal(default.local, explicit.local)
+
+
+def test_jacobian_method_with_one_step_left_and_with_none():
+    weight, drive = chaotic_reservoir(), saturating_drive(sequences=1)
+    estimate = lyapunov_jacobian(weight, drive, 0.3, washout=9, eig_dtype=torch.float64)
+    assert estimate.local.numpy() == pytest.approx(reference_log_radii(weight, drive, 0.3)[-1:], abs=1e-10)
+    with pytest.raises(ValueError, match=r"^no steps left after washout = 10 of 10; lower the washout$"):
+        lyapunov_jacobian(weight, drive, washout=10)
+
+
+def test_jacobian_method_makes_its_tensors_where_the_drive_is():
+    """Not on torch's default device, which a user may have set to a GPU (here: to the meta device)."""
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    expected = lyapunov_jacobian(weight, drive, 0.3, samples=4)
+    with torch.device("meta"):
+        placed = lyapunov_jacobian(weight, drive, 0.3, samples=4)
+    assert torch.equal(placed.local, expected.local)
+
+
+def test_perturbation_method_follows_the_tangent_map_from_its_seeded_direction():
+    """A twin at distance ε = 1e-8 separates like J_t·δ up to O(ε), so every local value matches the tangent
+    map's, the first steps (where the seeded initial direction shows) included."""
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    estimate = lyapunov_perturbation(weight, drive, 0.3)  # the defaults: ε 1e-8, seed 0, no washout
+    expected = reference_tangent_growth(weight, drive, 0.3, seed=0)
+    np.testing.assert_allclose(estimate.local.numpy(), expected, rtol=0, atol=1e-6)
+    assert estimate.exponent == pytest.approx(expected.mean(), abs=1e-6)
+    washed = lyapunov_perturbation(weight, drive, 0.3, washout=4, seed=7)
+    expected = reference_tangent_growth(weight, drive, 0.3, seed=7)
+    np.testing.assert_allclose(washed.local.numpy(), expected, rtol=0, atol=1e-6)
+    assert washed.exponent == pytest.approx(expected[:, 4:].mean(), abs=1e-6)
+
+
+def test_qr_spectrum_equals_benettins_algorithm_with_gram_schmidt():
+    """Ten steps only, so the seeded initial tangents still show in the averages."""
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    default = lyapunov_spectrum(weight, drive)  # 5 exponents, no leak, no washout, seed 0
+    np.testing.assert_allclose(default.numpy(), reference_spectrum(weight, drive, 1.0, 5, 0, seed=0), atol=1e-10)
+    leaky = lyapunov_spectrum(weight, drive, 0.3, num_exponents=3, washout=4, seed=7)
+    np.testing.assert_allclose(leaky.numpy(), reference_spectrum(weight, drive, 0.3, 3, 4, seed=7), atol=1e-10)
+
+
+ESTIMATORS = {
+    "jacobian": lambda weight, drive: lyapunov_jacobian(weight, drive, 0.3).local,
+    "perturbation": lambda weight, drive: lyapunov_perturbation(weight, drive, 0.3, epsilon=1e-3).local,
+    "spectrum": lambda weight, drive: lyapunov_spectrum(weight, drive, 0.3, num_exponents=3),
+}
+
+
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_estimators_run_in_the_drives_dtype(estimator):
+    """A float32 W is cast to a float64 drive; a float32 drive gives float32 values, close to float64's."""
+    run, weight, drive = ESTIMATORS[estimator], chaotic_reservoir().float(), saturating_drive()
+    in_float64 = run(weight.double(), drive)
+    assert torch.equal(run(weight, drive), in_float64)
+    in_float32 = run(weight, drive.float())
+    assert in_float32.dtype == torch.float32
+    torch.testing.assert_close(in_float32.double(), in_float64, rtol=0, atol=1e-3)
 
 
 def test_qr_spectrum_is_ordered_and_starts_at_the_largest_exponent():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_vir.cli import main
+from lit_vir.cli import build_from_config, main
 from lit_vir.models import ViR
 from lit_vir.training import ImageClassifier
+from lit_vir.training.checkpoints import load_classifier, read_checkpoint
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -28,6 +30,21 @@ def printed_metric(output: str, name: str) -> float:
     return float(match.group(1))
 
 
+def evaluated_accuracy(checkpoint: Path, config: list[str], batches: int) -> float:
+    """The checkpoint's accuracy on the first `batches` test batches, computed here with a plain loop: the
+    reference for the test/acc that `lit-vir test` prints (run from the folder holding `data/`)."""
+    _, data = build_from_config(config)
+    data.prepare_data()
+    data.setup("test")
+    backbone = load_classifier(checkpoint).backbone.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for images, labels in itertools.islice(data.test_dataloader(), batches):
+            correct += int((backbone(images).argmax(dim=1) == labels).sum())
+            seen += len(labels)
+    return correct / seen
+
+
 def printed_config(capsys, *args: str) -> dict:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *args, "--print_config"])
@@ -35,19 +52,23 @@ def printed_config(capsys, *args: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_fit_then_test_from_checkpoint_on_mnist_idx_files(tmp_path, run_cli):
+def test_fit_then_test_from_checkpoint_on_mnist_idx_files(tmp_path, monkeypatch, run_cli):
     write_mnist(tmp_path / "data", train=300, test=100)
     common = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, *QUICK_TRAINER, "--data.init_args.download", "false"]
     run_cli("fit", *common)
     saved = checkpoints(tmp_path)
     assert [path.name for path in saved if path.name == "last.ckpt"] == ["last.ckpt"]
-    assert (tmp_path / "logs" / "vir-mnist" / "version_0" / "config.yaml").exists()
+    config = yaml.safe_load((tmp_path / "logs" / "vir-mnist" / "version_0" / "config.yaml").read_text())
+    backbone = config["model"]["init_args"]["backbone"]["init_args"]
+    assert (backbone["num_nodes"], backbone["embed_dim"], config["trainer"]["limit_train_batches"]) == (32, 16, 3)
     best = next(path for path in saved if path.name != "last.ckpt")
     tested = run_cli("test", *common, "--ckpt_path", str(best))
-    assert 0.0 <= printed_metric(tested.stdout, "test/acc") <= 1.0
+    monkeypatch.chdir(tmp_path)
+    expected = evaluated_accuracy(best, common, batches=2)
+    assert printed_metric(tested.stdout, "test/acc") == pytest.approx(expected, abs=1e-6)
 
 
-def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, run_cli):
+def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, monkeypatch, run_cli):
     write_cifar10(tmp_path / "data")
     common = [
         "-c",
@@ -60,11 +81,14 @@ def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, run
         "--data.init_args.download",
         "false",
     ]
-    run_cli("fit", *common, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu")
+    quick = run_cli("fit", *common, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu")
+    assert "fast_dev_run" in quick.stdout + quick.stderr and not (tmp_path / "logs").exists()  # one batch, no files
     run_cli("fit", *common, *QUICK_TRAINER, "--model.backbone.init_args.depth", "2")
     last = tmp_path / "logs" / "vir-cifar10" / "version_0" / "checkpoints" / "last.ckpt"
     tested = run_cli("test", *common, *QUICK_TRAINER, "--ckpt_path", str(last))
-    assert 0.0 <= printed_metric(tested.stdout, "test/acc") <= 1.0
+    monkeypatch.chdir(tmp_path)
+    expected = evaluated_accuracy(last, common, batches=2)  # the checkpoint's own backbone: depth 2
+    assert printed_metric(tested.stdout, "test/acc") == pytest.approx(expected, abs=1e-6)
 
 
 def test_quickstart_reaches_95_percent_on_digits(tmp_path, run_cli):
@@ -83,7 +107,7 @@ def test_python_module_entry_point(tmp_path):
     import sys
 
     shown = subprocess.run(
-        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
     assert shown.returncode == 0 and "--model" in shown.stdout and "--trainer.max_epochs" in shown.stdout
 
@@ -154,6 +178,20 @@ def test_strong_recipe_keeps_the_data_links(tmp_path, monkeypatch):
             "false",
         ]
     )
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # no logger: the run's folder is here
+    weights = checkpoint["state_dict"]
+    # the data's 1 channel, 8×8 images and 10 classes reached the ViT: (8 / 2)² patch tokens and a class token
+    assert weights["backbone.patch_embed.weight"].shape[1:] == (1, 2, 2)
+    assert weights["backbone.pos_embed"].shape[1] == (8 // 2) ** 2 + 1
+    assert weights["backbone.head.weight"].shape[0] == 10
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (5, 6)  # 6 epochs of one batch
+    (schedule,) = checkpoint["lr_schedulers"]
+    assert (schedule["warmup"], schedule["total"], schedule["last_epoch"]) == (5, 6, 6)  # spans the 6 epochs
+    decay, no_decay = checkpoint["optimizer_states"][0]["param_groups"]  # lit_vir.training.weight_decay's groups
+    assert (decay["initial_lr"], decay["weight_decay"], decay["decoupled_weight_decay"]) == (1e-3, 0.05, True)
+    assert (no_decay["initial_lr"], no_decay["weight_decay"]) == (1e-3, 0.0)  # biases, norms, pos_embed, cls_token
+    assert decay["lr"] == no_decay["lr"] == 0.0  # the end of the cosine: ½·(1 + cos π) of the base rate
+    assert checkpoint["hyper_parameters"]["label_smoothing"] == 0.1
 
 
 def test_warmup_cosine_without_total_spans_the_trainers_epochs():
@@ -242,7 +280,8 @@ def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
         "val/acc",
         "val/acc_top5",
         "val/acc_best",
-        "lr-Adam",
+        "lr-Adam/decay",  # lit_vir.training.weight_decay names the groups; biases and norms are in no_decay
+        "lr-Adam/no_decay",
         "params/trainable",
         "params/frozen",
         "params/fixed",
@@ -250,4 +289,5 @@ def test_tensorboard_event_file_holds_the_logged_scalars(tmp_path, monkeypatch):
     assert expected <= scalars, f"missing: {expected - scalars}"
     assert events.Scalars("params/fixed")[0].value == 32 * 32 + 16 * 32  # W (N×N) and V (D×N)
     assert events.Scalars("params/frozen")[0].value == 4 * 4 * 1 * 16 + 16  # the fixed patch embedding
-    assert events.Scalars("lr-Adam")[0].value == pytest.approx(3e-4)
+    assert events.Scalars("lr-Adam/decay")[0].value == pytest.approx(3e-4)
+    assert events.Scalars("lr-Adam/no_decay")[0].value == pytest.approx(3e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -124,7 +125,7 @@ def test_state_cache_refuses_models_whose_states_change_while_training():
 
 
 def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
-    from lit_vir.cli import main
+    from lit_vir.cli import build_from_config, main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers: a test measures fields, not speed
@@ -136,11 +137,9 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
     (configs / "vir.yaml").write_text(
         (repo / "vir.yaml")
         .read_text()
-        .replace("        num_nodes: 1000\n", tiny)
-        .replace("        jump_size: 137\n", "")
-        .replace("        embed_dim: 128\n", "")
-        .replace("        mlp_dim: 512\n", "")
+        .replace("        depth: 1\n", "        depth: 1\n" + tiny)  # vir.yaml leaves sizes to the defaults
     )
+    assert tiny in (configs / "vir.yaml").read_text()
     (configs / "model" / "vit_base.yaml").write_text(
         (repo / "model" / "vit_base.yaml")
         .read_text()
@@ -174,13 +173,32 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
     vir, vit = rows["vir-2", "32-true"], rows["vit_base-2", "32-true"]
     vir_bf16 = rows["vir-2", "bf16-mixed"]  # the recurrence timed in float32 inside autocast, as in the model
     assert vir_bf16["recurrence_ms"] > 0 and vir_bf16["vs"] == "vit_base-2"
-    for field in ("trainable_params", "fixed_params", "forward_ms", "train_step_ms", "images_per_s", "peak_memory_mib"):
-        assert vir[field] >= 0 and vit[field] >= 0, field
+    depth_2_on_mnist = [
+        "-c",
+        str(configs / "vir.yaml"),
+        "-c",
+        str(configs / "data" / "mnist.yaml"),
+        "--model.backbone.init_args.depth",
+        "2",
+    ]
+    for row, pieces in ((vir, []), (vit, ["-c", str(configs / "model" / "vit_base.yaml")])):
+        model, _ = build_from_config([*depth_2_on_mnist, *pieces])
+        parameters = list(model.backbone.parameters())  # the paper counts ViR's frozen patch embedding as trainable
+        assert row["trainable_params"] == sum(p.numel() for p in parameters)
+        assert row["frozen_params"] == sum(p.numel() for p in parameters if not p.requires_grad)
+        assert row["image_shape"] == [1, 28, 28] and row["batch_size"] == 4
+    for row in rows.values():  # wall times have no reference value: measured (> 0), and what they define
+        assert row["forward_ms"] > 0 and row["train_step_ms"] > 0 and math.isfinite(row["peak_memory_mib"])
+        assert row["images_per_s"] == pytest.approx(1000 * 4 / row["train_step_ms"])
+    memory_ratio = vir["peak_memory_mib"] / vit["peak_memory_mib"] if vit["peak_memory_mib"] > 0 else None
+    assert vir["peak_memory_ratio"] == pytest.approx(memory_ratio)
     assert vir["fixed_params"] == 2 * (32 * 32 + 16 * 32) and vit["fixed_params"] == 0
+    assert vir["frozen_params"] == 4 * 4 * 1 * 16 + 16 and vit["frozen_params"] == 0  # ViR's fixed patch embedding
     assert vir["recurrence_ms"] > 0 and vir["matmul_floor_ms"] > 0
     assert vir["vs"] == "vit_base-2"
     assert vir["trainable_params_ratio"] == pytest.approx(vir["trainable_params"] / vit["trainable_params"])
     assert vir["train_step_speedup"] == pytest.approx(vit["train_step_ms"] / vir["train_step_ms"])
+    assert vir["forward_speedup"] == pytest.approx(vit["forward_ms"] / vir["forward_ms"])
     assert result["environment"]["torch"] == torch.__version__
 
 

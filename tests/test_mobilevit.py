@@ -6,11 +6,19 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
+import yaml
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import MobileViT, count_parameters, mobilevit_s, mobilevit_xs, mobilevit_xxs
-from lit_vir.models.mobilevit import EXTENSION_WIDTHS, InvertedResidual, MobileViTBlock
+from lit_vir.models.mobilevit import (
+    EXMOBILEVIT_BACKBONE,
+    EXTENSION_WIDTHS,
+    InvertedResidual,
+    MobileViTBlock,
+    exmobilevit_s,
+)
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -115,6 +123,9 @@ def test_every_parameter_learns(extension):
         (dict(dropout=1.0), "dropout"),
         (dict(head_dropout=-0.1), "head_dropout"),
         (dict(drop_path_rate=1.0), "drop_path_rate"),
+        (dict(head_dim=0), "head_dim"),
+        (dict(mlp_ratio=(2.0, 2.0)), "mlp_ratio"),
+        (dict(mlp_ratio=(2.0, 0.0, 2.0)), "mlp_ratio"),
     ],
 )
 def test_invalid_arguments_name_the_field(options, field):
@@ -135,12 +146,14 @@ TINY_CLI = [
     ("dataset", "write", "pieces", "extra"),
     [
         ("mnist", write_mnist, ["mobilevit.yaml", "exmobilevit.yaml"], []),
+        ("mnist", write_mnist, ["mobilevit.yaml", "exmobilevit_backbone.yaml", "exmobilevit.yaml"], []),
         ("cifar10", write_cifar10, ["mobilevit.yaml"], ["--data.init_args.verify_checksums", "false"]),
     ],
 )
 def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, pieces, extra):
     write(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # rich elides the summary's rows at its default width of 80
     model_pieces = [argument for piece in pieces for argument in ("-c", str(CONFIGS / "model" / piece))]
     main(
         [
@@ -233,3 +246,146 @@ def test_drop_path_1_leaves_only_the_shortcuts():
     tokens, feature_map = torch.randn(8, 3, 8), torch.randn(2, 8, 4, 4)
     assert torch.equal(layer.train()(tokens), tokens)
     assert torch.equal(block.train()(feature_map), feature_map)
+
+
+# Oracles: each block against the papers' equations written out with torch.nn.functional, in float64, with
+# the block's own weights (BatchNorm and LayerNorm given non-trivial statistics and affines, eval mode).
+# Widths are equal (C = d = 8) so a branch reading the wrong tensor still runs, and only its value is wrong.
+
+
+def randomize_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """float64, eval mode, every BatchNorm/LayerNorm with random affine (and running statistics)."""
+    torch.manual_seed(0)
+    module = module.double().eval()
+    for norm in module.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+        if isinstance(norm, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+            torch.nn.init.normal_(norm.bias, 0, 0.2)
+    return module
+
+
+def conv_norm_act(feature_map, layers, stride=1, groups=1, act=True):
+    """ConvNormAct: k×k conv ('same' padding, no bias) → BatchNorm (→ SiLU)."""
+    conv, norm = layers[0], layers[1]
+    mapped = F.conv2d(feature_map, conv.weight, None, stride, conv.weight.shape[-1] // 2, 1, groups)
+    mapped = F.batch_norm(mapped, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+    return F.silu(mapped) if act else mapped
+
+
+def transformer_layer(tokens, layer, heads):
+    """Pre-norm: t += MSA(LN t); t += Linear(SiLU(Linear(LN t)))."""
+    normed = F.layer_norm(tokens, tokens.shape[-1:], layer.norm1.weight, layer.norm1.bias, layer.norm1.eps)
+    q, k, v = F.linear(normed, layer.attn.qkv.weight, layer.attn.qkv.bias).chunk(3, dim=-1)
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d_h)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+    tokens = tokens + F.linear((weights @ v).transpose(1, 2).flatten(2), layer.attn.proj.weight, layer.attn.proj.bias)
+    normed = F.layer_norm(tokens, tokens.shape[-1:], layer.norm2.weight, layer.norm2.bias, layer.norm2.eps)
+    hidden = F.silu(F.linear(normed, layer.mlp.fc1.weight, layer.mlp.fc1.bias))
+    return tokens + F.linear(hidden, layer.mlp.fc2.weight, layer.mlp.fc2.bias)
+
+
+def test_inverted_residual_follows_mobilenet_v2():
+    """MV2: x + BN(conv1×1(SiLU(BN(dw3×3(SiLU(BN(conv1×1 x))))))); strided: no shortcut."""
+    for stride, shortcut in ((1, True), (2, False)):
+        block = randomize_norms(InvertedResidual(8, 8, stride=stride, expand_ratio=2))
+        feature_map = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+        expand, depthwise, project = block.block
+        hidden = conv_norm_act(conv_norm_act(feature_map, expand), depthwise, stride=stride, groups=16)
+        mapped = conv_norm_act(hidden, project, act=False)
+        expected = feature_map + mapped if shortcut else mapped
+        torch.testing.assert_close(block(feature_map), expected, rtol=0, atol=1e-12)
+
+
+def test_mobilevit_block_follows_local_unfold_transformer_fold_fusion():
+    """y = conv1×1(SiLU(BN(conv3×3 x))); the pixels at offset (i, j) of every p×p patch form one sequence
+    through the L layers and the LN; folded back, z = SiLU(BN(conv1×1 y')); out = SiLU(BN(conv3×3 [x ; z]))."""
+    block = randomize_norms(MobileViTBlock(8, 8, 2, 2, 2.0, patch_size=2, dropout=0.0, attention_dropout=0.0))
+    feature_map = torch.randn(2, 8, 4, 6, dtype=torch.float64)
+    local = F.conv2d(conv_norm_act(feature_map, block.conv_local), block.conv_in.weight)  # (B, d, H, W)
+    folded = torch.zeros_like(local)
+    for i in range(2):
+        for j in range(2):
+            sequence = local[:, :, i::2, j::2].flatten(2).transpose(1, 2)  # (B, patches, d), patches row-major
+            for layer in block.layers:
+                sequence = transformer_layer(sequence, layer, 2)
+            sequence = F.layer_norm(sequence, (8,), block.norm.weight, block.norm.bias, block.norm.eps)
+            folded[:, :, i::2, j::2] = sequence.transpose(1, 2).reshape(2, 8, 2, 3)
+    expected = conv_norm_act(torch.cat([feature_map, conv_norm_act(folded, block.conv_out)], dim=1), block.fusion)
+    torch.testing.assert_close(block(feature_map), expected, rtol=0, atol=1e-12)
+
+
+def test_extension_branches_read_mobilevit_blocks_1_and_2_and_the_head_reads_all_three():
+    """features = [mean SiLU(BN(conv1×1 block1)) ; mean SiLU(BN(conv1×1 block2)) ; mean final_conv(stage 5)],
+    block k the output of the k-th MobileViT block; logits = W features (no bias); 12×12 padded to 16×16."""
+    model = randomize_norms(MobileViT(num_classes=3, image_size=12, extension=(4, 6, 12), **TINY))
+    images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    padded = F.pad(images, (2, 2, 2, 2))
+    first = model.stage3(model.stage2(model.stage1(model.stem(padded))))
+    second = model.stage4(first)
+    last = model.final_conv(model.stage5(second))
+    features = torch.cat(
+        [
+            conv_norm_act(first, model.branches[0]).mean((2, 3)),
+            conv_norm_act(second, model.branches[1]).mean((2, 3)),
+            last.mean((2, 3)),
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(model.forward_features(images), features, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model(images), features @ model.head.weight.T, rtol=0, atol=1e-12)
+
+
+# The ExMobileViT repository's backbone (EmPasLab/ExMobileVIT 761e05a, models/basic_block.py).
+
+
+def test_repository_block_is_the_official_equations():
+    """Official: y = SiLU(BN(conv1×1(SiLU(BN(conv3×3 x))))); per offset sequence, L layers of
+    t += to_out(4 heads of 8, q/k/v without bias)(LN t); t += Linear(SiLU(Linear(LN t))), no final LN;
+    out = SiLU(BN(conv3×3 [z ; x])), z = SiLU(BN(conv1×1 y')). Ours fuses [x ; z]: the same conv with its
+    input channels swapped. d = 16 while the heads span 32, so the head width is exercised."""
+    block = MobileViTBlock(
+        8, 16, 2, 4, 4.0, patch_size=2, dropout=0.0, attention_dropout=0.0, head_dim=8, qkv_bias=False,
+        conv_in_norm_act=True, final_norm=False,
+    )  # fmt: skip
+    block = randomize_norms(block)
+    assert block.layers[0].attn.qkv.bias is None and block.layers[0].attn.qkv.out_features == 3 * 32
+    assert block.layers[0].attn.scale == 8**-0.5  # the softmax temperature lit_vir.quantization reads
+    feature_map = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    local = conv_norm_act(conv_norm_act(feature_map, block.conv_local), block.conv_in)  # (B, 16, 4, 4)
+    folded = torch.zeros_like(local)
+    for i in range(2):
+        for j in range(2):
+            sequence = local[:, :, i::2, j::2].flatten(2).transpose(1, 2)  # (B, 4 patches, 16)
+            for layer in block.layers:
+                sequence = transformer_layer(sequence, layer, 4)
+            folded[:, :, i::2, j::2] = sequence.transpose(1, 2).reshape(2, 16, 2, 2)
+    weight = block.fusion[0].weight  # (C, 2C, 3, 3) over [x ; z]
+    official_fusion = [torch.nn.Conv2d(16, 8, 3, padding=1, bias=False).double(), block.fusion[1]]
+    official_fusion[0].weight.data = torch.cat([weight[:, 8:], weight[:, :8]], dim=1)  # over [z ; x]
+    expected = conv_norm_act(torch.cat([conv_norm_act(folded, block.conv_out), feature_map], dim=1), official_fusion)
+    torch.testing.assert_close(block(feature_map), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("extension", "official"), [(576, 5_558_256), (640, 5_630_576), (928, 5_958_064)])
+def test_exmobilevit_preset_counts_what_the_official_code_counts(extension, official):
+    """The repository's ExMobileViT_{576,640,928}(num_classes=1000) count these parameters (summed numel):
+    the backbone and the extension are the official ones; the paper reports "about 5%" more for 928."""
+    model = exmobilevit_s(num_classes=1000, image_size=256, output_stride=32, extension=extension)
+    assert count_parameters(model).trainable == official
+
+
+def test_repository_baseline_is_the_official_mobilevit_plus_a_classifier_bias():
+    """The repository's MobileViT (its baseline) counts 5,636,720 at 1000 classes with a bias-free fc."""
+    model = exmobilevit_s(num_classes=1000, image_size=256, output_stride=32, extension=None)
+    assert count_parameters(model).trainable == 5_636_720 + 1000
+
+
+def test_backbone_piece_is_the_presets_backbone():
+    piece = yaml.safe_load((CONFIGS / "model" / "exmobilevit_backbone.yaml").read_text())
+    options = piece["model"]["init_args"]["backbone"]["init_args"]
+    assert options == {
+        key: list(value) if isinstance(value, tuple) else value for key, value in EXMOBILEVIT_BACKBONE.items()
+    }

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from lit_vir.cli import main as lit_vir_main
+from lit_vir.commands.common import datamodule_from_configs
+from lit_vir.commands.quantize import calibration_images
 from lit_vir.commands.quantize import main as quantize_main
 from lit_vir.models import ReViT, ViR, VisionTransformer
+from lit_vir.models.vit_slim import SearchableViT
 from lit_vir.quantization import (
+    SOFTMAX_QUANTIZERS,
+    ActivationQuantizer,
+    Budget,
+    Log2Quantizer,
+    Precision,
     Recipe,
     TwinScaleQuantizer,
+    TwoScaleSoftmaxQuantizer,
+    activation_units,
+    average_bits,
     calibrated_copy,
+    calibration_loss,
     coverage,
+    current_precision,
+    greedy_allocation,
     greedy_search,
+    log2_quantize,
     model_size,
     observe,
     quantize_weight,
@@ -26,9 +46,15 @@ from lit_vir.quantization import (
     set_precision,
     smoothed_copy,
     smoothing_pairs,
+    softmax_quantizer,
     twin_quantize,
+    two_scale_quantize,
+    unit_sizes,
+    weight_units,
 )
-from lit_vir.quantization.quantizers import fake_quantize, signed_levels
+from lit_vir.quantization.quantizers import UniformGrid, fake_quantize, signed_levels
+from lit_vir.quantization.softmax import SoftmaxStatistics, softmax_statistics
+from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
@@ -118,10 +144,13 @@ def test_sq_b_lowers_the_logit_error_of_4_bit_quantization(architecture):
 # ------------------------------------------------------------------------------------------- quantisers
 
 
+@pytest.mark.parametrize("shape", [(6, 40), (6, 4, 2, 5)])  # a Linear's weight, a convolution's
 @pytest.mark.parametrize("bits", [8, 4, 3])
-def test_per_channel_weight_error_is_at_most_half_a_step(bits):
-    weight = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * torch.logspace(-3, 1, 6)[:, None]
-    quantized = quantize_weight(weight, bits)
+def test_per_channel_weight_error_is_at_most_half_a_step(bits, shape):
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    weight = weight * torch.logspace(-3, 1, 6).view(-1, *[1] * (len(shape) - 1))
+    quantized = quantize_weight(weight, bits).reshape(6, -1)
+    weight = weight.reshape(6, -1)
     steps = weight.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1) - 1)  # (6, 1) one step per channel
     assert ((quantized - weight).abs() <= steps / 2 + 1e-7 * steps).all()
     codes = quantized / steps
@@ -154,13 +183,86 @@ def test_opt_m_search_is_no_worse_than_a_single_scale_on_the_calibration_batch()
     torch.testing.assert_close(quantizer(hidden), twin_quantize(hidden, chosen.scale, chosen.m, 4))
 
 
+def observed(quantizer, rows: torch.Tensor):
+    """`quantizer` after calibration on `rows`."""
+    quantizer.observing = True
+    quantizer(rows)
+    quantizer.observing = False
+    return quantizer
+
+
+def nearest_level(values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Brute force: each value to the nearest entry of `grid` (float64)."""
+    return grid[(values.double()[:, None] - grid.double()[None, :]).abs().argmin(dim=1)].to(values.dtype)
+
+
+@pytest.mark.parametrize(("bits", "m"), [(4, 3), (3, 1), (8, 5)])
+def test_two_scale_softmax_quantizer_takes_the_nearest_of_its_two_grids(bits, m):
+    values = torch.rand(2000, generator=torch.Generator().manual_seed(0)) ** 4  # mostly small, like softmax rows
+    scale, top = 0.12, 2 ** (bits - 1) - 1
+    union = torch.cat([torch.arange(top + 1) * scale / 2**m, torch.arange(top + 1) * scale])
+    quantized = two_scale_quantize(values, scale, m, bits)
+    torch.testing.assert_close(quantized, nearest_level(values, union), atol=1e-7, rtol=0)
+    assert torch.unique(quantized).numel() <= 2**bits
+
+
+def test_log2_quantizer_rounds_the_exponent():
+    values = torch.rand(2000, generator=torch.Generator().manual_seed(0)) ** 6
+    bits = 3
+    exponents = torch.arange(2**bits, dtype=torch.float64)  # levels 2^0 … 2^−7
+    nearest = exponents[(-torch.log2(values.double())[:, None] - exponents[None, :]).abs().argmin(dim=1)]
+    torch.testing.assert_close(log2_quantize(values, bits), torch.exp2(-nearest).float(), atol=0, rtol=1e-6)
+    assert float(log2_quantize(torch.zeros(1), bits)) == 2.0**-7
+
+
+def test_softmax_statistics_of_hand_computed_rows():
+    rows = torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
+    log2 = observed(Log2Quantizer(), rows)
+    log2.set_bits(2)  # levels 1, 1/2, 1/4, 1/8: row 1 → .5 + .25 + .125, row 2 → .5 + .25 + .25
+    assert softmax_statistics(log2) == SoftmaxStatistics(0.0, 0.875, 0.9375)
+    uniform = observed(ActivationQuantizer("asymmetric"), torch.tensor([[0.9, 0.05, 0.05, 0.0]]))
+    uniform.bits, uniform.fitted[2] = 2, UniformGrid(0.3, 0, 0, 3)  # 0.05 rounds to 0; the 0 was one already
+    statistics = softmax_statistics(uniform)
+    assert statistics.zeroed == pytest.approx(2 / 3) and statistics.min_row_mass == pytest.approx(0.9)
+
+
+def peaked_attention(rows: int = 4000, keys: int = 50, seed: int = 0) -> torch.Tensor:
+    """Softmax rows with a few dominant keys and a long tail, as trained attention has: (rows, keys)."""
+    logits = 2.5 * torch.randn(rows, keys, generator=torch.Generator().manual_seed(seed))
+    return logits.softmax(dim=-1)
+
+
+def test_two_scale_softmax_quantizer_keeps_more_of_each_row_than_one_uniform_grid():
+    """The defect of issue 16: at 4 bits one uniform grid zeroed most attention weights and some rows kept
+    about half their mass. The two-scale grid keeps more of every row and passes attention·V with less
+    error than the uniform grid and than log2 (whose levels 1, ½, ¼ … cost up to 41% of a large weight)."""
+    rows = peaked_attention()
+    values = torch.randn(rows.shape[1], 16, generator=torch.Generator().manual_seed(1))  # (keys, d): one V
+    statistics, product_error = {}, {}
+    for name in SOFTMAX_QUANTIZERS:
+        quantizer = observed(softmax_quantizer(name), rows)
+        quantizer.set_bits(4)
+        statistics[name] = softmax_statistics(quantizer)
+        product_error[name] = float(((quantizer(rows) - rows) @ values).square().mean())
+    assert statistics["uniform"].zeroed > 0.5 and statistics["uniform"].min_row_mass < 0.6  # the reported failure
+    assert statistics["two_scale"].zeroed < statistics["uniform"].zeroed
+    assert statistics["two_scale"].min_row_mass > statistics["uniform"].min_row_mass + 0.1
+    assert abs(1 - statistics["two_scale"].mean_row_mass) < abs(1 - statistics["uniform"].mean_row_mass)
+    assert product_error["two_scale"] < min(product_error["uniform"], product_error["log2"])
+    quantizer = observed(TwoScaleSoftmaxQuantizer(), rows)
+    quantizer.set_bits(4)
+    chosen = quantizer.fitted[4]
+    single = two_scale_quantize(rows, chosen.scale, 0, 4)  # m = 0: both grids the same, one 3-bit grid
+    assert chosen.m >= 1 and (quantizer(rows) - rows).square().mean() < (single - rows).square().mean()
+
+
 # --------------------------------------------------------------------------------------- quantised models
 
 
 @pytest.mark.parametrize("architecture", list(BUILDERS))
 def test_quantized_copy_at_float_precision_is_the_model(architecture):
     model = BUILDERS[architecture]()
-    quantized = quantized_copy(model)
+    quantized = calibrated_copy(model, images(), Recipe(sq_b=False))
     test_images = images(seed=1)
     torch.testing.assert_close(quantized(test_images), model(test_images), atol=1e-5, rtol=0)
 
@@ -178,56 +280,251 @@ def test_eight_bits_change_the_logits_less_than_four_bits(architecture):
     assert 0 < deviation[8] < deviation[4]
 
 
-def test_every_site_is_quantized_in_vit_and_the_trainable_parts_of_vir():
+def test_every_product_of_vit_is_a_unit_and_the_edges_stay_at_8_bits():
     vit = calibrated_copy(tiny_vit(), images())
-    assert set(quantized_layers(vit)) == {
-        *(f"blocks.{i}.{layer}" for i in range(2) for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")),
-        "head",
-    }
+    blocks = [f"blocks.{i}.{layer}" for i in range(2) for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")]
+    products = [f"blocks.{i}.attn.{product}" for i in range(2) for product in ("qk", "av")]  # q·kᵀ, A·V
+    assert set(weight_units(vit)) == set(blocks)
+    assert set(activation_units(vit)) == {*blocks, *products}
+    assert set(quantized_layers(vit)) == {*blocks, "patch_embed", "head"}
     set_precision(vit, 4)
-    assert all(vit.blocks[i].attn.softmax_quantizer.bits == 4 for i in range(2))
+    for edge in (vit.head, vit.patch_embed):
+        assert (edge.weight_bits, edge.activation_bits, edge.input_quantizer.bits) == (8, 8, 8)
     assert all(isinstance(vit.blocks[i].mlp.fc2.input_quantizer, TwinScaleQuantizer) for i in range(2))
+    assert all(isinstance(vit.blocks[i].attn.av.left, TwoScaleSoftmaxQuantizer) for i in range(2))
+    searched = calibrated_copy(tiny_vit(), images(), Recipe(search_edges=True))
+    assert set(weight_units(searched)) == {*blocks, "patch_embed", "head"}
+
+
+def test_vir_quantizes_its_trainable_layers_and_its_fixed_embedding_at_8_bits():
     vir = calibrated_copy(tiny_vir(), images())
-    assert set(quantized_layers(vir)) == {
-        "readouts.0.state_readout",
-        "readouts.0.quadratic_readout",
-        "blocks.0.mlp.0",
-        "blocks.0.mlp.3",
-        "head.linear",
-    }  # the fixed patch embedding and the reservoirs stay float
+    trainable = {"readouts.0.state_readout", "readouts.0.quadratic_readout", "blocks.0.mlp.0", "blocks.0.mlp.3"}
+    assert set(weight_units(vir)) == set(activation_units(vir)) == trainable
+    assert coverage(vir).fixed_edges == ["embedding.projection", "head.linear"]
+    assert coverage(vir).float_layers == ["reservoirs.0"]  # W and V stay float
 
 
-def test_other_backbones_are_quantized_where_they_match():
-    """ReViT computes its own softmax from `split_heads`: its Linears, SQ-b pairs and OPT-m are used, its
-    softmax stays float rather than failing."""
+def test_revit_gets_every_part_of_the_vit_quantization():
+    """ReViT's blocks call the attention's steps around their logit mixing: every Linear, SQ-b pair and OPT-m
+    input, and both attention products of every block, are quantised."""
     torch.manual_seed(0)
     model = with_trained_looking_norms(
         ReViT(num_classes=10, image_size=28, in_channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2)
     ).eval()
     quantized = calibrated_copy(model, images())
     covered = coverage(quantized)
-    assert len(covered.linears) == 9 and len(covered.opt_m) == 2 and covered.softmax == []
+    assert len(covered.layers) == 10 and len(covered.opt_m) == 2
+    assert covered.attention_products == ["blocks.0.attn", "blocks.1.attn"] and covered.float_attention_products == []
     test_images = images(seed=1)
     torch.testing.assert_close(quantized(test_images), model(test_images), atol=1e-5, rtol=0)
     set_precision(quantized, 8)
-    assert all(block.attn.softmax_quantizer.bits is None for block in quantized.blocks)
     assert 0 < float((quantized(test_images) - model(test_images)).abs().max()) < 0.1
 
 
-# ------------------------------------------------------------------------------------------ search, size
+def test_an_attention_whose_products_run_elsewhere_is_listed_float():
+    """ViT-Slim's masked blocks hold ViT's Attention but compute scaled_dot_product_attention themselves."""
+    torch.manual_seed(0)
+    model = SearchableViT(
+        num_classes=10, image_size=28, in_channels=1, patch_size=7, embed_dim=16, depth=2, num_heads=2
+    )
+    covered = coverage(calibrated_copy(model.eval(), images()))
+    assert covered.attention_products == [] and covered.float_attention_products == ["blocks.0.attn", "blocks.1.attn"]
+    assert "blocks.0.attn.qkv" in covered.layers
 
 
-def test_greedy_search_meets_each_requested_average_bit_width():
+class RawWeightParent(nn.Module):
+    """A parent that multiplies with its child's weight directly, so the child's own forward never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 3)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(inputs, self.linear.weight, self.linear.bias)
+
+
+def test_a_linear_whose_forward_never_runs_is_an_error_not_a_float_layer():
+    quantized = calibrated_copy(RawWeightParent(), torch.randn(8, 6), Recipe(sq_b=False))
+    with pytest.raises(ValueError, match=r"no calibration data reached \['linear'\]"):
+        set_precision(quantized, 4)
+
+
+def test_a_deep_copy_of_a_quantized_model_quantizes_with_its_own_quantizers():
     quantized = calibrated_copy(tiny_vit(), images())
-    choices = (8, 6, 5, 4, 3)
-    search = greedy_search(quantized, images(), targets=[5.0, 4.0], choices=choices)
-    weights = {name: layer.weight.numel() for name, layer in quantized_layers(quantized).items()}
-    for target, bits in search.bits.items():
-        assert set(bits) == set(weights) and set(bits.values()) <= set(choices)
-        average = sum(weights[name] * bits[name] for name in weights) / sum(weights.values())
-        assert average <= target
-    assert all(search.bits[4.0][name] <= search.bits[5.0][name] for name in weights)  # one greedy path
-    assert len(search.steps) > 0 and search.steps[-1].average_bits <= 4.0
+    duplicate = copy.deepcopy(quantized)
+    set_precision(quantized, 4)
+    set_precision(duplicate, 4)
+    test_images = images(seed=1)
+    assert torch.equal(duplicate(test_images), quantized(test_images))
+    set_precision(quantized, None)
+    assert not torch.equal(duplicate(test_images), quantized(test_images))
+
+
+# ------------------------------------------------------------------------------------ precision, search
+
+
+def test_a_uniform_width_gives_both_averages_exactly():
+    quantized = calibrated_copy(tiny_vit(), images())
+    set_precision(quantized, 4)
+    weights, activations = unit_sizes(quantized)
+    now = current_precision(quantized)
+    assert average_bits(now.weights, weights) == 4 == average_bits(now.activations, activations)
+    per_image = 1 + 16  # class token + 16 patches
+    assert activations["blocks.0.attn.qkv"] == per_image * 16  # (T, D) per image
+    assert activations["blocks.0.attn.qk"] == 2 * per_image * 16  # q and kᵀ, both (H, T, d) per image
+    assert activations["blocks.0.attn.av"] == 2 * per_image * per_image + per_image * 16  # P and v
+
+
+def test_set_precision_names_every_unit():
+    quantized = calibrated_copy(tiny_vit(), images())
+    precision = Precision(dict.fromkeys(weight_units(quantized), 6), dict.fromkeys(activation_units(quantized), 5))
+    set_precision(quantized, precision)
+    assert quantized.blocks[0].attn.qkv.weight_bits == 6 and quantized.blocks[0].attn.av.activation_bits == 5
+    del precision.activations["blocks.1.attn.qk"]
+    with pytest.raises(ValueError, match=r"missing \['blocks.1.attn.qk'\]"):
+        set_precision(quantized, precision)
+
+
+@pytest.mark.parametrize(("text", "budget"), [("5", Budget(5, 5)), ("W4A6", Budget(4, 6)), ("w4.5a5", Budget(4.5, 5))])
+def test_budget_parses_one_width_or_a_pair(text, budget):
+    assert Budget.parse(text) == budget
+
+
+def test_budget_rejects_other_text():
+    with pytest.raises(ValueError, match="neither a number"):
+        Budget.parse("A4W4")
+
+
+# Hand-built sensitivities: the loss is the sum over units of a fixed table of its width.
+TABLE = {
+    "a": {8: 0.0, 6: 0.3, 4: 2.0, 2: 5.0},
+    "b": {8: 0.0, 6: 0.6, 4: 0.9, 2: 1.5},
+    "x": {8: 0.0, 6: 0.1, 4: 1.0, 2: 3.0},
+    "y": {8: 0.0, 6: 0.45, 4: 0.5, 2: 2.0},
+}
+SIZES = {"weights": {"a": 100, "b": 300}, "activations": {"x": 50, "y": 50}}
+
+
+def table_loss(precision: Precision) -> float:
+    return sum(TABLE[unit][bits] for unit, bits in {**precision.weights, **precision.activations}.items())
+
+
+def test_greedy_allocation_follows_the_loss_per_bit_of_average_saved():
+    """Worked by hand with s = Δloss / (n_u·(b − b') / Σ n):
+    1. a 8→6: .3/.5 = .6   b 8→6: .6/1.5 = .4   x 8→6: .1/1 = .1   y 8→6: .45/1 = .45  → x to 6 (Ā 7)
+    2. a .6, b .4, x 6→4: .9, y .45 → b to 6 (W̄ 6.5)
+    3. a .6, b 6→4: .3/1.5 = .2, x .9, y .45 → b to 4 (W̄ 5: met for W6A6)
+    4. activations only: x .9, y .45 → y to 6 (Ā 6: W6A6 met)
+    W4A5 continues: y 6→4: .05/1 → y to 4 (Ā 5); then weights only: a 8→6 .6, b 4→2: .6/1.5 = .4 → b to 2."""
+    search = greedy_allocation(SIZES, [Budget(6, 6), Budget(4, 5)], table_loss, choices=(8, 6, 4, 2))
+    assert search.bits[Budget(6, 6)] == Precision({"a": 8, "b": 4}, {"x": 6, "y": 6})
+    assert search.bits[Budget(4, 5)] == Precision({"a": 8, "b": 2}, {"x": 6, "y": 4})
+    path = [(step.kind, step.unit, step.bits) for step in search.steps]
+    assert path == [
+        ("activations", "x", 6),
+        ("weights", "b", 6),
+        ("weights", "b", 4),
+        ("activations", "y", 6),
+        ("activations", "y", 4),
+        ("weights", "b", 2),
+    ]
+    assert [step.score for step in search.steps] == pytest.approx([0.1, 0.4, 0.2, 0.45, 0.05, 0.4])
+    assert [(step.weight_average, step.activation_average) for step in search.steps] == [
+        (8, 7),
+        (6.5, 7),
+        (5, 7),
+        (5, 6),
+        (5, 5),
+        (3.5, 5),
+    ]
+    assert search.steps[-1].loss == pytest.approx(table_loss(search.bits[Budget(4, 5)]))
+
+
+def test_lazy_greedy_takes_the_same_path_with_fewer_evaluations_when_the_loss_is_additive():
+    """Counted by hand: the float configuration, then 4 + 4 + 4 + 2 + 4 + 2 trials exactly (21); lazily
+    4 at first, then only new candidates and stale leaders: 1 + 4 + 2 + 1 + 1 + 2 + 1 = 12."""
+    budgets = [Budget(6, 6), Budget(4, 5)]
+    exact = greedy_allocation(SIZES, budgets, table_loss, choices=(8, 6, 4, 2))
+    lazy = greedy_allocation(SIZES, budgets, table_loss, choices=(8, 6, 4, 2), lazy=True)
+    assert lazy.bits == exact.bits and lazy.steps == exact.steps
+    assert (exact.evaluations, lazy.evaluations) == (21, 12)
+
+
+def test_lazy_greedy_keeps_a_stale_score_until_it_leads():
+    """Lowering u makes w cheaper to lower (0.3 → 0.05): the exact greedy re-scores w and takes it; the lazy
+    one re-scores only its leader v (0.2, still leading w's stale 0.3) and takes v — the price of its speed."""
+
+    def interacting(precision: Precision) -> float:
+        bits = precision.weights
+        w_cost = 0.05 if bits["u"] < 8 else 0.3
+        return 0.1 * (bits["u"] < 8) + 0.2 * (bits["v"] < 8) + w_cost * (bits["w"] < 8)
+
+    sizes = {"weights": {"u": 1, "v": 1, "w": 1}, "activations": {}}
+    budget = Budget(5.5, 8)  # two of the three units at 4: (4 + 4 + 8) / 3 = 5.33
+    exact = greedy_allocation(sizes, [budget], interacting, choices=(8, 4))
+    lazy = greedy_allocation(sizes, [budget], interacting, choices=(8, 4), lazy=True)
+    assert [step.unit for step in exact.steps] == ["u", "w"] and [step.unit for step in lazy.steps] == ["u", "v"]
+    assert (exact.evaluations, lazy.evaluations) == (1 + 3 + 2, 1 + 3 + 1)
+
+
+def test_greedy_allocation_lowers_only_the_kind_over_its_budget():
+    weights_only = greedy_allocation(SIZES, [Budget(4, 8)], table_loss, choices=(8, 6, 4, 2))
+    assert weights_only.bits[Budget(4, 8)].activations == {"x": 8, "y": 8}
+    activations_only = greedy_allocation(SIZES, [Budget(8, 4)], table_loss, choices=(8, 6, 4, 2))
+    assert activations_only.bits[Budget(8, 4)].weights == {"a": 8, "b": 8}
+
+
+def test_greedy_allocation_refuses_a_budget_below_the_lowest_choice():
+    with pytest.raises(ValueError, match="at least the lowest bit choice 4"):
+        greedy_allocation(SIZES, [Budget(5, 3)], table_loss, choices=(8, 4))
+
+
+def test_greedy_search_lowers_first_the_layer_that_quantizes_exactly():
+    """Layer 0 has ternary weights (−c, 0, c per row) and ternary inputs: on every grid exactly, so lowering it
+    costs nothing; layer 1 is random. The search must take every bit it can from layer 0 first."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16, bias=False), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randint(-1, 2, (16, 16)) * torch.rand(16, 1))
+    calibration = torch.randint(-1, 2, (64, 16)).float()
+    quantized = calibrated_copy(model, calibration, Recipe(sq_b=False))
+    search = greedy_search(quantized, calibration, [Budget(5, 5)])
+    # W̄: 256 weights at 3 and 160 at 8 give 4.92 ≤ 5; Ā: 16 values at 3 and 16 at 8 give 5.5, so layer 1's
+    # input drops one choice, to 6 (4.5)
+    assert search.bits[Budget(5, 5)] == Precision({"0": 3, "1": 8}, {"0": 3, "1": 6})
+    assert [step.unit for step in search.steps[:8]] == ["0"] * 8  # both of layer 0's units, 8 → 6 → 5 → 4 → 3
+
+
+def test_greedy_search_meets_each_budget_on_a_vit():
+    quantized = calibrated_copy(tiny_vit(), images())
+    search_images = images(16, seed=2)
+    budgets = [Budget(7, 7), Budget(6, 5)]
+    search = greedy_search(quantized, search_images, budgets, choices=(8, 4))
+    weights, activations = unit_sizes(quantized)
+    for target in budgets:
+        chosen = search.bits[target]
+        assert set(chosen.weights.values()) | set(chosen.activations.values()) <= {8, 4}
+        assert average_bits(chosen.weights, weights) <= target.weight_bits
+        assert average_bits(chosen.activations, activations) <= target.activation_bits
+    low, high = search.bits[Budget(6, 5)], search.bits[Budget(7, 7)]
+    assert all(low.weights[name] <= high.weights[name] for name in weights)  # one greedy path
+    set_precision(quantized, None)
+    reference = quantized(search_images)
+    set_precision(quantized, low)
+    assert calibration_loss(quantized, search_images, reference) == pytest.approx(search.steps[-1].loss)
+
+
+def test_calibration_loss_is_the_kl_divergence_from_the_float_model():
+    """KL(p_float ‖ p_model), not the reverse: a model whose logits are its inputs, far from the reference."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 0.5]])
+    reference = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, -2.0]])
+    p, log_q = reference.double().softmax(-1), logits.double().log_softmax(-1)
+    expected = float((p * (p.log() - log_q)).sum(-1).mean())
+    assert calibration_loss(nn.Identity(), logits, reference) == pytest.approx(expected, rel=1e-6)
+    assert calibration_loss(nn.Identity(), reference, reference) == pytest.approx(0, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------ size
 
 
 def test_model_size_counts_a_known_layer():
@@ -241,6 +538,15 @@ def test_model_size_counts_a_known_layer():
     assert model_size(model).bits == (12 * 5 + 5) * 32
 
 
+def test_model_size_puts_the_edges_at_8_bits():
+    quantized = calibrated_copy(tiny_vit(), images())
+    set_precision(quantized, 4)
+    searched = sum(quantized.get_submodule(name).weight.numel() for name in weight_units(quantized))
+    edges = quantized.patch_embed.weight.numel() + quantized.head.weight.numel()  # 16·49 + 10·16
+    assert edges == 16 * 49 + 10 * 16
+    assert model_size(quantized).weight_bits == 4 * searched + 8 * edges
+
+
 def test_model_size_leaves_out_the_reservoirs():
     model = tiny_vir()
     assert model_size(model).bits == 32 * sum(parameter.numel() for parameter in model.parameters())
@@ -249,12 +555,14 @@ def test_model_size_leaves_out_the_reservoirs():
 # ------------------------------------------------------------------------------------------ the command
 
 
-def test_quantize_help_shows_examples(capsys):
+def test_quantize_help_says_what_is_quantized(capsys):
     with pytest.raises(SystemExit) as exit_info:
         quantize_main(["--help"])
     assert exit_info.value.code == 0
     shown = capsys.readouterr().out
-    assert "examples:" in shown and "--ckpt_path" in shown and "--calibration" in shown
+    assert "examples:" in shown and "--ckpt_path" in shown and "--search_edges" in shown
+    for phrase in ("q·kᵀ", "softmax·V", "patch embedding", "fixed at W8A8", "reservoirs W and V"):
+        assert phrase in shown
 
 
 TINY_VIT = [
@@ -262,11 +570,19 @@ TINY_VIT = [
     *("--model.backbone.init_args.embed_dim", "16", "--model.backbone.init_args.num_heads", "2"),
     *("--model.backbone.init_args.patch_size", "7"),
 ]
-EXPECTED_ROWS = {("FP32", "float")} | {
-    (precision, method)
-    for precision in ("W8A8", "W6A6", "W4A4", "MP5", "MP4")
-    for method in ("MPTQ-ViT", "SQ-b off", "OPT-m off")
-}
+PRECISIONS = ("W8A8", "W6A6", "W4A4", "MP-W5A5", "MP-W4A4")
+METHODS = ("MPTQ-ViT", "SQ-b off", "OPT-m off")
+EXPECTED_ROWS = {("FP32", "float")} | {(precision, method) for precision in PRECISIONS for method in METHODS}
+
+
+def plain_accuracy(model: nn.Module, datamodule) -> float:
+    """Top-1 accuracy over the whole test split, counted here."""
+    correct = seen = 0
+    with torch.no_grad():
+        for batch, labels in datamodule.test_dataloader():
+            correct += int((model(batch).argmax(dim=1) == labels).sum())
+            seen += len(labels)
+    return correct / seen
 
 
 @pytest.mark.parametrize(("model_args", "run"), [(TINY_VIR, "vir-mnist"), (TINY_VIT, "visiontransformer-mnist")])
@@ -277,22 +593,80 @@ def test_quantize_command_reports_every_setting_on_a_trained_checkpoint(tmp_path
     lit_vir_main(["fit", "-c", str(CONFIGS / "vir.yaml"), *model_args, *QUICK_TRAINER, *data])
     checkpoint = tmp_path / "logs" / run / "version_0" / "checkpoints" / "last.ckpt"
 
-    quantize_main(["--ckpt_path", str(checkpoint), "--calibration", "32", "--limit_batches", "1", "--output", "out"])
+    quantize_main(["--ckpt_path", str(checkpoint), "--calibration", "32", "--choices", "8", "6", "5", "4",
+                   "--output", "out"])  # fmt: skip
 
     report = json.loads((tmp_path / "out" / "quantization.json").read_text())
     rows = report["rows"]
     assert {(row["precision"], row["method"]) for row in rows} == EXPECTED_ROWS and len(rows) == len(EXPECTED_ROWS)
-    assert report["calibration_images"] == 32 and report["test_images"] == 40  # one batch of the 40
-    assert all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
+    assert report["calibration_images"] == 32 and report["test_images"] == 40
     found = {(row["precision"], row["method"]): row for row in rows}
-    for method in ("MPTQ-ViT", "SQ-b off", "OPT-m off"):
+    # the accuracies are those of the models: FP32 counted here, W8A8 rebuilt from the same calibration images
+    backbone = load_classifier(checkpoint).backbone.eval()
+    datamodule = datamodule_from_configs([checkpoint.parent.parent / "config.yaml"])
+    datamodule.setup("test")
+    assert found[("FP32", "float")]["accuracy"] == plain_accuracy(backbone, datamodule)
+    rebuilt = calibrated_copy(backbone, calibration_images(datamodule, 32, 0))
+    set_precision(rebuilt, 8)
+    assert found[("W8A8", "MPTQ-ViT")]["accuracy"] == plain_accuracy(rebuilt, datamodule)
+    for method in METHODS:
         sizes = [found[(precision, method)]["size_bits"] for precision in ("W4A4", "W6A6", "W8A8")]
         assert sizes == sorted(sizes) and sizes[-1] < found[("FP32", "float")]["size_bits"]
+        assert found[("W4A4", method)]["weight_bits"] == 4 == found[("W4A4", method)]["activation_bits"]
         for target in (5, 4):
-            mixed = found[(f"MP{target}", method)]
-            assert mixed["weight_bits"] <= target and mixed["activation_bits"] is None
-            assert set(mixed["layer_bits"]) == set(report["coverage"]["linears"])
+            mixed = found[(f"MP-W{target}A{target}", method)]
+            assert mixed["weight_bits"] <= target and mixed["activation_bits"] <= target
+            assert mixed["budget"] == {"weight_bits": target, "activation_bits": target}
+            assert set(mixed["unit_bits"]["weights"]) < set(report["coverage"]["mptq"]["layers"])
+            assert set(mixed["fixed_bits"].values()) == {8}
     assert found[("W8A8", "SQ-b off")]["sq_b"] is False and found[("W8A8", "OPT-m off")]["opt_m"] is False
-    assert report["coverage"]["sq_b"] and report["coverage"]["opt_m"]
+    assert report["sq_b_pairs"] and report["coverage"]["mptq"]["opt_m"] and report["environment"]["lit_vir_commit"]
     with open(tmp_path / "out" / "quantization.csv") as stream:
         assert len(list(csv.DictReader(stream))) == len(EXPECTED_ROWS)
+    table = (tmp_path / "out" / "quantization.md").read_text()
+    assert sum(line.startswith(("| W", "| MP", "| FP32")) for line in table.splitlines()) == len(EXPECTED_ROWS)
+
+
+@pytest.mark.slow  # two `lit-vir quantize` processes: about 45 s of CPU
+def test_results_script_gathers_every_report_of_the_checkpoints(tmp_path, monkeypatch):
+    """`scripts/quantization_results.sh` end to end on a checkpoint trained here: one report per checkpoint
+    (and per softmax comparison), gathered into one JSON list and one Markdown file."""
+    write_mnist(tmp_path / "data", train=200, test=40)
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.init_args.download", "false"]
+    lit_vir_main(["fit", "-c", str(CONFIGS / "vir.yaml"), *TINY_VIT, *QUICK_TRAINER, *data])
+    checkpoint = "logs/visiontransformer-mnist/version_0/checkpoints/last.ckpt"
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # this interpreter's lit-vir and python
+        "OMP_NUM_THREADS": "1",
+        "OUT": "results",
+        "CALIBRATION": "32",
+        "LAZY": "1",
+        "SOFTMAX": "1",
+        "EXTRA": "--bits 8 4 --choices 8 4 --targets 6 --limit_batches 1",
+    }
+    script = CONFIGS.parent / "scripts" / "quantization_results.sh"
+    done = subprocess.run([str(script), checkpoint], env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    reports = json.loads((tmp_path / "results" / "quantization_results.json").read_text())
+    assert [report["command"][-1] for report in reports] == [
+        "results/visiontransformer-mnist-version_0",
+        "results/visiontransformer-mnist-version_0-softmax",
+    ]
+    main, softmax = reports
+    assert main["search"] == {"greedy": "lazy", "images": 32} and main["calibration_images"] == 32
+    assert {(row["precision"], row["method"]) for row in main["rows"]} == {("FP32", "float")} | {
+        (precision, method) for precision in ("W8A8", "W4A4", "MP-W6A6") for method in METHODS
+    }
+    assert {row["softmax"] for row in softmax["rows"]} == {None, "two_scale", "log2", "uniform"}
+    assert not any(row["precision"].startswith("MP") for row in softmax["rows"])
+    assert all(row["softmax_rows"]["min_row_mass"] > 0 for row in softmax["rows"][1:])
+    table = (tmp_path / "results" / "quantization_results.md").read_text()
+    assert table == "\n".join(
+        (tmp_path / folder / "quantization.md").read_text()
+        for folder in ("results/visiontransformer-mnist-version_0", "results/visiontransformer-mnist-version_0-softmax")
+    )
+    fp32 = main["rows"][0]
+    assert f"| FP32 | float | — | — | float | 32 | 32 | {100 * fp32['accuracy']:.2f} | +0.00 |" in table

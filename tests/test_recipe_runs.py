@@ -39,10 +39,11 @@ class RecordWeights(L.Callback):
 
 
 def expected_average(raw: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """avg_1 = w_1, avg_k = d·avg_{k−1} + (1 − d)·w_k."""
+    """avg_1 = w_1, avg_k = d·avg_{k−1} + (1 − d)·w_k with the warmed-up d = min(DECAY, k/(9 + k))."""
     average = {name: value.clone() for name, value in raw[0].items()}
-    for weights in raw[1:]:
-        average = {name: DECAY * average[name] + (1 - DECAY) * weights[name] for name in average}
+    for k, weights in enumerate(raw[1:], start=2):
+        decay = min(DECAY, k / (9 + k))
+        average = {name: decay * average[name] + (1 - decay) * weights[name] for name in average}
     return average
 
 

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_vir.cli import main
 from lit_vir.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_classifier, read_checkpoint
+from tests.callbacks import MARKER
 from tests.conftest import CONFIGS, REPO, TINY_VIR, console_script
 from tests.fakedata import write_mnist
 
@@ -161,37 +162,40 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, signal_numbe
         "1",
         "--trainer.enable_progress_bar",
         "false",
-        "--trainer.callbacks+=tests.callbacks.AnnounceStep",
-        "--trainer.callbacks.init_args.step",
-        "5",
     ]
+    wait_at_step_5 = ["--trainer.callbacks+=tests.callbacks.WaitForSignal", "--trainer.callbacks.init_args.step", "5"]
     process = subprocess.Popen(
-        [console_script("lit-vir"), *args],
+        [console_script("lit-vir"), *args, *wait_at_step_5],
         cwd=tmp_path,
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell's background job ignores SIGINT and its children inherit that; the run must see it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    output = []
-    for line in process.stdout:  # blocks until the run prints; no sleeping
-        output.append(line)
-        if "lit_vir-test: reached step 5" in line:
-            process.send_signal(signal_number)
-    process.wait(timeout=120)
+    output, signalled = [], False
+    try:
+        for line in process.stdout:  # blocks until the run prints; the run blocks at step 5 until signalled
+            output.append(line)
+            if line.startswith(f"{MARKER} 5"):
+                process.send_signal(signal_number)
+                signalled = True
+        process.wait()  # no clock of its own: the suite's per-test limit stops a hung run
+    finally:
+        process.kill()  # nothing once it has exited; stops it when the test fails or times out first
     log = "".join(output)
+    assert signalled, log
     last = tmp_path / "logs" / "vir-mnist" / "version_0" / "checkpoints" / "last.ckpt"
     assert last.exists(), log
-    checkpoint = read_checkpoint(last)
-    assert 5 <= checkpoint["global_step"] < 27, log  # saved mid-epoch (27 steps per epoch)
+    assert read_checkpoint(last)["global_step"] == 5, log  # saved where the signal came, mid-epoch (27 steps)
     if signal_number == signal.SIGTERM:
         resumed = subprocess.run(
-            [console_script("lit-vir"), *args[:-3], "--ckpt_path", "last"],
+            [console_script("lit-vir"), *args, "--ckpt_path", "last"],
             cwd=tmp_path,
             env=environment,
             capture_output=True,
             text=True,
-            timeout=300,
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert read_checkpoint(last)["global_step"] == 27

@@ -10,12 +10,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_vir.cli import main
+from lit_vir.cli import build_from_config, main
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
 from lit_vir.models import ViR, VisionTransformer
 from lit_vir.models.topology import spectral_radius
 from lit_vir.robustness.metrics import load_summary, summarize
 from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
+from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
@@ -56,33 +57,41 @@ def trained_vir(tmp_path, monkeypatch) -> Path:
 
 def test_lit_vir_test_on_generated_corruptions_writes_every_cell(tmp_path, trained_vir):
     severities = [1, 5]
-    main(
-        [
-            "test",
-            "-c",
-            str(CONFIGS / "vir.yaml"),
-            "-c",
-            str(CONFIGS / "data" / "corrupted_mnist.yaml"),
-            *TINY_VIR,
-            "--data.init_args.dataset.init_args.download",
-            "false",
-            "--data.init_args.severities",
-            str(severities),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--ckpt_path",
-            str(trained_vir),
-        ]
-    )
+    corrupted = [
+        "-c",
+        str(CONFIGS / "vir.yaml"),
+        "-c",
+        str(CONFIGS / "data" / "corrupted_mnist.yaml"),
+        *TINY_VIR,
+        "--data.init_args.dataset.init_args.download",
+        "false",
+        "--data.init_args.severities",
+        str(severities),
+    ]
+    main(["test", *corrupted, "--trainer.enable_progress_bar", "false", "--ckpt_path", str(trained_vir)])
     run = tmp_path / "logs" / "vir-corrupted" / "version_0"
     with open(run / "corruption_accuracy.csv") as stream:
         rows = list(csv.DictReader(stream))
     expected = {(name, str(severity)) for name in BENCHMARK_CORRUPTIONS for severity in severities}
     assert {(row["corruption"], row["severity"]) for row in rows} == expected
-    assert all(0.0 <= float(row["accuracy"]) <= 1.0 for row in rows)
+    # every cell against a plain loop over the same cells with the checkpoint's backbone
+    _, data = build_from_config(corrupted)
+    data.prepare_data()
+    data.setup("test")
+    backbone = load_classifier(trained_vir).backbone
+    reference = {
+        cell: accuracy(backbone, loader) for cell, loader in zip(data.cells, data.test_dataloader(), strict=True)
+    }
+    written = {(row["corruption"], int(row["severity"])): float(row["accuracy"]) for row in rows}
+    assert written == pytest.approx({cell: value for cell, value in reference.items() if cell[0] != "clean"})
     summary = json.loads((run / "corruption_summary.json").read_text())
-    assert summary["clean_accuracy"] is not None and len(summary["benchmark_corruptions"]) == 15
-    assert (run / "corruption_heatmap.png").stat().st_size > 0
+    assert (
+        summary["clean_accuracy"] == pytest.approx(reference["clean", 0])
+        and len(summary["benchmark_corruptions"]) == 15
+    )
+    per_corruption = [sum(written[name, severity] for severity in severities) / 2 for name in BENCHMARK_CORRUPTIONS]
+    assert summary["mean_corruption_accuracy"] == pytest.approx(sum(per_corruption) / 15)
+    assert (run / "corruption_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events = EventAccumulator(str(run))
     events.Reload()
     assert "robustness/mean_corruption_acc" in events.Tags()["scalars"]
@@ -155,8 +164,6 @@ def test_redrawn_reservoir_equals_one_built_with_that_seed():
 
 
 def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_accuracy(tmp_path, trained_vir):
-    from lit_vir.training.checkpoints import load_classifier
-
     output = tmp_path / "perturbation"
     main(
         [
@@ -187,8 +194,6 @@ def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_acc
         ("reservoir_seed", 42.0),
         ("reservoir_seed", 3.0),
     }
-    from lit_vir.cli import build_from_config
-
     _, data = build_from_config(["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"])
     data.prepare_data()
     data.setup("test")
@@ -196,4 +201,8 @@ def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_acc
     for row in rows:
         if (row["kind"], row["level"]) in {("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)}:
             assert row["accuracy"] == plain
-    assert (output / "perturbation.png").stat().st_size > 0 and (output / "perturbation.csv").exists()
+    assert (output / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(output / "perturbation.csv") as stream:
+        assert [(row["kind"], float(row["level"]), float(row["accuracy"])) for row in csv.DictReader(stream)] == [
+            (row["kind"], row["level"], row["accuracy"]) for row in rows
+        ]

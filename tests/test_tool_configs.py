@@ -347,3 +347,38 @@ def test_compare_bad_option_gives_fits_message(tmp_path, monkeypatch, capsys):
     assert fit.code == compare.code == 2
     assert fit.err.strip().splitlines()[-1] == compare.err.strip().splitlines()[-1]
     assert "--titel" in compare.err.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------------------------- quantize
+
+QUANTIZE_QUICK = ["--calibration", "16", "--bits", "8", "--targets", "--variants", "mptq", "--limit_batches", "1"]
+
+
+def test_quantize_printed_config_parses_back_and_overrides_reach_the_data(runs, monkeypatch, capsys):
+    monkeypatch.chdir(runs.folder)
+    args = ["quantize", "--ckpt_path", str(runs.vit), *MNIST, "--data.init_args.batch_size", "13", *QUANTIZE_QUICK]
+    printed = printed_config(capsys, runs.folder, "quantize.yaml", *args, "--output", "z2")
+    direct = call(capsys, *args, "--output", "z1")
+    assert direct.code == 0, direct.err
+    assert call(capsys, "quantize", "-c", str(printed)).code == 0
+    first, again = (json.loads((runs.folder / name / "quantization.json").read_text()) for name in ("z1", "z2"))
+    assert [row["accuracy"] for row in again["rows"]] == [row["accuracy"] for row in first["rows"]]
+    assert first["test_images"] == 13  # the batch-size override reached the test batches (one batch of 13)
+    assert first["rows"][0]["accuracy"] == pytest.approx(first_images_accuracy(runs.vit, 13), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--bits", "1"], "quantize: bits = 1 is outside the allowed range [2, 16]"),
+        (["--calibration", "0"], "quantize: calibration = 0 is outside"),
+        (["--alpha", "1.5"], "quantize: alpha = 1.5 is outside the allowed range [0, 1]"),
+        (["--targets", "W5X"], "quantize: targets: budget 'W5X' is neither a number"),
+        (["--targets", "3", "--choices", "8", "4"], "go below the lowest of choices [8, 4]"),
+    ],
+)
+def test_quantize_bad_values_give_fits_message_before_the_checkpoint_is_read(tmp_path, capsys, option, message):
+    shown = call(capsys, "quantize", "--ckpt_path", str(tmp_path / "absent.ckpt"), *option)
+    assert shown.code == 2, shown.err
+    line = error_line(shown.err)
+    assert line.startswith("lit-vir: invalid configuration: ") and message in line

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import ViTAEStage, ViTAEv2, count_parameters, vitae_v2_28, vitae_v2_32, vitae_v2_s
-from lit_vir.models.vitae import STAGES_28, STAGES_32, NormalCell, WindowAttention
+from lit_vir.models.vitae import (
+    STAGES_28,
+    STAGES_32,
+    NormalCell,
+    PyramidReduction,
+    ReductionCell,
+    TokenAttention,
+    WindowAttention,
+)
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
 
@@ -66,7 +76,8 @@ def test_parameter_count_follows_the_cells_formula():
 
     prm = dilations * conv(channels, pyramid, kernel)
     rc_pcm = conv(channels, pyramid) + 2 * pyramid + conv(pyramid, pyramid) + 2 * pyramid + conv(pyramid, width)
-    rc = prm + 2 * wide + linear(wide, 3 * width) + linear(width, width) + rc_pcm + 2 * width + 2 * linear(width, width)
+    rc_qkv = wide * 3 * width  # a global RC's q/k/v have no bias, as in the official code
+    rc = prm + 2 * wide + rc_qkv + linear(width, width) + rc_pcm + 2 * width + 2 * linear(width, width)
     nc_pcm = conv(width, hidden) + 2 * hidden + conv(hidden, width) + 2 * width + conv(width, width)
     nc = 4 * width + linear(width, 3 * width) + linear(width, width) + nc_pcm
     nc += linear(width, hidden) + linear(hidden, width)
@@ -82,11 +93,26 @@ def test_small_image_presets_have_3_to_6_million_parameters():
 
 
 def test_imagenet_layout_is_about_the_papers_vitaev2_s():
-    """The paper reports 19.2M for ViTAEv2-S; ours counts 19.36M (+0.8%): within 1% — the cells and
-    the layout are the paper's, a few official-code details are not reproduced (see `ViTAEv2`)."""
+    """The paper reports 19.2M for ViTAEv2-S; ours counts 19.36M (+0.8%): within 1% of the paper, and
+    exactly the official code's count (`ViTAEv2_S()` of ViTAE-Transformer aebf1d7, summed numel)."""
     count = count_parameters(vitae_v2_s()).trainable
     print(f"ViTAEv2-S (ImageNet layout) parameters: {count}")
     assert abs(count - 19.2e6) <= 0.01 * 19.2e6
+    assert count == 19_355_688
+
+
+@pytest.mark.parametrize(("build", "official"), [(vitae_v2_32, 5_858_890), (vitae_v2_28, 4_966_218)])
+def test_small_image_presets_count_what_the_official_cells_count(build, official):
+    """The official `ViTAEv2_basic` (aebf1d7) built with the same stages at 10 classes counts these; the
+    global RC without q/k/v bias is 768 parameters fewer than the biased one this model had before."""
+    assert count_parameters(build()).trainable == official
+
+
+def test_only_windowed_reduction_cells_have_a_qkv_bias():
+    """Official: a window RC attends with q/k/v bias (Swin's block), a global RC without (T2T's)."""
+    windowed, global_ = (cell.reduction.attn for cell in vitae_v2_32().stages[1:])
+    assert isinstance(windowed, WindowAttention) and windowed.qkv.bias is not None
+    assert isinstance(global_, TokenAttention) and global_.qkv.bias is None
 
 
 def test_every_parameter_learns():
@@ -132,6 +158,7 @@ LATER = ", {downsample: 2, dim: 16, depth: 1, heads: 2, prm_dim: 4, dilations: [
 def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, stages, extra):
     write(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # rich elides the summary's rows at its default width of 80
     main(
         [
             "fit",
@@ -208,3 +235,146 @@ def test_drop_path_1_drops_all_three_branches_of_a_normal_cell():
     cell = NormalCell(tiny_stages(1)[0], mlp_ratio=4.0, dropout=0.0, attention_dropout=0.0, drop_path=1.0).train()
     tokens = torch.randn(2, 16, 8)
     assert torch.equal(cell(tokens, 4), tokens)
+
+
+# Oracles: each cell against the paper's equations written out with torch.nn.functional, in float64, with
+# the cell's own weights (BatchNorm and LayerNorm given non-trivial statistics and affines, eval mode), so
+# a branch that reads the wrong tensor changes the result.
+ORACLE_STAGE = ViTAEStage(2, 8, 1, 2, window=2, prm_dim=4, dilations=(1, 2), normal_groups=2, reduction_groups=2)
+
+
+def randomize_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """float64, eval mode, every BatchNorm/LayerNorm with random affine (and running statistics)."""
+    torch.manual_seed(0)
+    module = module.double().eval()
+    for norm in module.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+        if isinstance(norm, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+            torch.nn.init.normal_(norm.bias, 0, 0.2)
+    return module
+
+
+def layer_norm(tokens, norm):
+    return F.layer_norm(tokens, tokens.shape[-1:], norm.weight, norm.bias, norm.eps)
+
+
+def batch_norm(feature_map, norm):
+    return F.batch_norm(feature_map, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps)
+
+
+def mlp(tokens, block):
+    """Linear → GELU → Linear."""
+    return F.linear(F.gelu(F.linear(tokens, block.fc1.weight, block.fc1.bias)), block.fc2.weight, block.fc2.bias)
+
+
+def attention(tokens, attn, heads):
+    """softmax(q kᵀ / √d_h) v per head, then the output projection. (B, T, D_in) → (B, T, D)."""
+    q, k, v = F.linear(tokens, attn.qkv.weight, attn.qkv.bias).chunk(3, dim=-1)
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d_h)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+    return F.linear((weights @ v).transpose(1, 2).flatten(2), attn.proj.weight, attn.proj.bias)
+
+
+def window_attention(tokens, attn, heads, window, size):
+    """`attention` inside each w×w window of the row-major size×size token map, one window at a time."""
+    out = None
+    for top in range(0, size, window):
+        for left in range(0, size, window):
+            index = [(top + i) * size + left + j for i in range(window) for j in range(window)]
+            attended = attention(tokens[:, index], attn, heads)
+            out = tokens.new_zeros(*tokens.shape[:2], attended.shape[-1]) if out is None else out
+            out[:, index] = attended
+    return out
+
+
+def pcm(feature_map, convs, strides, groups):
+    """conv → BN → SiLU → conv → BN → SiLU → conv, 3×3, padding 1, `groups`."""
+    conv1, bn1, _, conv2, bn2, _, conv3 = convs
+    hidden = F.silu(batch_norm(F.conv2d(feature_map, conv1.weight, conv1.bias, strides[0], 1, 1, groups), bn1))
+    hidden = F.silu(batch_norm(F.conv2d(hidden, conv2.weight, conv2.bias, strides[1], 1, 1, groups), bn2))
+    return F.conv2d(hidden, conv3.weight, conv3.bias, strides[2], 1, 1, groups)
+
+
+def tokens_of(feature_map):
+    return feature_map.flatten(2).transpose(1, 2)  # (B, C, H, W) → (B, H·W, C), row-major
+
+
+def test_pyramid_reduction_is_the_concatenation_of_dilated_strided_convolutions():
+    """PRM: [GELU(conv_d(x)) for d in dilations] stacked on channels, padding ⌈((k−1)d + 1 − r)/2⌉."""
+    prm = randomize_norms(PyramidReduction(3, 4, kernel_size=3, stride=2, dilations=(1, 2, 3)))
+    images = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    expected = torch.cat(
+        [
+            F.gelu(F.conv2d(images, conv.weight, conv.bias, 2, math.ceil(((3 - 1) * d + 1 - 2) / 2), d))
+            for conv, d in zip(prm.convs, (1, 2, 3), strict=True)
+        ],
+        dim=1,
+    )
+    assert expected.shape == (2, 12, 6, 6)
+    torch.testing.assert_close(prm(images), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("window", [2, 0])
+def test_reduction_cell_follows_its_equations(window):
+    """RC: t = MSA(LN(PRM(x))) + PCM(x) (PCM strided ×r, on the input map); out = t + MLP(LN t). A global
+    RC's MSA is the official one, T2T's: no q/k/v bias and v (heads merged) added to its output."""
+    stage = ViTAEStage(**(vars(ORACLE_STAGE) | dict(window=window, reduction_heads=2)))
+    cell = randomize_norms(ReductionCell(4, stage, mlp_ratio=1.0, dropout=0.0, attention_dropout=0.0))
+    feature_map = torch.randn(2, 4, 8, 8, dtype=torch.float64)
+    pyramid = tokens_of(cell.prm(feature_map))  # (B, 16, 8): PRM is pinned by its own oracle
+    normed = layer_norm(pyramid, cell.norm1)
+    if window:
+        attended = window_attention(normed, cell.attn, 2, window, 4)
+    else:
+        attended = attention(normed, cell.attn, 2) + F.linear(normed, cell.attn.qkv.weight).chunk(3, dim=-1)[2]
+    t = attended + tokens_of(pcm(feature_map, cell.pcm, (2, 1, 1), stage.reduction_groups))
+    expected = t + mlp(layer_norm(t, cell.norm2), cell.mlp)
+    tokens, size = cell(feature_map)
+    assert size == 4
+    torch.testing.assert_close(tokens, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("window", [2, 0])
+def test_normal_cell_follows_its_equations(window):
+    """NC: t = x + MSA(LN x) + PCM(x as a row-major map); out = t + MLP(LN t)."""
+    stage = ViTAEStage(**(vars(ORACLE_STAGE) | dict(window=window)))
+    cell = randomize_norms(NormalCell(stage, mlp_ratio=2.0, dropout=0.0, attention_dropout=0.0))
+    tokens = torch.randn(2, 16, 8, dtype=torch.float64)  # a 4×4 map
+    normed = layer_norm(tokens, cell.norm1)
+    attended = window_attention(normed, cell.attn, 2, window, 4) if window else attention(normed, cell.attn, 2)
+    as_map = tokens.transpose(1, 2).reshape(2, 8, 4, 4)
+    t = tokens + attended + tokens_of(pcm(as_map, cell.pcm, (1, 1, 1), stage.normal_groups))
+    expected = t + mlp(layer_norm(t, cell.norm2), cell.mlp)
+    torch.testing.assert_close(cell(tokens, 4), expected, rtol=0, atol=1e-12)
+
+
+def test_normal_cell_with_its_branches_zeroed_is_the_identity_plus_the_one_left():
+    """Zero the attention's and the MLP's output layers: the NC is x + PCM(x as a map); zero the PCM's
+    last conv too and it is exactly x (no branch may read, or replace, the residual stream)."""
+    cell = randomize_norms(NormalCell(ORACLE_STAGE, mlp_ratio=2.0, dropout=0.0, attention_dropout=0.0))
+    for layer in (cell.attn.proj, cell.mlp.fc2):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    tokens = torch.randn(2, 16, 8, dtype=torch.float64)
+    local = tokens_of(pcm(tokens.transpose(1, 2).reshape(2, 8, 4, 4), cell.pcm, (1, 1, 1), 2))
+    torch.testing.assert_close(cell(tokens, 4), tokens + local, rtol=0, atol=1e-12)
+    torch.nn.init.zeros_(cell.pcm[-1].weight)
+    torch.nn.init.zeros_(cell.pcm[-1].bias)
+    assert torch.equal(cell(tokens, 4), tokens)
+
+
+def test_vitae_forward_is_its_stages_then_the_mean_token_head():
+    """Stage i reads stage i−1's tokens as a row-major map; the head reads the mean over tokens."""
+    model = randomize_norms(ViTAEv2(num_classes=3, image_size=16, in_channels=3, stages=tiny_stages(3)))
+    images = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    feature_map = images
+    for stage in model.stages:
+        tokens, size = stage.reduction(feature_map)
+        for cell in stage.cells:
+            tokens = cell(tokens, size)
+        feature_map = tokens.transpose(1, 2).reshape(2, -1, size, size)
+    expected = F.linear(tokens.mean(dim=1), model.head.weight, model.head.bias)
+    torch.testing.assert_close(model(images), expected, rtol=0, atol=1e-12)

@@ -61,6 +61,16 @@ class SmallWorld:
     omega: float
     edges: int
 
+    @classmethod
+    def of(
+        cls, graph: tuple[float, float], random: tuple[float, float], lattice: tuple[float, float], edges: int
+    ) -> SmallWorld:
+        """The record of (C, L) measured on the graph and on its random and lattice references, with
+        σ = (C/C_r)/(L/L_r) (7) and ω = L_r/L − C/C_l (8)."""
+        (c, length), (c_r, length_r), (c_l, length_l) = graph, random, lattice
+        sigma, omega = (c / c_r) / (length / length_r), length_r / length - c / c_l
+        return cls(c, length, c_r, length_r, c_l, length_l, sigma, omega, edges)
+
 
 def edge_strength(weight: torch.Tensor) -> torch.Tensor:
     """s_ij = (|W_ij| + |W_ji|)/2 with a zero diagonal: the undirected weighted graph of W, (N, N) float64."""
@@ -172,22 +182,11 @@ def small_world(
     def measures(graph: torch.Tensor) -> tuple[float, float]:
         return clustering(graph).mean().item(), characteristic_path_length(graph, sources)
 
-    clustering_, path_length = measures(weights)
+    graph = measures(weights)
     random_pairs = [measures(random_reference(weights, generator)) for _ in range(num_references)]
-    random_clustering = sum(pair[0] for pair in random_pairs) / num_references
-    random_path_length = sum(pair[1] for pair in random_pairs) / num_references
-    lattice_clustering, lattice_path_length = measures(lattice_reference(weights))
-    return SmallWorld(
-        clustering=clustering_,
-        path_length=path_length,
-        random_clustering=random_clustering,
-        random_path_length=random_path_length,
-        lattice_clustering=lattice_clustering,
-        lattice_path_length=lattice_path_length,
-        sigma=(clustering_ / random_clustering) / (path_length / random_path_length),
-        omega=random_path_length / path_length - clustering_ / lattice_clustering,
-        edges=len(_edge_weights(weights)),
-    )
+    random = tuple(sum(values) / num_references for values in zip(*random_pairs, strict=True))  # (C_r, L_r)
+    lattice = measures(lattice_reference(weights))
+    return SmallWorld.of(graph, random, lattice, edges=len(_edge_weights(weights)))
 
 
 def reservoir_small_world(

@@ -71,6 +71,7 @@ COMPOSED_AFTER = {
     "revit_fixed_alpha": "revit",
     "revit_mean_pooling": "revit",
     "exmobilevit": "mobilevit",
+    "exmobilevit_backbone": "mobilevit",  # the ExMobileViT repository's backbone; `exmobilevit_backbone+exmobilevit`
     "timm_deit_tiny": "timm",
 }
 

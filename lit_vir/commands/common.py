@@ -6,7 +6,6 @@ the `data:` section of saved run configs through that same parser.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import jsonargparse
@@ -18,22 +17,11 @@ from lit_vir.data.base import ImageDataModule
 
 __all__ = [
     "checkpoint_label",
-    "command_parser",
     "datamodule_from_configs",
     "run_config",
     "test_batches",
     "test_datamodule",
 ]
-
-
-def command_parser(prog: str, doc: str, examples: str) -> argparse.ArgumentParser:
-    """`lit-vir quantize`'s argparse parser, until it moves to `lit_vir.config.tool_parser` like the other tools."""
-    return argparse.ArgumentParser(
-        prog=prog,
-        description=doc.split("\n\n")[0],
-        epilog=examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
 
 
 def run_config(checkpoint: Path) -> Path:

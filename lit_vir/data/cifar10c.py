@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,11 +74,9 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = SEVERITIES,
         folder: str | None = None,
-        batch_size: int = 100,
-        num_workers: int = 0,
-        pin_memory: bool = False,
         download: bool = False,
         include_clean: bool = False,
+        **loader: Any,
     ) -> None:
         """
         Args:
@@ -89,17 +88,9 @@ class CIFAR10CDataModule(CorruptionBenchmarkDataModule):
             download: fetch and unpack the published 2.9 GB archive if files are missing.
             include_clean: also test the clean test set (read by `clean_class` from `root`, e.g.
                 data/cifar-10-batches-py), as the first cell ("clean", 0).
+            loader: the test loaders' settings (`CorruptionBenchmarkDataModule`: batch_size, num_workers, pin_memory).
         """
-        super().__init__(
-            corruptions,
-            severities,
-            root=root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            download=download,
-            include_clean=include_clean,
-        )
+        super().__init__(corruptions, severities, root=root, download=download, include_clean=include_clean, **loader)
         self.folder = Path(root) / (folder or self.default_folder)
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -53,6 +54,9 @@ class CorruptionBenchmarkDataModule(ImageDataModule):
         Args:
             corruptions: names from `lit_vir.data.corruptions.CORRUPTIONS`; None: the 15 of the benchmark.
             severities: any of 1..5, in the order their loaders come.
+            batch_size: test batch size.
+            num_workers: loader worker processes (0 loads in the testing process).
+            pin_memory: page-lock batches for faster host-to-GPU copies.
             include_clean: also test the uncorrupted test set, as the first cell ("clean", 0); relative
                 corruption errors need it.
         """
@@ -182,10 +186,8 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = SEVERITIES,
         seed: int = 0,
-        batch_size: int = 100,
-        num_workers: int = 0,
-        pin_memory: bool = False,
         include_clean: bool = True,
+        **loader: Any,
     ) -> None:
         """
         Args:
@@ -193,18 +195,11 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
             corruptions: names from `lit_vir.data.corruptions.CORRUPTIONS`; None: the 15 of the benchmark.
             severities: any of 1..5.
             seed: the corruption seed; with it, each image's corruption is fixed.
-            batch_size: test batch size.
             include_clean: also test the uncorrupted test split, as the first cell ("clean", 0).
+            loader: the test loaders' settings (`CorruptionBenchmarkDataModule`: batch_size, num_workers, pin_memory).
         """
         super().__init__(
-            corruptions,
-            severities,
-            root=dataset.root,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            download=dataset.download,
-            include_clean=include_clean,
+            corruptions, severities, root=dataset.root, download=dataset.download, include_clean=include_clean, **loader
         )
         self.save_hyperparameters(ignore=["dataset"])  # a datamodule, not a value; the CLI's saved config has it
         self.dataset = dataset

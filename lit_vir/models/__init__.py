@@ -1,7 +1,14 @@
 """Plain PyTorch models: reservoir topology, ViR and the ViT family. No Lightning in here."""
 
 from lit_vir.models.counting import ParameterCount, count_parameters
-from lit_vir.models.mobilevit import MobileViT, mobilevit_s, mobilevit_xs, mobilevit_xxs
+from lit_vir.models.mobilevit import (
+    EXMOBILEVIT_BACKBONE,
+    MobileViT,
+    exmobilevit_s,
+    mobilevit_s,
+    mobilevit_xs,
+    mobilevit_xxs,
+)
 from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.revit import ReViT, revit_base, revit_small
 from lit_vir.models.timm_model import TimmModel
@@ -11,6 +18,7 @@ from lit_vir.models.vit_slim import SearchableViT, SlimViT, slim
 from lit_vir.models.vitae import ViTAEStage, ViTAEv2, vitae_v2_28, vitae_v2_32, vitae_v2_s
 
 __all__ = [
+    "EXMOBILEVIT_BACKBONE",
     "MobileViT",
     "ParameterCount",
     "ReViT",
@@ -23,6 +31,7 @@ __all__ = [
     "ViTAEv2",
     "VisionTransformer",
     "count_parameters",
+    "exmobilevit_s",
     "mobilevit_s",
     "mobilevit_xs",
     "mobilevit_xxs",

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    register_flop_formula,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 from lit_vir.models.reservoir import Reservoir
 
@@ -40,27 +45,24 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     )
 
 
+# What torch.utils.flop_counter does not count by itself: the reservoir's in-place step and PyTorch's CPU
+# attention kernels (forward and backward); without them ViR's recurrence and ViT's q·kᵀ and softmax·V count 0.
+# Registered in torch's own registry, so every FlopCounterMode counts them (Lightning's model summary included).
+@register_flop_formula(torch.ops.aten.baddbmm_)
 def _batched_product_flops(self_shape, left_shape, right_shape, *args, out_shape=None, **kwargs) -> int:
-    """(b, m, k)·(b, k, n): 2·b·m·k·n, for the in-place `baddbmm_` of the reservoir's no-graph path."""
+    """(b, m, k)·(b, k, n): 2·b·m·k·n."""
     batch, rows, inner = left_shape
     return 2 * batch * rows * inner * right_shape[-1]
 
 
+@register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
 def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+@register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward)
 def _attention_backward_flops(grad_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
-
-
-# What torch.utils.flop_counter does not count by itself: the reservoir's in-place step and PyTorch's CPU
-# attention kernel (forward and backward); without them ViR's recurrence and ViT's q·kᵀ and softmax·V are 0.
-EXTRA_FLOP_FORMULAS = {
-    torch.ops.aten.baddbmm_: _batched_product_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward_flops,
-}
 
 
 def training_flops(model: nn.Module, images: torch.Tensor, num_classes: int) -> int:
@@ -75,7 +77,7 @@ def training_flops(model: nn.Module, images: torch.Tensor, num_classes: int) -> 
     labels = torch.arange(images.shape[0], device=images.device) % num_classes
     with (
         torch.random.fork_rng(devices=[]),
-        FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter,
+        FlopCounterMode(display=False) as counter,
     ):
         torch.nn.functional.cross_entropy(copy(images), labels).backward()
     return counter.get_total_flops()

@@ -23,10 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Block
 
 __all__ = [
+    "EXMOBILEVIT_BACKBONE",
     "EXTENSION_WIDTHS",
     "MOBILEVIT_WIDTHS",
     "ConvNormAct",
@@ -34,6 +37,7 @@ __all__ = [
     "MobileViT",
     "MobileViTBlock",
     "TransformerLayer",
+    "exmobilevit_s",
     "mobilevit_s",
     "mobilevit_xs",
     "mobilevit_xxs",
@@ -49,30 +53,28 @@ EXTENSION_WIDTHS: dict[int, tuple[int, int, int]] = {
     928: (128, 160, 640),
 }
 
-# The paper's widths (its Table 4): stem + 5 stages (`channels`), transformer widths d and depths L,
-# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs).
+# The ExMobileViT repository's MobileViT backbone (its models/basic_block.py), where it differs from cvnets'.
+EXMOBILEVIT_BACKBONE: dict = dict(
+    num_heads=4,
+    head_dim=8,
+    mlp_ratio=(2.0, 4.0, 4.0),
+    qkv_bias=False,
+    conv_in_norm_act=True,
+    final_norm=False,
+    dropout=0.0,
+    head_dropout=0.0,
+)
+
+# The paper's widths (its Table 4), one row per size: stem + 5 stages (`channels`), transformer widths d,
+# the final 1×1 conv, the MV2 expansion and the transformer dropout (cvnets configs). The transformer
+# depths L are 2, 4, 3 in all three sizes (the constructor's default).
 MOBILEVIT_WIDTHS: dict[str, dict] = {
-    "xxs": dict(
-        channels=(16, 16, 24, 48, 64, 80),
-        transformer_dims=(64, 80, 96),
-        final_dim=320,
-        expand_ratio=2,
-        dropout=0.05,
-    ),
-    "xs": dict(
-        channels=(16, 32, 48, 64, 80, 96),
-        transformer_dims=(96, 120, 144),
-        final_dim=384,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
-    "s": dict(
-        channels=(16, 32, 64, 96, 128, 160),
-        transformer_dims=(144, 192, 240),
-        final_dim=640,
-        expand_ratio=4,
-        dropout=0.1,
-    ),
+    name: dict(channels=channels, transformer_dims=dims, final_dim=final_dim, expand_ratio=expand, dropout=dropout)
+    for name, channels, dims, final_dim, expand, dropout in (
+        ("xxs", (16, 16, 24, 48, 64, 80), (64, 80, 96), 320, 2, 0.05),
+        ("xs", (16, 32, 48, 64, 80, 96), (96, 120, 144), 384, 4, 0.1),
+        ("s", (16, 32, 64, 96, 128, 160), (144, 192, 240), 640, 4, 0.1),
+    )
 }
 
 
@@ -118,15 +120,31 @@ class TransformerLayer(Block):
     """ViT's pre-norm block with MobileViT's Swish (SiLU) in the feed-forward network (cvnets).
 
     ViT's `Mlp` also drops out after the activation, where cvnets has a separate `ffn_dropout` (0).
+    `head_dim` None gives d / heads per head (cvnets); the ExMobileViT repository uses 4 heads of 8, so
+    its heads span 32 ≠ d, and q/k/v without bias (`qkv_bias` False).
     Stochastic depth (`drop_path`) drops both residual branches per image: the unfolded batch holds
     `patch_area` = p² sequences of each image, which are dropped together.
     """
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, dropout: float, attention_dropout: float, patch_area: int
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        attention_dropout: float,
+        patch_area: int,
+        *,
+        head_dim: int | None = None,
+        qkv_bias: bool = True,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, dropout, attention_dropout)
         self.mlp.act = nn.SiLU()
+        inner = num_heads * (head_dim or dim // num_heads)  # the width the heads span
+        if inner != dim or not qkv_bias:  # rebuilt only then: cvnets' layers keep ViT's initial weights
+            self.attn.head_dim, self.attn.scale = inner // num_heads, (inner // num_heads) ** -0.5
+            self.attn.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
+            self.attn.proj = nn.Linear(inner, dim)
         self.patch_area = patch_area
         self.drop_path = StochasticDepth(0.0, "row")
 
@@ -145,6 +163,10 @@ class MobileViTBlock(nn.Module):
 
     Unfolding puts the p² pixels of a patch in the batch and the H·W/p² patches in the sequence, so a
     pixel attends to the same-position pixel of every patch: global reach at 1/p² of the cost.
+
+    cvnets' 1×1 to d is a plain conv and an LN follows the layers; the ExMobileViT repository's block
+    has 1×1 conv + BN + SiLU (`conv_in_norm_act`) and no LN (`final_norm` False). Its fusion reads
+    [y ; x], this one [x ; y]: the same function with the fusion's input channels in the other order.
     """
 
     def __init__(
@@ -157,15 +179,30 @@ class MobileViTBlock(nn.Module):
         patch_size: int,
         dropout: float,
         attention_dropout: float,
+        *,
+        head_dim: int | None = None,
+        qkv_bias: bool = True,
+        conv_in_norm_act: bool = False,
+        final_norm: bool = True,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.conv_local = ConvNormAct(channels, channels, 3)
-        self.conv_in = nn.Conv2d(channels, dim, 1, bias=False)
+        self.conv_in = ConvNormAct(channels, dim, 1) if conv_in_norm_act else nn.Conv2d(channels, dim, 1, bias=False)
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, num_heads, mlp_ratio, dropout, attention_dropout, patch_size**2) for _ in range(depth)
+            TransformerLayer(
+                dim,
+                num_heads,
+                mlp_ratio,
+                dropout,
+                attention_dropout,
+                patch_size**2,
+                head_dim=head_dim,
+                qkv_bias=qkv_bias,
+            )
+            for _ in range(depth)
         )
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         self.conv_out = ConvNormAct(dim, channels, 1)
         self.fusion = ConvNormAct(2 * channels, channels, 3)
 
@@ -212,6 +249,18 @@ class MobileViT(nn.Module):
     "640" shrink the final conv to 480 so the classifier reads 576 or 640 features, at most S's 640 —
     a comparison at (nearly) the same classifier width. On XS (384) or XXS (320), c3 widens that
     final conv instead. The extended classifier is bias-free, the plain one has a bias.
+    The branches pool by a global mean. The official code pools them with `AvgPool2d(25)` and
+    `AvgPool2d(9)` (stride = window) on the 32² and 16² maps of a 256-pixel image, so they read only the
+    top-left 25² and 9² pixels; the global mean is the fix of that window (its final pooling,
+    `AvgPool2d(H/32)`, is global).
+
+    Backbone. The defaults are Apple's cvnets MobileViT (`mobilevit_s`, `configs/model/mobilevit.yaml`).
+    The ExMobileViT repository's MobileViT differs (`EXMOBILEVIT_BACKBONE`, `exmobilevit_s`,
+    `configs/model/exmobilevit_backbone.yaml`): 4 heads of width 8 (`head_dim`), MLP ratios 2, 4, 4
+    (`mlp_ratio` per MobileViT block; cvnets 2, 2, 2), q/k/v without bias, 1×1 conv + BN + SiLU before
+    the transformer, no LN after it (see `MobileViTBlock`), no dropout, and no classifier dropout
+    (`head_dropout` 0.1 is cvnets' `classifier_dropout`). Its plain (non-extended) classifier is
+    bias-free too; here it keeps cvnets' bias (+`num_classes` parameters).
 
     Stochastic depth. `drop_path_rate` is the rate of the deepest residual block; the i-th of the n
     residual blocks (`residual_blocks`: the MV2 blocks with an identity shortcut and every transformer
@@ -234,7 +283,11 @@ class MobileViT(nn.Module):
         final_dim: int = 640,
         expand_ratio: int = 4,
         num_heads: int = 4,
-        mlp_ratio: float = 2.0,
+        head_dim: int | None = None,
+        mlp_ratio: float | tuple[float, float, float] = 2.0,
+        qkv_bias: bool = True,
+        conv_in_norm_act: bool = False,
+        final_norm: bool = True,
         patch_size: int = 2,
         output_stride: Literal[8, 32] | None = None,
         dropout: float = 0.1,
@@ -245,29 +298,30 @@ class MobileViT(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "image_size", image_size, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, image_size=image_size, in_channels=in_channels)
         check_widths(owner, "channels", channels, 6)
         check_widths(owner, "transformer_dims", transformer_dims, 3)
         check_widths(owner, "transformer_depths", transformer_depths, 3, low=0)
-        check_range(owner, "final_dim", final_dim, low=1)
-        check_range(owner, "expand_ratio", expand_ratio, low=1)
-        check_range(owner, "num_heads", num_heads, low=1)
-        for dim in transformer_dims:
-            if dim % num_heads:
-                raise ConfigError(
-                    f"{owner}: transformer_dims = {tuple(transformer_dims)} has {dim}, not divisible by "
-                    f"num_heads = {num_heads}."
-                )
-        check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
+        check_counts(owner, final_dim=final_dim, expand_ratio=expand_ratio, num_heads=num_heads)
+        if head_dim is None:
+            for dim in transformer_dims:
+                if dim % num_heads:
+                    raise ConfigError(
+                        f"{owner}: transformer_dims = {tuple(transformer_dims)} has {dim}, not divisible by "
+                        f"num_heads = {num_heads}; change num_heads or give head_dim (each head's width)."
+                    )
+        else:
+            check_range(owner, "head_dim", head_dim, low=1)
+        mlp_ratios = (mlp_ratio,) * 3 if isinstance(mlp_ratio, (int, float)) else tuple(mlp_ratio)
+        if len(mlp_ratios) != 3 or any(ratio <= 0 for ratio in mlp_ratios):
+            raise ConfigError(
+                f"{owner}: mlp_ratio = {mlp_ratio!r} must be a number > 0 or three of them (one per MobileViT block)."
+            )
         check_range(owner, "patch_size", patch_size, low=1)
         output_stride = (8 if image_size <= 64 else 32) if output_stride is None else output_stride
         check_choice(owner, "output_stride", output_stride, (8, 32))
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "head_dropout", head_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, head_dropout=head_dropout)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         extension_widths = resolve_extension(owner, extension)
 
         self.num_classes = num_classes
@@ -279,10 +333,13 @@ class MobileViT(nn.Module):
         stem, w1, w2, w3, w4, w5 = channels
         transformer = dict(
             num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
             patch_size=patch_size,
             dropout=dropout,
             attention_dropout=attention_dropout,
+            head_dim=head_dim,
+            qkv_bias=qkv_bias,
+            conv_in_norm_act=conv_in_norm_act,
+            final_norm=final_norm,
         )
 
         self.stem = ConvNormAct(in_channels, stem, 3, early_stride)
@@ -295,10 +352,10 @@ class MobileViT(nn.Module):
         self.stage3, self.stage4, self.stage5 = (
             nn.Sequential(
                 InvertedResidual(previous, width, 2, expand_ratio),
-                MobileViTBlock(width, dim, depth, **transformer),
+                MobileViTBlock(width, dim, depth, mlp_ratio=ratio, **transformer),
             )
-            for previous, width, dim, depth in zip(
-                (w2, w3, w4), (w3, w4, w5), transformer_dims, transformer_depths, strict=True
+            for previous, width, dim, depth, ratio in zip(
+                (w2, w3, w4), (w3, w4, w5), transformer_dims, transformer_depths, mlp_ratios, strict=True
             )
         )
         final_width = final_dim if extension_widths is None else extension_widths[2]
@@ -313,7 +370,7 @@ class MobileViT(nn.Module):
             self.head = nn.Linear(sum(extension_widths), num_classes, bias=False)
         self.head_drop = nn.Dropout(head_dropout)
         residual = self.residual_blocks()
-        for block, rate in zip(residual, torch.linspace(0.0, drop_path_rate, len(residual)).tolist(), strict=True):
+        for block, rate in zip(residual, linear_drop_path_rates(drop_path_rate, len(residual)), strict=True):
             block.drop_path.p = rate
 
     def residual_blocks(self) -> list[InvertedResidual | TransformerLayer]:
@@ -383,16 +440,23 @@ def resolve_extension(owner: str, extension: int | tuple[int, int, int] | None) 
     return tuple(extension)
 
 
-def mobilevit_xxs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xxs"])
+def mobilevit_xxs() -> MobileViT:
     """MobileViT-XXS: 1.3M parameters at 1000 classes (paper), MV2 expansion 2."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xxs"] | kwargs))
 
 
-def mobilevit_xs(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["xs"])
+def mobilevit_xs() -> MobileViT:
     """MobileViT-XS: 2.3M parameters at 1000 classes (paper)."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["xs"] | kwargs))
 
 
-def mobilevit_s(**kwargs) -> MobileViT:
+@preset(MobileViT, **MOBILEVIT_WIDTHS["s"])
+def mobilevit_s() -> MobileViT:
     """MobileViT-S: 5.6M parameters at 1000 classes (paper); the backbone ExMobileViT extends."""
-    return MobileViT(**(MOBILEVIT_WIDTHS["s"] | kwargs))
+
+
+@preset(MobileViT, **(MOBILEVIT_WIDTHS["s"] | EXMOBILEVIT_BACKBONE | {"extension": 928}))
+def exmobilevit_s() -> MobileViT:
+    """ExMobileViT-928 as the ExMobileViT repository builds it: MobileViT-S widths, its backbone
+    (`EXMOBILEVIT_BACKBONE`) and the 928 classifier; 5,958,064 parameters at 1000 classes, as its code
+    counts. `extension=None` gives the repository's MobileViT baseline (+ a classifier bias)."""

@@ -21,11 +21,14 @@ Shapes: B batch, T+1 tokens (class token first), H heads, d head width.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from lit_vir.checks import check_range
-from lit_vir.models.vit import Block, VisionTransformer, preset_widths, vit_base, vit_small
+from lit_vir.models.presets import preset
+from lit_vir.models.vit import Block, VisionTransformer, vit_base, vit_small
 
 __all__ = ["ReViT", "ResidualBlock", "revit_base", "revit_small"]
 
@@ -54,23 +57,14 @@ class ReViT(VisionTransformer):
     """ViT with residual attention: S_l = α·S_l + (1 − α)·S_{l−1} before each softmax (block 0 unmixed).
 
     Takes `alpha` (α's initial value, in [0, 1]) and `learn_alpha` (train α, or keep it fixed); every other
-    keyword is the baseline's (`VisionTransformer`), with `ResidualBlock` as its block. α is one scalar
+    argument is the baseline's (`VisionTransformer`), with `ResidualBlock` as its block. α is one scalar
     parameter shared by all blocks and is not clamped while it learns.
     """
 
     block_fn = ResidualBlock
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        image_size: int = 32,
-        in_channels: int = 3,
-        *,
-        alpha: float = 0.5,
-        learn_alpha: bool = True,
-        **kwargs,
-    ) -> None:
-        super().__init__(num_classes, image_size, in_channels, **kwargs)
+    def __init__(self, *args: Any, alpha: float = 0.5, learn_alpha: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         check_range(type(self).__name__, "alpha (α)", alpha, low=0, high=1)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)), requires_grad=learn_alpha)
 
@@ -102,11 +96,11 @@ class ReViT(VisionTransformer):
         return torch.stack(maps)
 
 
-def revit_base(num_classes: int = 10, image_size: int = 32, in_channels: int = 3, **kwargs) -> ReViT:
+@preset(ReViT, **vit_base.defaults)
+def revit_base() -> ReViT:
     """ReViT at `vit_base`'s width (D 768, 12 heads, MLP 3072), the width of the paper's ViT comparison."""
-    return ReViT(num_classes, image_size, in_channels, **(preset_widths(vit_base) | kwargs))
 
 
-def revit_small(num_classes: int = 10, image_size: int = 32, in_channels: int = 3, **kwargs) -> ReViT:
+@preset(ReViT, **vit_small.defaults)
+def revit_small() -> ReViT:
     """ReViT on `vit_small` (D 192, 12 heads, MLP ×2, depth 9, patch 4): ≈2.7M parameters + α."""
-    return ReViT(num_classes, image_size, in_channels, **(preset_widths(vit_small) | kwargs))

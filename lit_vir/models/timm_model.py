@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_vir.checks import ConfigError, check_range
+from lit_vir.checks import ConfigError, check_probabilities, check_range
 
 __all__ = ["TimmModel"]
 
@@ -60,7 +60,7 @@ class TimmModel(nn.Module):
             raise ConfigError(f"{owner}: name = {name!r} is not a timm model; similar ones: {', '.join(close)}.")
         size = image_size if pad_to is None else pad_to
         check_range(owner, "pad_to", size, low=image_size, hint=f"It must be at least image_size = {image_size}.")
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         self.name = name
         self.image_size = image_size
         self.pad_to = pad_to

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_divides, check_probabilities, check_range
 from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.state_cache import ReservoirStateCache
@@ -219,15 +219,13 @@ class ViR(nn.Module):
         super().__init__()
         options = ReservoirOptions(**reservoir_options)
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, in_channels=in_channels)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "embed_dim (D)", embed_dim, low=1)
         check_range(owner, "depth (L)", depth, low=1)
         check_choice(owner, "mode", mode, ("parallel", "serial"))
         check_range(owner, "mlp_dim (M)", mlp_dim, low=1)
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, drop_path_rate=drop_path_rate)
         check_choice(owner, "pooling", pooling, ("flatten", "mean", "last"))
         check_choice(owner, "readout", readout, ("quadratic", "linear"))
         check_choice(owner, "token_order", token_order, ("raster", "shuffled"))

@@ -3,12 +3,12 @@
 Patch embedding (stride-P convolution) → class token + learned positional embedding → L pre-norm
 blocks (x += MHSA(LN x); x += MLP(LN x), optional stochastic depth on both) → LN → Linear on the class
 token (or the token mean).
-Presets (`vit_base`, `vit_small`) are thin functions over the one constructor; spec: `variants.md`.
+Presets (`vit_base`, `vit_small`) are their values over the one constructor (`presets.preset`); spec:
+`variants.md`.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Literal
 
@@ -17,15 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 
 __all__ = [
     "Attention",
     "Block",
     "Mlp",
     "VisionTransformer",
-    "drop_path_rates",
-    "preset_widths",
     "vit_base",
     "vit_small",
 ]
@@ -168,9 +168,7 @@ class VisionTransformer(nn.Module):
         if embed_dim % num_heads:
             raise ConfigError(f"{owner}: embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}.")
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
 
         self.num_classes = num_classes
@@ -184,7 +182,7 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=rate)
-            for rate in drop_path_rates(drop_path_rate, depth)
+            for rate in linear_drop_path_rates(drop_path_rate, depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -224,72 +222,11 @@ class VisionTransformer(nn.Module):
         return self.forward_head(self.forward_features(images))
 
 
-def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
-    """Stochastic-depth rate of each of `depth` blocks: linear from 0 to `drop_path_rate` (timm's rule)."""
-    return torch.linspace(0, drop_path_rate, depth).tolist()
+@preset(VisionTransformer, patch_size=4, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0)
+def vit_base() -> VisionTransformer:
+    """ViT-Base width (D 768, 12 heads, MLP 3072): the paper's comparison at depth 1/3/6/12."""
 
 
-def vit_base(
-    num_classes: int = 10,
-    image_size: int = 32,
-    in_channels: int = 3,
-    *,
-    patch_size: int = 4,
-    embed_dim: int = 768,
-    depth: int = 12,
-    num_heads: int = 12,
-    mlp_ratio: float = 4.0,
-    **kwargs,
-) -> VisionTransformer:
-    """ViT-Base width (D 768, 12 heads, MLP 3072): the paper's comparison at depth 1/3/6/12.
-
-    Presets spell their values as keyword defaults (rather than a dict merged into **kwargs) so that
-    jsonargparse lists and checks them when a config names the preset as its `class_path`; every other
-    keyword goes to `VisionTransformer`."""
-    return VisionTransformer(
-        num_classes,
-        image_size,
-        in_channels,
-        patch_size=patch_size,
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        **kwargs,
-    )
-
-
-def vit_small(
-    num_classes: int = 10,
-    image_size: int = 32,
-    in_channels: int = 3,
-    *,
-    patch_size: int = 4,
-    embed_dim: int = 192,
-    depth: int = 9,
-    num_heads: int = 12,
-    mlp_ratio: float = 2.0,
-    **kwargs,
-) -> VisionTransformer:
+@preset(VisionTransformer, patch_size=4, embed_dim=192, depth=9, num_heads=12, mlp_ratio=2.0)
+def vit_small() -> VisionTransformer:
     """The from-scratch anchor: D 192, 12 heads, MLP ×2, depth 9, patch 4 (≈2.7M parameters)."""
-    return VisionTransformer(
-        num_classes,
-        image_size,
-        in_channels,
-        patch_size=patch_size,
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        **kwargs,
-    )
-
-
-def preset_widths(preset: Callable[..., VisionTransformer]) -> dict:
-    """A preset's architecture keywords and their values (its keyword-only defaults): the one place a width
-    is written, so a variant's preset (`revit_small`) builds on the ViT preset instead of restating it."""
-    return {
-        name: parameter.default
-        for name, parameter in inspect.signature(preset).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }

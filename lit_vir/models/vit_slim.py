@@ -41,15 +41,16 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
-from lit_vir.models.vit import Block, Mlp, VisionTransformer, drop_path_rates
+from lit_vir.checks import ConfigError, check_choice, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.vit import Block, Mlp, VisionTransformer
 
 __all__ = [
     "ORIGINAL",
@@ -127,7 +128,7 @@ class SearchableViT(VisionTransformer):
 
     Takes `attention_search` (the attention mask's shape, see the module docstring), `token_logit_init`
     (p at init; ζ_tok = tanh p) and the L1 weights w1, w2, w3 (`attention_l1`, `mlp_l1`, `token_l1`);
-    every other keyword is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
+    every other argument is the baseline's (`VisionTransformer`), with `MaskedBlock` as its block. The masks
     are three parameters, one row per block: `attention_mask` (L, H|1, d|1), `mlp_mask` (L, M) and
     `token_logit` (L, T+1).
     """
@@ -137,18 +138,15 @@ class SearchableViT(VisionTransformer):
 
     def __init__(
         self,
-        num_classes: int = 10,
-        image_size: int = 32,
-        in_channels: int = 3,
-        *,
+        *args: Any,
         attention_search: AttentionSearch = "channel",
         token_logit_init: float = 3.0,
         attention_l1: float = 1e-4,
         mlp_l1: float = 1e-4,
         token_l1: float = 1e-4,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, image_size, in_channels, **kwargs)
+        super().__init__(*args, **kwargs)
         owner = type(self).__name__
         check_choice(owner, "attention_search", attention_search, ("channel", "head", "head_dim"))
         for name, weight in (("attention_l1 (w1)", attention_l1), ("mlp_l1 (w2)", mlp_l1), ("token_l1 (w3)", token_l1)):
@@ -213,7 +211,9 @@ class SearchableViT(VisionTransformer):
         for block, channel_mask, mlp_mask, token_mask in zip(
             self.blocks, self.attention_mask, self.mlp_mask, self.token_mask, strict=True
         ):
-            tokens = block(tokens, channel_mask, mlp_mask, token_mask)
+            # the masks go by keyword: a row of a parameter taken under no_grad requires grad yet has no grad_fn, and
+            # torch's ModuleTracker (FLOP counting in Lightning's summary) hooks every positional input needing grad
+            tokens = block(tokens, channel_mask=channel_mask, mlp_mask=mlp_mask, token_mask=token_mask)
         return self.norm(tokens)  # (B, T+1, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -344,7 +344,7 @@ class SlimViT(nn.Module):
         super().__init__()
         owner = type(self).__name__
         check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, drop_path_rate=drop_path_rate)
         check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "head_dim", head_dim, low=1)
         check_choice(owner, "pooling", pooling, ("token", "mean"))
@@ -404,7 +404,7 @@ class SlimViT(nn.Module):
         self.blocks = nn.ModuleList(
             SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
             for widths, mlp_width, count, rate in zip(
-                head_widths, mlp_widths, token_counts, drop_path_rates(drop_path_rate, depth), strict=True
+                head_widths, mlp_widths, token_counts, linear_drop_path_rates(drop_path_rate, depth), strict=True
             )
         )
         self.norm = nn.LayerNorm(embed_dim)
@@ -589,26 +589,8 @@ def build_slim(model: SearchableViT, keep: KeepMasks, binarize: bool = False) ->
     return slimmed.train(model.training)
 
 
-def slim(
-    model: SearchableViT,
-    budget: float,
-    *,
-    attention_budget: float | None = None,
-    mlp_budget: float | None = None,
-    token_budget: float | None = None,
-    ranking: Ranking = "magnitude",
-    rank_class_token: bool = False,
-    binarize: bool = False,
-) -> SlimViT:
-    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, ...), binarize)`. The original
-    code's behaviour is `ranking="signed", rank_class_token=True, binarize=True` (`ORIGINAL`)."""
-    keep = keep_masks(
-        model,
-        budget,
-        attention_budget=attention_budget,
-        mlp_budget=mlp_budget,
-        token_budget=token_budget,
-        ranking=ranking,
-        rank_class_token=rank_class_token,
-    )
-    return build_slim(model, keep, binarize)
+def slim(model: SearchableViT, budget: float, *, binarize: bool = False, **selection: Any) -> SlimViT:
+    """ViT-Slim's slimming step: `build_slim(model, keep_masks(model, budget, **selection), binarize)`, where
+    `selection` is `keep_masks`' keywords (a budget per mask type, `ranking`, `rank_class_token`). The original
+    code's behaviour is `slim(model, budget, **ORIGINAL)`: `ranking="signed", rank_class_token=True, binarize=True`."""
+    return build_slim(model, keep_masks(model, budget, **selection), binarize)

@@ -10,7 +10,8 @@ PRM, the pyramid reduction module, runs parallel convolutions with dilations d �
 and concatenates them, so every token sees several receptive fields (the multi-scale bias); PCM, the
 parallel convolution module, is conv-BN-SiLU-conv-BN-SiLU-conv beside the attention (the locality bias).
 MSA is window attention (non-overlapping w×w windows, no shift) in early stages and global attention
-late. Stage layouts are data (`ViTAEStage`); the constructor picks a small-image layout from
+late; a global RC attends as T2T's token transformer (no q/k/v bias, a shortcut from v), as the official
+one does. Stage layouts are data (`ViTAEStage`); the constructor picks a small-image layout from
 `image_size` unless `stages` is given. Spec: `variants.md`, section ViTAEv2.
 """
 
@@ -18,12 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from lit_vir.checks import ConfigError, check_choice, check_divides, check_range
+from lit_vir.checks import ConfigError, check_choice, check_counts, check_divides, check_probabilities, check_range
+from lit_vir.models.drop_path import linear_drop_path_rates
+from lit_vir.models.presets import preset
 from lit_vir.models.vit import Attention, Mlp
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "ParallelConvolution",
     "PyramidReduction",
     "ReductionCell",
+    "TokenAttention",
     "ViTAEStage",
     "ViTAEv2",
     "WindowAttention",
@@ -132,6 +138,22 @@ class WindowAttention(Attention):
         return attended.reshape(batch, size * size, -1)  # (B, H·W, D)
 
 
+class TokenAttention(Attention):
+    """The official global RC's attention, T2T's token transformer: q/k/v project `in_dim` → `dim` without
+    bias, and the output is proj(softmax(q kᵀ/√d_h) v) + v, v's heads merged: the value path is the
+    shortcut, since the attention's input (the PRM tokens) is wider than its output. (B, T, D_in) → (B, T, D)."""
+
+    def __init__(self, in_dim: int, dim: int, num_heads: int, attention_dropout: float, dropout: float) -> None:
+        super().__init__(dim, num_heads, attention_dropout, dropout)
+        self.qkv = nn.Linear(in_dim, 3 * dim, bias=False)
+
+    def forward(self, tokens: torch.Tensor, size: int) -> torch.Tensor:  # (B, T, D_in); `size`: global anyway
+        q, k, v = self.split_heads(tokens)  # (B, heads, T, head_dim)
+        dropout = self.attention_dropout if self.training else 0.0
+        attended = self.merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=dropout))  # (B, T, D)
+        return attended + v.transpose(1, 2).flatten(2)
+
+
 class PyramidReduction(nn.Module):
     """PRM: parallel k×k convolutions at stride r with dilations d (each + GELU), concatenated.
 
@@ -179,8 +201,15 @@ class ReductionCell(nn.Module):
     """RC: t = MSA(LN(PRM(x))) + PCM(x); out = t + MLP(LN t). Map (B, C, H, W) → tokens (B, H·W/r², D).
 
     There is no identity shortcut around the attention: its input (|d|·E wide, at H/r) differs from
-    its output; the PCM branch, a strided convolution of the input map, plays that role (as in the
-    official code's window RC; its global RC's T2T-style value shortcut is not used here).
+    its output. As in the official code, a windowed RC (`window` > 0) attends with q/k/v biases and
+    no shortcut (the PCM branch, a strided convolution of the input map, plays that role), a global RC
+    (`window` 0) with T2T's `TokenAttention`: no q/k/v bias, v as the shortcut.
+
+    The window is the stage's, as for its Normal Cells. The official code builds every windowed RC
+    with window 7 whatever its stage's setting (`window_size` is not passed on to it) and zero-pads the
+    map to a multiple of 7, the padded tokens joining the attention unmasked: the same for ViTAEv2-S
+    and `STAGES_28` (window 7, maps 56, 28 / 14), not for `STAGES_32` (window 4, where the official
+    code would pad 16 → 21 and 8 → 14). Here windows must tile the map (`check_stages`).
     """
 
     def __init__(
@@ -196,8 +225,10 @@ class ReductionCell(nn.Module):
         strides = tuple(2 if stage.downsample >= 2 ** (i + 1) else 1 for i in range(3))
         self.prm = PyramidReduction(in_channels, stage.prm_dim, stage.prm_kernel, stage.downsample, stage.dilations)
         self.norm1 = nn.LayerNorm(pyramid_dim)
-        self.attn = WindowAttention(
-            pyramid_dim, stage.dim, stage.reduction_heads, stage.window, attention_dropout, dropout
+        self.attn = (
+            WindowAttention(pyramid_dim, stage.dim, stage.reduction_heads, stage.window, attention_dropout, dropout)
+            if stage.window
+            else TokenAttention(pyramid_dim, stage.dim, stage.reduction_heads, attention_dropout, dropout)
         )
         widths = (in_channels, stage.prm_dim, stage.prm_dim, stage.dim)
         self.pcm = ParallelConvolution(widths, strides, stage.reduction_groups)
@@ -288,8 +319,10 @@ class ViTAEv2(nn.Module):
     with 7×7, S's fourth stage (D 512) is dropped (its map would be 2×2), the third stage has 4 Normal
     Cells instead of 8, and windows are 4×4 instead of 7×7 (16 then 4 windows per map; S has 64 then 16).
     At 28×28 the stage that reads the image is S's second stage (D 128) and the last is S's third.
-    Also differing from the official code: LayerNorm eps 1e-5, and global RCs attend without T2T's value
-    shortcut (see `ReductionCell`).
+    Parameter counts equal the official code's for the same layout (ViTAEv2-S 19,355,688; the official
+    `ViTAEv2_basic` built with `STAGES_32`, `STAGES_28`: 5,858,890, 4,966,218 at 10 classes). Also
+    differing from the official code: LayerNorm eps 1e-5 (the official NCs 1e-6), and RC windows (see
+    `ReductionCell`).
 
     Stochastic depth. `drop_path_rate` is the rate of the last Normal Cell; the i-th of the n NCs of the
     whole network drops its branches with rate · i/(n − 1) (timm's linear rule), Reduction Cells never
@@ -313,14 +346,10 @@ class ViTAEv2(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_range(owner, "image_size", image_size, low=1)
-        check_range(owner, "in_channels", in_channels, low=1)
+        check_counts(owner, num_classes=num_classes, image_size=image_size, in_channels=in_channels)
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
         check_range(owner, "reduction_mlp_ratio", reduction_mlp_ratio, low=0, low_inclusive=False)
-        check_range(owner, "dropout", dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "attention_dropout", attention_dropout, low=0, high=1, high_inclusive=False)
-        check_range(owner, "drop_path_rate", drop_path_rate, low=0, high=1, high_inclusive=False)
+        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate)
         stages = small_image_stages(image_size) if stages is None else tuple(stages)
         if not stages:
             raise ConfigError(f"{owner}: stages is empty; give at least one ViTAEStage (or null for the preset).")
@@ -329,11 +358,10 @@ class ViTAEv2(nn.Module):
         self.num_classes = num_classes
         self.stage_specs = stages
         widths = (in_channels, *(stage.dim for stage in stages))
-        rates = torch.linspace(0.0, drop_path_rate, sum(stage.depth for stage in stages)).split(
-            [stage.depth for stage in stages]
-        )  # one linear schedule over every NC, cut per stage
+        schedule = iter(linear_drop_path_rates(drop_path_rate, sum(stage.depth for stage in stages)))  # every NC's
+        rates = [tuple(islice(schedule, stage.depth)) for stage in stages]  # the one schedule, cut per stage
         self.stages = nn.ModuleList(
-            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout, tuple(rate.tolist()))
+            Stage(width, stage, mlp_ratio, reduction_mlp_ratio, dropout, attention_dropout, rate)
             for width, stage, rate in zip(widths[:-1], stages, rates, strict=True)
         )
         self.head_drop = nn.Dropout(dropout)
@@ -345,7 +373,8 @@ class ViTAEv2(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set[str]:
         """timm's convention: parameters to keep out of weight decay beyond biases, norms and other 1-d
@@ -407,16 +436,16 @@ def check_stages(
         channels = stage.dim
 
 
-def vitae_v2_32(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=32, stages=STAGES_32)
+def vitae_v2_32() -> ViTAEv2:
     """ViTAEv2 for 32×32 images (CIFAR): maps 16, 8, 4; 5.86M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 32, "stages": STAGES_32} | kwargs))
 
 
-def vitae_v2_28(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, image_size=28, in_channels=1, stages=STAGES_28)
+def vitae_v2_28() -> ViTAEv2:
     """ViTAEv2 for 28×28 images (MNIST): maps 14, 7; 4.97M parameters at 10 classes."""
-    return ViTAEv2(**({"image_size": 28, "in_channels": 1, "stages": STAGES_28} | kwargs))
 
 
-def vitae_v2_s(**kwargs) -> ViTAEv2:
+@preset(ViTAEv2, num_classes=1000, image_size=224, stages=STAGES_S_IMAGENET)
+def vitae_v2_s() -> ViTAEv2:
     """The paper's ImageNet ViTAEv2-S (224×224, 1000 classes, 19.2M parameters), for reference."""
-    return ViTAEv2(**({"num_classes": 1000, "image_size": 224, "stages": STAGES_S_IMAGENET} | kwargs))

@@ -15,15 +15,18 @@ __all__ = ["RowSample"]
 
 
 class RowSample:
-    """Rows (last dimension = features) of every tensor passed to `add`, subsampled uniformly."""
+    """Rows (last dimension = features) of every tensor passed to `add`, subsampled uniformly; `seen` counts
+    every number passed, kept or not."""
 
     def __init__(self, max_values: int = 2**20, seed: int = 0) -> None:
         self.max_values = max_values
         self.generator = torch.Generator().manual_seed(seed)
         self.keys: torch.Tensor | None = None  # (R,)
         self.rows: torch.Tensor | None = None  # (R, F)
+        self.seen = 0
 
     def add(self, tensor: torch.Tensor) -> None:
+        self.seen += tensor.numel()
         rows = tensor.detach().reshape(-1, tensor.shape[-1])  # (rows, F)
         keys = torch.rand(rows.shape[0], generator=self.generator).to(rows.device)
         if self.rows is not None:
@@ -37,3 +40,4 @@ class RowSample:
 
     def clear(self) -> None:
         self.keys = self.rows = None
+        self.seen = 0

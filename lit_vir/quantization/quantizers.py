@@ -58,13 +58,14 @@ def fake_quantize(
 
 def weight_scales(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-output-channel symmetric steps Δ_c = max|W_c| / (2^(b−1) − 1): (out,)."""
-    return weight.abs().amax(dim=1).clamp(min=SMALLEST_SCALE) / signed_levels(bits)[1]
+    return weight.flatten(1).abs().amax(dim=1).clamp(min=SMALLEST_SCALE) / signed_levels(bits)[1]
 
 
 def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """A Linear weight (out, in) on its per-channel b-bit grid."""
+    """A Linear (out, in) or convolution (out, in, k, k) weight on its per-output-channel b-bit grid."""
     low, high = signed_levels(bits)
-    return fake_quantize(weight, weight_scales(weight, bits)[:, None], 0, low, high)
+    scales = weight_scales(weight, bits).view(-1, *[1] * (weight.dim() - 1))  # (out, 1, …)
+    return fake_quantize(weight, scales, 0, low, high)
 
 
 def output_error(quantized: torch.Tensor, original: torch.Tensor, weight: torch.Tensor | None = None) -> float:
@@ -94,7 +95,9 @@ class ActivationQuantizer(nn.Module):
 
     Float (identity) while `bits` is None. While `observing`, every input is added to the row sample
     (and the fitted grids are forgotten); `set_bits(b, weight)` fits the b-bit grid on the sample once
-    and caches it, so a precision search can switch bit widths freely.
+    and caches it, so a precision search can switch bit widths freely. `values_per_image` (set by
+    `calibration.observe`) is how many numbers pass this site per image: its weight in the average
+    activation bit width.
     """
 
     def __init__(self, kind: Kind = "symmetric", max_values: int = 2**20, seed: int = 0) -> None:
@@ -104,6 +107,7 @@ class ActivationQuantizer(nn.Module):
         self.bits: int | None = None
         self.observing = False
         self.sample = RowSample(max_values, seed)
+        self.values_per_image = 0.0
         self.fitted: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}  # bits → fitted grid
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
@@ -166,14 +170,16 @@ class ActivationQuantizer(nn.Module):
 class SegmentedQuantizer(nn.Module):
     """One per-tensor quantiser per segment of the last dimension, for an input concatenated from tensors
     of different ranges (ViR's readout reads [x ; h ; o ; x² ; h² ; o²]). Each segment is a tensor of its
-    own before the concatenation, so its own scale factors out of its block of the matrix product."""
+    own before the concatenation, so its own scale factors out of its block of the matrix product.
+    A segment of width 0 (a readout without reservoir nodes, N = 0) has no quantiser: nothing passes it."""
 
     def __init__(self, widths: Sequence[int], kinds: Sequence[Kind]) -> None:
         super().__init__()
         if len(widths) != len(kinds):
             raise ValueError(f"SegmentedQuantizer: {len(widths)} widths but {len(kinds)} kinds.")
-        self.widths = list(widths)
-        self.parts = nn.ModuleList(ActivationQuantizer(kind) for kind in kinds)
+        kept = [(width, kind) for width, kind in zip(widths, kinds, strict=True) if width > 0]
+        self.widths = [width for width, _ in kept]
+        self.parts = nn.ModuleList(ActivationQuantizer(kind) for _, kind in kept)
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         pieces = values.split(self.widths, dim=-1)

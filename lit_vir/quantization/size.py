@@ -1,9 +1,10 @@
 """Model size in bits, as a quantised model would be stored.
 
-- A quantised Linear at b bits: b bits per weight, plus one 32-bit float scale per output channel; its bias
-  stays a 32-bit float (it is added after the integer product at the accumulator's precision).
+- A quantised layer (Linear, patch-embedding convolution) whose weight is at b bits: b bits per weight,
+  plus one 32-bit float scale per output channel; its bias stays a 32-bit float (it is added after the
+  integer product at the accumulator's precision).
 - Each fitted activation quantiser: 32 bits per stored number — a symmetric grid's scale, an asymmetric
-  grid's scale and zero point, OPT-m's scale and m.
+  grid's scale and zero point, OPT-m's and the two-scale softmax quantiser's Δ and m; none for log2.
 - Every other parameter (float layers: LayerNorms, convolutions, embeddings, class token, positions, a
   float Linear): 32 bits. SQ-b adds nothing: it is folded into existing parameters.
 - Buffers are not counted: ViR's reservoirs W, V (and b) are drawn from the seed when the model is built,
@@ -49,9 +50,9 @@ def model_size(model: nn.Module) -> ModelSize:
     weight_bits = quantizer_bits = 0
     quantized = set()
     for layer in quantized_layers(model).values():
-        if layer.bits is not None:
-            weight_bits += layer.weight.numel() * layer.bits
-            quantizer_bits += layer.out_features * FLOAT_BITS
+        if layer.weight_bits is not None:
+            weight_bits += layer.weight.numel() * layer.weight_bits
+            quantizer_bits += layer.weight.shape[0] * FLOAT_BITS
             quantized.add(id(layer.weight))
     for module in model.modules():
         if isinstance(module, ActivationQuantizer):

@@ -95,7 +95,8 @@ class ImageClassifier(L.LightningModule):
         metrics = MetricCollection(accuracy)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone()
+        self.metrics = metrics
+        self.test_metrics = nn.ModuleList([metrics.clone()])  # one collection per test set, see on_test_epoch_start
         self.test_prefix = "test"  # set with `testing_as`
         self.val_acc_best = MaxMetric()
 
@@ -144,21 +145,23 @@ class ImageClassifier(L.LightningModule):
         finally:
             self.test_prefix = previous
 
-    @property
-    def testing_several_sets(self) -> bool:
-        loaders = self.trainer.test_dataloaders if self._trainer is not None else None
-        return isinstance(loaders, (list, tuple)) and len(loaders) > 1
+    def on_test_epoch_start(self) -> None:
+        """A fresh metric collection per test loader: one shared collection would pool every loader's
+        predictions into each loader's number."""
+        loaders = self.trainer.test_dataloaders
+        count = len(loaders) if isinstance(loaders, (list, tuple)) else 1
+        self.test_metrics = nn.ModuleList([self.metrics.clone() for _ in range(count)]).to(self.device)
 
     def test_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
-        """One test set: loss and torchmetrics accuracy. Several (a corruption benchmark's cells): the
-        predictions go to `CorruptionReport`, which reports every cell in one table."""
+        """Loss and torchmetrics accuracy of each test set (Lightning suffixes `/dataloader_idx_k` when there
+        are several); the predictions are returned for callbacks such as `CorruptionReport`."""
         loss, logits, labels = self.model_step(batch)
-        if not self.testing_several_sets:
-            self.test_metrics.update(logits, labels)
-            self.log(f"{self.test_prefix}/loss", loss, on_epoch=True, sync_dist=True)
-            self.log_dict({f"{self.test_prefix}/{name}": metric for name, metric in self.test_metrics.items()})
+        metrics = self.test_metrics[dataloader_idx]
+        metrics.update(logits, labels)
+        self.log(f"{self.test_prefix}/loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict({f"{self.test_prefix}/{name}": metric for name, metric in metrics.items()})
         return {"predictions": logits.argmax(dim=-1), "labels": labels}
 
     def predict_step(

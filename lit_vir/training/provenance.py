@@ -13,8 +13,11 @@ import lightning
 import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams
 
 import lit_vir
+from lit_vir.training.labels import run_hyperparameters
 
 __all__ = ["SaveConfigAndEnvironment", "environment"]
 
@@ -61,8 +64,24 @@ def environment() -> dict[str, Any]:
     }
 
 
+# The metrics TensorBoard's HPARAMS tab shows next to each run's hyperparameters (read from the run's scalars).
+HPARAM_METRICS = ("val/acc_best", "test/acc", "test_last/acc")
+
+
+def write_hparams_summary(logger: TensorBoardLogger, config: dict) -> None:
+    """The HPARAMS tab's session for this run: `run_hyperparameters(config)` against `HPARAM_METRICS`. Written
+    directly rather than by `log_hyperparams(params, metrics)`, which would log placeholder values of the
+    metrics as real scalars (a `test/acc` of 0 in a run that never tested)."""
+    experiment, start, end = hparams(run_hyperparameters(config), dict.fromkeys(HPARAM_METRICS, 0.0))
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, start, end):
+        writer.add_summary(summary)
+    writer.flush()
+
+
 class SaveConfigAndEnvironment(SaveConfigCallback):
-    """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, command)."""
+    """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, command) and the run's
+    row in TensorBoard's HPARAMS tab."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         """Runs on rank zero only, so it must not call collectives (`trainer.log_dir` broadcasts)."""
@@ -72,3 +91,6 @@ class SaveConfigAndEnvironment(SaveConfigCallback):
         target = Path(folder) / "environment.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(environment(), sort_keys=False))
+        tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if tensorboard:
+            write_hparams_summary(tensorboard[0], yaml.safe_load(self.parser.dump(self.config, skip_none=False)))

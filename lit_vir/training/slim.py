@@ -113,8 +113,10 @@ class SlimSearch(ImageClassifier):
                 )
         super().on_fit_start()
 
-    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss, logits, labels = super().model_step(batch)
+    def model_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        loss, logits, labels = super().model_step(batch, targets)
         if self.training:
             sparsity = self.backbone.sparsity_loss()
             self.log("train/cross_entropy", loss, on_step=False, on_epoch=True)

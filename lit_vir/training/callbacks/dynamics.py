@@ -65,11 +65,7 @@ class ReservoirDynamics(L.Callback):
         memory: bool = True,
         small_world: bool = True,
         figures: bool = True,
-        jacobian_samples: int = 8,
-        max_delay: int = 200,
-        strongest_edges: int = 10,
-        path_sources: int = 100,
-        seed: int = 0,
+        **settings: Any,
     ) -> None:
         """
         Args:
@@ -78,11 +74,8 @@ class ReservoirDynamics(L.Callback):
             memory: log the memory capacity (once; O(12,000·N²) plus one N×N solve per core).
             small_world: log the small-world measures (once; O(N³) per graph and reference).
             figures: log the spectrum, MC_k and state heat-map figures (TensorBoard only).
-            jacobian_samples: eigenvalue problems of the Jacobian method, O(N³) each.
-            max_delay: k_max of the memory capacity.
-            strongest_edges: k of the strongest-edges graph.
-            path_sources: sampled source nodes of the path lengths.
-            seed: seed of every random draw of the analyses.
+            settings: the analyses' budgets and seed, `lit_vir.analysis.report.AnalysisSettings` fields (e.g.
+                jacobian_samples, max_delay, strongest_edges, path_sources, seed), with its defaults.
         """
         super().__init__()
         if every_n_epochs < 1 or num_images < 1:
@@ -94,13 +87,7 @@ class ReservoirDynamics(L.Callback):
         self.memory = memory
         self.small_world = small_world
         self.figures = figures
-        self.settings = AnalysisSettings(
-            jacobian_samples=jacobian_samples,
-            max_delay=max_delay,
-            strongest_edges=strongest_edges,
-            path_sources=path_sources,
-            seed=seed,
-        )
+        self.settings = AnalysisSettings(**settings)
         self._active = False
         self._images: torch.Tensor | None = None
 
