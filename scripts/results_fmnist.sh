@@ -13,7 +13,8 @@
 # Restartable: a job is claimed by creating $STATE/claimed/<name> and finished by $STATE/done/<name>; a killed
 # job's claim is removed with `rm $STATE/claimed/<name>` (its half run folder too) and the script run again.
 # Environment: BUDGET (default 00:00:15:00), LOGS (logs/results-fmnist), JOBS (1), CORES (the cores to pin
-# workers to, default "1 0"), ROBUST_BATCHES (test batches of 100 per corruption cell, default 20), EXTRA (more
+# workers to, default "1 0"), ROBUST_BATCHES (test batches of 100 per corruption cell, default 10), ROBUST_MODELS
+# (the rows the robustness part tests, default "vir1 no_reservoir vit_small_scratch timm_resnet18"), EXTRA (more
 # flags for every fit, e.g. a smoke test: BUDGET=00:00:00:40 EXTRA="--trainer.limit_val_batches 5").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ LOGS=${LOGS:-logs/results-fmnist}
 STATE=${STATE:-$LOGS/.state}
 JOBS=${JOBS:-1}
 CORES=(${CORES:-1 0})
-ROBUST_BATCHES=${ROBUST_BATCHES:-20}
+ROBUST_BATCHES=${ROBUST_BATCHES:-10}
 OUT=${OUT:-docs/measurements/results-fmnist}
 EXTRA=${EXTRA:-}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
@@ -120,7 +121,7 @@ case "${1:?list, train, robustness, perturb or compare}" in
     ;;
   slim) slim ;;
   robustness)  # the seed-1 best-validation checkpoints on the corrupted test set (first ROBUST_BATCHES×100 images)
-    for name in vir1 no_reservoir vit_small_scratch timm_resnet18; do
+    for name in ${ROBUST_MODELS:-vir1 no_reservoir vit_small_scratch timm_resnet18}; do
       lit-vir test -c "$LOGS/$name/seed1/config.yaml" -c $C/data/corrupted_fashion_mnist.yaml \
         --ckpt_path "$(best "$name")" --trainer.limit_test_batches "$ROBUST_BATCHES" --trainer.enable_progress_bar false \
         --trainer.logger.init_args.save_dir "$LOGS-robustness" --trainer.logger.init_args.name "$name" \

@@ -5,9 +5,11 @@
 # Prints one line per run and the medians; docs/benchmarks.md quotes them.
 #   scripts/threads_busy.sh                        # the whole machine
 #   CPUS=0 THREADS=2 scripts/threads_busy.sh       # squeezed onto one core (taskset), 2 OpenMP threads forced
+# LIMIT (default 900 s) stops a run that takes longer; its time is then printed as the limit and marked ">".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-3}
+LIMIT=${LIMIT:-900}
 HOGS=${HOGS:-2}
 pin=()
 [ -n "${CPUS:-}" ] && pin=(taskset -c "$CPUS")
@@ -15,12 +17,13 @@ threads=()
 [ -n "${THREADS:-}" ] && threads=("OMP_NUM_THREADS=$THREADS")
 work=$(mktemp -d)
 run() {  # run POLICY LOAD: one timed quickstart
-  local start end
+  local start end mark=""
   start=$(date +%s.%N)
-  (cd "$work" && env "${threads[@]}" OMP_WAIT_POLICY="$1" "${pin[@]}" lit-vir fit -c "$OLDPWD/configs/quickstart.yaml" \
-    --trainer.enable_progress_bar false --trainer.logger false >/dev/null 2>&1)
+  (cd "$work" && env "${threads[@]}" OMP_WAIT_POLICY="$1" timeout "$LIMIT" "${pin[@]}" lit-vir fit \
+    -c "$OLDPWD/configs/quickstart.yaml" --trainer.enable_progress_bar false --trainer.logger false >/dev/null 2>&1) ||
+    mark=">"
   end=$(date +%s.%N)
-  echo "$1 $2 $(echo "$end - $start" | bc)"
+  echo "$1 $2 $(echo "$end - $start" | bc) $mark"
 }
 results=()
 for load in idle busy; do
@@ -35,10 +38,12 @@ for load in idle busy; do
 done
 printf '%s\n' "${results[@]}" | python3 -c "
 import statistics, sys
-rows = [line.split() for line in sys.stdin]
+rows = [line.split() + [''] for line in sys.stdin]
 for load in ('idle', 'busy'):
     for policy in ('ACTIVE', 'PASSIVE'):
-        times = [float(t) for p, l, t in rows if p == policy and l == load]
-        print(f'median {load:4} {policy:7} {statistics.median(times):7.1f} s  over {len(times)} runs')
+        times = [float(row[2]) for row in rows if row[:2] == [policy, load]]
+        stopped = sum(row[3] == '>' for row in rows if row[:2] == [policy, load])
+        note = f' ({stopped} stopped at the {max(times):.0f} s limit)' if stopped else ''
+        print(f'median {load:4} {policy:7} {statistics.median(times):7.1f} s  over {len(times)} runs{note}')
 "
 rm -rf "$work"
