@@ -132,8 +132,32 @@ case "${1:?list, train, robustness, perturb or compare}" in
     lit-vir perturb --ckpt_path "$(best vir1)" --ckpt_path "$(best vit_small_scratch)" -c $C/data/fashion_mnist.yaml \
       --kinds noise --output "$OUT/perturb"
     ;;
-  compare)
+  compare)  # the main table and figure, the robustness table, and each run's config.yaml/environment.yaml
     lit-vir compare "$LOGS/*/seed*" --output "$OUT" --title "Fashion-MNIST, $BUDGET budget per run, one CPU thread"
+    python - "$LOGS-robustness" "$OUT" <<'PYTHON'
+import json
+import sys
+from pathlib import Path
+
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+summaries = {path.parent.parent.name: json.loads(path.read_text()) for path in sorted(runs.glob("*/seed1/corruption_summary.json"))}
+if summaries:
+    corruptions = next(iter(summaries.values()))["benchmark_corruptions"]
+    lines = ["| row | mean over 15 × 5 cells | " + " | ".join(corruptions) + " |", "|---" * (len(corruptions) + 2) + "|"]
+    for name, summary in summaries.items():
+        cells = [f"{100 * summary['per_corruption'][c]:.1f}" for c in corruptions]
+        lines.append(f"| {name} | {100 * summary['mean_corruption_accuracy']:.2f} | " + " | ".join(cells) + " |")
+    (out / "robustness.md").write_text("\n".join(lines) + "\n")
+    (out / "robustness.json").write_text(json.dumps(summaries, indent=2))
+    print(f"wrote {out}/robustness.md, robustness.json")
+PYTHON
+    for run in "$LOGS"/*/seed* "$LOGS-robustness"/*/seed*; do  # the records of every run, not its checkpoints
+      target="$OUT/runs/${run#"$(dirname "$(dirname "$run")")/"}"
+      [[ $run == *-robustness/* ]] && target="$OUT/runs-robustness/${run#"$LOGS-robustness/"}"
+      mkdir -p "$target"
+      cp "$run"/config.yaml "$run"/environment.yaml "$target"/
+      [ -e "$run/corruption_heatmap.png" ] && cp "$run/corruption_heatmap.png" "$target"/
+    done
     ;;
   *) echo "usage: $0 list|train|robustness|perturb|compare" >&2; exit 2 ;;
 esac

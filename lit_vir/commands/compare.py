@@ -21,6 +21,7 @@ from pathlib import Path
 import jsonargparse
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from rich.console import Console
 from rich.table import Table
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -268,21 +269,27 @@ def figure(runs: list[Run], title: str) -> Figure:
         ("training FLOPs", lambda run: run.train_flops),
         ("training time (s)", lambda run: run.fit_time_s),
     )
-    for (model, recipe, dataset, _, _), members in groups(runs).items():
+    grouped = groups(runs)
+    one_dataset = len({dataset for _, _, dataset, _, _ in grouped}) == 1  # then the title names it, not each label
+    spans = {name: [] for name, _ in axes_x}
+    for (model, recipe, dataset, _, _), members in grouped.items():
         accuracies = [run.test_acc if run.test_acc is not None else run.val_acc_final for run in members]
         if any(value is None for value in accuracies):
             continue
-        label = f"{model} {dataset}" + ("" if recipe == "reference" else f" ({recipe})")
-        for axes, (_, x_of) in zip(panels, axes_x, strict=True):
+        label = model + ("" if one_dataset else f" {dataset}") + ("" if recipe == "reference" else f" ({recipe})")
+        for axes, (name, x_of) in zip(panels, axes_x, strict=True):
             xs = [x_of(run) for run in members]
             if any(value is None for value in xs):
                 continue
+            spans[name] += xs
             y = 100 * statistics.fmean(accuracies)
             spread = 100 * statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
             axes.errorbar(statistics.fmean(xs), y, yerr=spread, fmt="o", markersize=4, capsize=2)
             axes.annotate(label, (statistics.fmean(xs), y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     for axes, (name, _) in zip(panels, axes_x, strict=True):
-        axes.set_xscale("log")
+        if spans[name] and max(spans[name]) > 10 * min(spans[name]):  # a log axis only where values span a decade
+            axes.set_xscale("log")
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(name)
         axes.set_ylabel("test accuracy %")
         axes.grid(alpha=0.3)
