@@ -7,7 +7,7 @@
 #   scripts/results_fmnist.sh list                 # the jobs, one per line: name, then the command
 #   JOBS=2 scripts/results_fmnist.sh train         # run every job not yet done; JOBS workers, each on its own core
 #   scripts/results_fmnist.sh robustness           # 15 corruptions × 5 severities on the seed-1 checkpoints
-#   scripts/results_fmnist.sh perturb              # lit-vir perturb noise curves, ViR-1 against ViT-Small
+#   scripts/results_fmnist.sh perturb              # lit-vir perturb noise curves, ViR-1 against both ViT-Smalls
 #   scripts/results_fmnist.sh compare              # the table and the frontier figure → docs/measurements/results-fmnist
 #
 # Restartable: a job is claimed by creating $STATE/claimed/<name> and finished by $STATE/done/<name>; a killed
@@ -129,8 +129,9 @@ case "${1:?list, train, robustness, perturb or compare}" in
     done
     ;;
   perturb)
-    lit-vir perturb --ckpt_path "$(best vir1)" --ckpt_path "$(best vit_small_scratch)" -c $C/data/fashion_mnist.yaml \
-      --kinds noise --output "$OUT/perturb"
+    lit-vir perturb --ckpt_path "$(best vir1)" --ckpt_path "$(best vit_small_scratch)" \
+      --ckpt_path "$(best vit_small_reference)" -c $C/data/fashion_mnist.yaml --kinds noise \
+      --limit_batches "$ROBUST_BATCHES" --output "$OUT/perturb"
     ;;
   compare)  # the main table and figure, the robustness table, and each run's config.yaml/environment.yaml
     lit-vir compare "$LOGS/*/seed*" --output "$OUT" --title "Fashion-MNIST, $BUDGET budget per run, one CPU thread"
@@ -143,10 +144,11 @@ runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 summaries = {path.parent.parent.name: json.loads(path.read_text()) for path in sorted(runs.glob("*/seed1/corruption_summary.json"))}
 if summaries:
     corruptions = next(iter(summaries.values()))["benchmark_corruptions"]
-    lines = ["| row | mean over 15 × 5 cells | " + " | ".join(corruptions) + " |", "|---" * (len(corruptions) + 2) + "|"]
+    lines = ["| row | clean | mean over 15 × 5 cells | " + " | ".join(corruptions) + " |", "|---" * (len(corruptions) + 3) + "|"]
     for name, summary in summaries.items():
         cells = [f"{100 * summary['per_corruption'][c]:.1f}" for c in corruptions]
-        lines.append(f"| {name} | {100 * summary['mean_corruption_accuracy']:.2f} | " + " | ".join(cells) + " |")
+        clean = "–" if summary["clean_accuracy"] is None else f"{100 * summary['clean_accuracy']:.2f}"
+        lines.append(f"| {name} | {clean} | {100 * summary['mean_corruption_accuracy']:.2f} | " + " | ".join(cells) + " |")
     (out / "robustness.md").write_text("\n".join(lines) + "\n")
     (out / "robustness.json").write_text(json.dumps(summaries, indent=2))
     print(f"wrote {out}/robustness.md, robustness.json")
