@@ -2,7 +2,9 @@
 
 import torch
 
-from lit_vir.models.reservoir import Reservoir
+from lit_vir.models.reservoir import Reservoir, draw_matrices, reservoir_step
+from lit_vir.models.reservoir_options import ReservoirOptions
+from lit_vir.models.topology import input_matrix, nearly_fully_connected
 
 
 def reference_states(tokens, weight, input_weight, leak_rate, bias=None):
@@ -70,3 +72,66 @@ def test_recurrence_stays_float32_under_bf16_autocast():
         states = reservoir(tokens)
     assert states.dtype == torch.float32
     assert torch.allclose(states, reservoir(tokens), atol=1e-6)
+
+
+def test_the_bias_is_drawn_after_w_and_v_as_s_times_2u_minus_1():
+    options = ReservoirOptions(num_nodes=20, jump_size=3, bias_scaling=0.4)
+    generator = torch.Generator().manual_seed(11)
+    nearly_fully_connected(options, generator)  # W first, then V: the draws the bias follows
+    input_matrix(8, 20, generator, density=options.input_density, signed=False)
+    uniform = torch.rand(20, generator=generator, dtype=torch.float64)
+    bias = draw_matrices(options, 8, seed=11)[2]
+    assert torch.allclose(bias, 0.4 * (2 * uniform - 1), atol=1e-15, rtol=0)
+    assert draw_matrices(ReservoirOptions(num_nodes=20, jump_size=3), 8, seed=11)[2] is None  # s = 0: no bias
+
+
+def test_memoryless_zeroes_w_and_keeps_the_full_reservoirs_v():
+    full = draw_matrices(ReservoirOptions(num_nodes=20, jump_size=3), 8, seed=4)
+    memoryless = draw_matrices(ReservoirOptions(num_nodes=20, jump_size=3, memoryless=True), 8, seed=4)
+    assert torch.count_nonzero(memoryless[0]) == 0 and torch.count_nonzero(full[0]) == 20 * 20 - 1
+    assert torch.equal(memoryless[1], full[1])
+
+
+def test_buffers_are_the_float64_draws_in_the_default_dtype():
+    reservoir = Reservoir(8, num_nodes=20, jump_size=3, bias_scaling=0.2, num_reservoirs=2, seed=6)
+    for index in range(2):
+        weight, inputs, bias = draw_matrices(reservoir.options, 8, seed=6 + index)
+        assert reservoir.weight.dtype == reservoir.input_weight.dtype == reservoir.bias.dtype == torch.float32
+        assert torch.equal(reservoir.weight[index], weight.float())
+        assert torch.equal(reservoir.input_weight[index], inputs.float())
+        assert torch.equal(reservoir.bias[index], bias.float())
+
+
+def test_repr_names_the_settings():
+    reservoir = Reservoir(8, num_nodes=20, jump_size=3, num_reservoirs=2, leak_rate=0.5, seed=7)
+    assert reservoir.extra_repr() == "in_features=8, num_nodes=20, num_reservoirs=2, leak_rate=0.5, seed=7"
+
+
+def test_without_a_graph_the_states_overwrite_the_drive_and_with_one_they_do_not():
+    reservoir = tiny(leak_rate=0.5)
+    drive = reservoir.drive(torch.randn(2, 4, 8, dtype=torch.float64))
+    assert reservoir.states(drive) is drive  # in its own memory
+    needing = drive.clone().requires_grad_()
+    states = reservoir.states(needing)
+    assert states is not needing and states.grad_fn is not None
+    with torch.no_grad():
+        assert reservoir.states(needing) is needing  # no graph to build: in place even for a leaf
+
+
+def test_memoryless_without_leak_is_tanh_of_the_drive_at_every_step():
+    reservoir = tiny(memoryless=True, bias_scaling=0.3)
+    tokens = torch.randn(2, 5, 8, dtype=torch.float64)
+    expected = torch.tanh(tokens @ reservoir.input_weight[0] + reservoir.bias[0])
+    assert torch.allclose(reservoir(tokens)[0], expected, atol=1e-12, rtol=0)
+    drive = reservoir.drive(tokens).requires_grad_()
+    assert torch.allclose(reservoir.states(drive)[0], expected, atol=1e-12, rtol=0)
+
+
+def test_identity_activation_step_is_the_linear_recurrence():
+    state, drive = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    weight = torch.randn(5, 5, dtype=torch.float64)
+    new, output = reservoir_step(state, drive, weight, leak_rate=0.25, activation="identity")
+    assert torch.allclose(output, state @ weight + drive, atol=1e-12, rtol=0)
+    assert torch.allclose(new, 0.75 * state + 0.25 * (state @ weight + drive), atol=1e-12, rtol=0)
+    bank_new, _ = reservoir_step(state[None], drive[None], weight[None], leak_rate=0.25)
+    assert torch.allclose(bank_new[0], 0.75 * state + 0.25 * torch.tanh(state @ weight + drive), atol=1e-12, rtol=0)

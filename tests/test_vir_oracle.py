@@ -118,6 +118,7 @@ CASES = {
     "leaky-biased-signed": dict(leak_rate=0.6, bias_scaling=0.3, signed_input=True, spectral_radius=1.2),
     "trained-embedding": dict(train_embedding=True, depth=2, mode="serial"),
     "no_reservoir": dict(use_reservoir=False, depth=2),
+    "no_reservoir-serial": dict(use_reservoir=False, depth=2, mode="serial"),
     "memoryless": dict(memoryless=True),
     "linear_readout": dict(readout="linear", depth=2),
     "shuffled_tokens": dict(token_order="shuffled", depth=2),
