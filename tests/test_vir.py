@@ -105,7 +105,7 @@ def test_the_smallest_allowed_widths_build_and_run():
 
 def test_defaults_are_the_reference_cifar_settings():
     model = ViR(num_nodes=32, jump_size=5)  # only the reservoir shrunk
-    assert model.head.linear.out_features == 10 and model.depth == 1 and model.mode == "parallel"
+    assert model.num_classes == model.head.linear.out_features == 10 and model.depth == 1 and model.mode == "parallel"
     assert model.embedding.num_patches == 64 and model.embedding.projection.in_features == 4 * 4 * 3
     assert model.embedding.projection.out_features == 128 and model.blocks[0].mlp[0].out_features == 512
     assert model.reservoirs[0].seed == 42 and model.head.pooling == "flatten"
