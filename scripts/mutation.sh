@@ -19,8 +19,9 @@ cd "$(dirname "$0")/.."
 # The fast tests of each module: pytest arguments, as mutmut's pytest_add_cli_args_test_selection. mutmut then
 # runs, for each mutant, only the selected tests that call the mutated function.
 declare -A SELECTION=(
-  [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_analysis.py
-    -k 'not bench and not training_with and not cannot_fit and not augmented'"
+  [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
+    tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
+    -k 'not reference_no_reservoir and not bench and not training_with and not cannot_fit and not augmented'"
   [lit_vir/models/topology.py]="tests/test_topology.py tests/test_reservoir.py tests/test_analysis.py"
   [lit_vir/models/vir.py]="tests/test_vir.py tests/test_vir_oracle.py tests/test_ablations.py tests/test_engine.py
     tests/test_analysis.py -k 'not reference_settings and not reference_no_reservoir and not bench
