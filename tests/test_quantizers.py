@@ -184,8 +184,17 @@ def test_activation_quantizer_states_float_observing_and_cached_grids():
 
 
 def test_activation_quantizer_rejects_an_unknown_kind():
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError) as error:
         ActivationQuantizer("logarithmic")
+    assert str(error.value) == "ActivationQuantizer: kind = 'logarithmic' is not one of 'symmetric', 'asymmetric'."
+
+
+def test_activation_quantizer_defaults():
+    quantizer = ActivationQuantizer()
+    assert quantizer.kind == "symmetric" and quantizer.bits is None and quantizer.observing is False
+    assert quantizer.sample.max_values == 2**20 and quantizer.sample.generator.initial_seed() == 0
+    assert ActivationQuantizer(max_values=64, seed=5).sample.generator.initial_seed() == 5
+    assert quantizer.values_per_image == 0.0 and quantizer.fitted == {}
 
 
 def test_segmented_quantizer_fits_each_segment_on_its_own_rows_and_weight_columns():
@@ -213,3 +222,13 @@ def test_segmented_quantizer_needs_a_kind_per_width():
     with pytest.raises(ValueError) as error:
         SegmentedQuantizer([2, 3], ["symmetric"])
     assert str(error.value) == "SegmentedQuantizer: 2 widths but 1 kinds."
+
+
+def test_a_segment_one_column_wide_gets_its_own_quantizer():
+    rows = torch.tensor([[5.0, 0.1, -0.2], [-4.0, 0.3, 0.05]])
+    segmented = observed(SegmentedQuantizer([1, 2], ["symmetric", "symmetric"]), rows)
+    assert segmented.widths == [1, 2] and len(segmented.parts) == 2
+    segmented.set_bits(8)
+    narrow = observed(ActivationQuantizer("symmetric"), rows[:, 1:])
+    narrow.set_bits(8)
+    assert torch.equal(segmented(rows)[:, 1:], narrow(rows[:, 1:]))
