@@ -3,27 +3,33 @@
 #
 #   scripts/mutation.sh                                                          # every module below
 #   scripts/mutation.sh lit_vir/analysis/lyapunov.py lit_vir/analysis/memory.py  # only these
+#   MUTATION_RERUN=1 scripts/mutation.sh lit_vir/models/vir.py                   # its survivors, with new tests
 #
 # Each module is mutated alone, in a fresh copy of the project under mutants/<module>/ (mutmut copies it once
 # more into mutants/<module>/mutants/), against the fast tests that exercise it (SELECTION). The shared mutmut
 # settings are the [tool.mutmut] table of pyproject.toml; this script adds `only_mutate` and the test
 # selection to the copy's table. Runs on one core (MUTATION_CORE, default 0), niced, one thread, one worker.
 # Writes mutants/<module>.txt (score, then every survivor's diff) and mutants/<module>.json; prints the score.
+# MUTATION_RERUN=1 keeps the module's copy from an earlier run (refused if lit_vir/ has changed since), copies the
+# current tests/ into it and reruns only the mutants that survived: tests that were only added cannot revive a
+# killed mutant. The time reported is then that of the earlier run plus the rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The fast tests of each module: pytest arguments, as mutmut's pytest_add_cli_args_test_selection. mutmut then
 # runs, for each mutant, only the selected tests that call the mutated function.
 declare -A SELECTION=(
-  [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_analysis.py
-    -k 'not bench and not training_with and not cannot_fit and not augmented'"
+  [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
+    tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
+    -k 'not reference_no_reservoir and not bench and not training_with and not cannot_fit and not augmented'"
   [lit_vir/models/topology.py]="tests/test_topology.py tests/test_reservoir.py tests/test_analysis.py"
-  [lit_vir/models/vir.py]="tests/test_vir.py tests/test_engine.py tests/test_analysis.py
-    -k 'not reference_settings and not bench and not training_with and not cannot_fit and not augmented'"
+  [lit_vir/models/vir.py]="tests/test_vir.py tests/test_vir_oracle.py tests/test_ablations.py tests/test_engine.py
+    tests/test_analysis.py -k 'not reference_settings and not reference_no_reservoir and not bench
+    and not training_with and not cannot_fit and not augmented'"
   [lit_vir/models/vit.py]="tests/test_vit.py tests/test_revit.py tests/test_vit_slim.py
     -k 'not command and not piece_trains'"
   [lit_vir/models/revit.py]="tests/test_revit.py -k 'not command and not piece_trains'"
-  [lit_vir/quantization/quantizers.py]="tests/test_quantization.py -k 'not command and not help'"
+  [lit_vir/quantization/quantizers.py]="tests/test_quantizers.py tests/test_quantization.py -k 'not command and not help'"
   [lit_vir/quantization/modules.py]="tests/test_quantization.py -k 'not command and not help'"
   [lit_vir/quantization/mixed_precision.py]="tests/test_quantization.py -k 'not command and not help'"
   [lit_vir/analysis/lyapunov.py]="tests/test_analysis.py"
@@ -53,16 +59,33 @@ for module in "${modules[@]}"; do
   name=${module%.py}
   name=${name//\//.}  # lit_vir.analysis.lyapunov
   work=mutants/$name
-  rm -rf "$work"
-  mkdir -p "$work"
-  cp -a lit_vir tests configs pyproject.toml "$work"/
-  find "$work" -name __pycache__ -prune -exec rm -rf {} +
-  python scripts/mutation_score.py configure "$work/pyproject.toml" "$module" "${SELECTION[$module]}"
-  echo "== $module: mutmut run (log: $work.log)"
+  mutants_named=()
+  earlier=0
+  if [[ -n ${MUTATION_RERUN:-} ]]; then
+    [[ -f $work.json ]] || { echo "scripts/mutation.sh: MUTATION_RERUN needs an earlier run ($work.json)" >&2; exit 2; }
+    diff -rq -x __pycache__ lit_vir "$work/lit_vir" > /dev/null \
+      || { echo "scripts/mutation.sh: lit_vir/ changed since $work was made; run without MUTATION_RERUN" >&2; exit 2; }
+    mapfile -t mutants_named < <(python scripts/mutation_score.py survivors "$work.json")
+    earlier=$(python scripts/mutation_score.py seconds "$work.json")
+    for copy in "$work" "$work/mutants"; do
+      rm -rf "$copy/tests" && cp -a tests "$copy/"
+      find "$copy/tests" -name __pycache__ -prune -exec rm -rf {} +
+    done
+    echo "== $module: rerunning its ${#mutants_named[@]} survivors (log: $work.log)"
+  else
+    rm -rf "$work"
+    mkdir -p "$work"
+    cp -a lit_vir tests configs pyproject.toml "$work"/
+    find "$work" -name __pycache__ -prune -exec rm -rf {} +
+    python scripts/mutation_score.py configure "$work/pyproject.toml" "$module" "${SELECTION[$module]}"
+    echo "== $module: mutmut run (log: $work.log)"
+  fi
   started=$SECONDS
   # mutmut exits non-zero when the clean tests fail; the score step then reports no results
-  (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 nice -n 10 taskset -c "${MUTATION_CORE:-0}" \
-    mutmut run --max-children 1) > "$work.log" 2>&1 || echo "   mutmut failed: see $work.log" >&2
-  python scripts/mutation_score.py score "$work" "$module" "$commit" "$((SECONDS - started))" \
-    "scripts/mutation.sh $module"
+  if [[ -z ${MUTATION_RERUN:-} || ${#mutants_named[@]} -gt 0 ]]; then
+    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 nice -n 10 taskset -c "${MUTATION_CORE:-0}" \
+      mutmut run --max-children 1 "${mutants_named[@]}") > "$work.log" 2>&1 || echo "   mutmut failed: see $work.log" >&2
+  fi
+  python scripts/mutation_score.py score "$work" "$module" "$commit" "$((earlier + SECONDS - started))" \
+    "${MUTATION_RERUN:+MUTATION_RERUN=1 }scripts/mutation.sh $module"
 done

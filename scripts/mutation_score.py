@@ -1,7 +1,8 @@
-"""The two steps of scripts/mutation.sh around `mutmut run`: configure a module's copy, then score its run.
+"""The steps of scripts/mutation.sh around `mutmut run`: configure a module's copy, then score its run.
 
     python scripts/mutation_score.py configure COPY/pyproject.toml MODULE "PYTEST SELECTION"
     python scripts/mutation_score.py score COPY MODULE COMMIT SECONDS COMMAND
+    python scripts/mutation_score.py survivors|seconds MODULE.json     # for MUTATION_RERUN: an earlier score's
 
 The score counts a mutant as killed when its tests failed, timed out or crashed (mutmut's killed, timeout and
 segfault). Survivors named in the "Equivalent mutants" section of docs/testing.md are left out of the
@@ -40,7 +41,8 @@ def configure(pyproject: Path, module: str, selection: str) -> None:
     if clash := [key for key in ADDED_KEYS if key in table]:
         sys.exit(f"{pyproject}: [tool.mutmut] sets {clash}, which scripts/mutation.sh sets per module; remove them")
     added = f"only_mutate = {json.dumps([module])}\n"
-    added += f"pytest_add_cli_args_test_selection = {json.dumps(shlex.split(selection))}\n"
+    arguments = [" ".join(argument.split()) for argument in shlex.split(selection)]  # a -k may span lines
+    added += f"pytest_add_cli_args_test_selection = {json.dumps(arguments)}\n"
     text = text.replace("[tool.mutmut]\n", "[tool.mutmut]\n" + added, 1)
     load_toml(text)  # still valid TOML
     pyproject.write_text(text)
@@ -124,5 +126,13 @@ if __name__ == "__main__":
         configure(Path(arguments[0]), arguments[1], arguments[2])
     elif step == "score":
         score(Path(arguments[0]), arguments[1], arguments[2], int(arguments[3]), arguments[4])
+    elif step == "survivors":  # one per line: the earlier run's survivors not listed as equivalent since
+        listed = equivalent_mutants(REPO / "docs" / "testing.md")
+        earlier = json.loads(Path(arguments[0]).read_text())["unexplained_survivors"]
+        for name in earlier:
+            if name not in listed:
+                print(name)
+    elif step == "seconds":
+        print(json.loads(Path(arguments[0]).read_text())["seconds"])
     else:
-        sys.exit(f"unknown step {step!r}: configure or score")
+        sys.exit(f"unknown step {step!r}: configure, score, survivors or seconds")

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from lit_vir.checks import ConfigError
 from lit_vir.models import ViR, count_parameters, vit_base
-from lit_vir.models.vir import PatchEmbedding, Readout, linear_of_square
+from lit_vir.models.vir import ClassifierHead, LinearReadout, PatchEmbedding, Readout, ResidualMlp, linear_of_square
 
 TINY = dict(num_nodes=24, jump_size=5, embed_dim=8, mlp_dim=16)
 
@@ -50,6 +51,14 @@ def test_readout_computes_the_spec_equations():
     assert torch.allclose(readout(tokens, states), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("readout_class", [Readout, LinearReadout])
+def test_readouts_take_float32_states_into_a_float64_readout(readout_class):
+    readout = readout_class(embed_dim=6, num_nodes=9).double()
+    assert (readout.embed_dim, readout.num_nodes) == (6, 9)  # the widths (D, N) it splits its columns by
+    tokens, states = torch.randn(2, 5, 6, dtype=torch.float64), torch.rand(2, 5, 9)  # states: the buffers' float32
+    assert torch.equal(readout(tokens, states), readout(tokens, states.double()))
+
+
 def test_linear_of_square_has_the_gradients_of_its_definition():
     inputs = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
@@ -63,6 +72,83 @@ def test_a_training_step_runs_under_bf16_autocast():
         loss = model(torch.randn(2, 3, 8, 8)).float().square().sum()
     loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("num_classes", 0, "num_classes = 0 is outside the allowed range [1, inf)."),
+        ("in_channels", 0, "in_channels = 0 is outside the allowed range [1, inf)."),
+        ("patch_size", 3, "patch_size (P) = 3 does not divide image_size = 8; choose one of [1, 2, 4, 8]."),
+        ("embed_dim", 0, "embed_dim (D) = 0 is outside the allowed range [1, inf)."),
+        ("depth", 0, "depth (L) = 0 is outside the allowed range [1, inf)."),
+        ("mode", "chain", "mode = 'chain' is not one of 'parallel', 'serial'."),
+        ("mlp_dim", 0, "mlp_dim (M) = 0 is outside the allowed range [1, inf)."),
+        ("dropout", 1.5, "dropout = 1.5 is outside the allowed range [0, 1)."),
+        ("drop_path_rate", -0.1, "drop_path_rate = -0.1 is outside the allowed range [0, 1)."),
+        ("pooling", "max", "pooling = 'max' is not one of 'flatten', 'mean', 'last'."),
+        ("readout", "cubic", "readout = 'cubic' is not one of 'quadratic', 'linear'."),
+        ("token_order", "random", "token_order = 'random' is not one of 'raster', 'shuffled'."),
+    ],
+)
+def test_each_option_is_refused_with_its_name_value_and_range(option, value, message):
+    sizes = dict(num_classes=5, image_size=8, in_channels=3, patch_size=4)
+    with pytest.raises(ConfigError) as error:
+        ViR(**(sizes | TINY | {option: value}))
+    assert str(error.value) == f"ViR: {message}"
+
+
+def test_the_smallest_allowed_widths_build_and_run():
+    model = tiny_vir(embed_dim=1, mlp_dim=1, depth=1)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 5)
+
+
+def test_defaults_are_the_reference_cifar_settings():
+    model = ViR(num_nodes=32, jump_size=5)  # only the reservoir shrunk
+    assert model.num_classes == model.head.linear.out_features == 10 and model.depth == 1 and model.mode == "parallel"
+    assert model.embedding.num_patches == 64 and model.embedding.projection.in_features == 4 * 4 * 3
+    assert model.embedding.projection.out_features == 128 and model.blocks[0].mlp[0].out_features == 512
+    assert model.reservoirs[0].seed == 42 and model.head.pooling == "flatten"
+    assert not model.detach and not model.train_embedding and model.token_order is None
+
+
+def test_residual_mlp_and_head_defaults_and_layers():
+    block = ResidualMlp(4, 8)
+    assert [type(layer) for layer in block.mlp] == [
+        torch.nn.Linear,
+        torch.nn.GELU,
+        torch.nn.Dropout,
+        torch.nn.Linear,
+        torch.nn.Dropout,
+    ]
+    assert block.mlp[2].p == block.mlp[4].p == 0.0 and block.drop_path.p == 0.0
+    dropping = ResidualMlp(4, 8, dropout=0.3, drop_path_rate=0.2)
+    assert dropping.mlp[2].p == dropping.mlp[4].p == 0.3 and dropping.drop_path.p == 0.2
+    assert ClassifierHead(3, 4, 2).pooling == "flatten" and ClassifierHead(3, 4, 2).linear.in_features == 12
+
+
+def test_state_cache_refusal_says_what_is_needed_and_what_was_given():
+    with pytest.raises(ConfigError) as error:
+        tiny_vir(mode="serial", depth=2).enable_state_cache(8)
+    assert str(error.value) == (
+        "ViR: caching reservoir states needs mode = 'parallel', train_embedding = false (the states must depend on "
+        "the image alone) and a reservoir (use_reservoir = true); got mode = 'serial', train_embedding = False, "
+        "use_reservoir = True."
+    )
+
+
+def test_state_cache_lives_on_the_reservoirs_device():
+    cache = tiny_vir(depth=2).to("meta").enable_state_cache(4)  # the meta device stands in for a GPU
+    assert cache.states.device.type == "meta" and cache.keys.device.type == "meta"
+    assert cache.states.shape == (4, 2, 4, 24)  # (capacity, L, T, N)
+
+
+def test_a_bfloat16_state_cache_returns_the_missed_states_at_full_precision():
+    model = tiny_vir(depth=2).eval()
+    images = torch.randn(3, 3, 8, 8)
+    expected = model(images)
+    model.enable_state_cache(4, dtype=torch.bfloat16)
+    assert torch.equal(model(images), expected)  # nothing cached in evaluation: every state computed in float32
 
 
 def test_no_gradient_reaches_reservoir_matrices_which_are_buffers():

@@ -2,7 +2,9 @@
 
 The oracle below shares no code with `lit_vir.models.vir`: patches are cut with explicit loops, the recurrence,
 readouts, LayerNorm, GELU and head are written out per image and per token from `vir.md`. It only reads the
-model's parameters and fixed buffers (W, V, b, the shuffled token order).
+model's parameters and fixed buffers (W, V, b, the shuffled token order); the settings (depth, mode, pooling,
+readout kind, leak, ...) come from the case's options, not from the model's attributes, so a model that
+ignores or mistypes one of them differs from the oracle.
 """
 
 import math
@@ -30,7 +32,7 @@ def linear(layer: torch.nn.Linear, vector: torch.Tensor) -> torch.Tensor:
     return layer.weight.double() @ vector + layer.bias.double()
 
 
-def patch_tokens(model: ViR, image: torch.Tensor) -> list[torch.Tensor]:
+def patch_tokens(model: ViR, image: torch.Tensor, settings: dict) -> list[torch.Tensor]:
     """x_t for one image: P×P patches row by row, each flattened over (row, column, channel), then W_e."""
     tokens = []
     for row in range(0, IMAGE, PATCH):
@@ -38,7 +40,7 @@ def patch_tokens(model: ViR, image: torch.Tensor) -> list[torch.Tensor]:
             pixels = [(y, x, c) for y in range(PATCH) for x in range(PATCH) for c in range(CHANNELS)]
             values = [image[c, row + y, column + x] for y, x, c in pixels]
             tokens.append(linear(model.embedding.projection, torch.stack(values).double()))
-    if model.token_order is not None:
+    if settings["token_order"] == "shuffled":
         tokens = [tokens[int(index)] for index in model.token_order]
     return tokens
 
@@ -53,13 +55,13 @@ def reservoir_states(weight, input_weight, bias, leak, tokens) -> list[torch.Ten
     return states
 
 
-def core(model: ViR, index: int, tokens, states) -> list[torch.Tensor]:
+def core(model: ViR, index: int, tokens, states, settings: dict) -> list[torch.Tensor]:
     """Readouts → residual MLP for every token of one core (states None: no reservoir)."""
     readout, block = model.readouts[index], model.blocks[index]
     outputs = []
     for t, token in enumerate(tokens):
         linear_input = token if states is None else torch.cat([token, states[t]])
-        if hasattr(readout, "quadratic_readout"):
+        if settings["readout"] == "quadratic":
             o = torch.tanh(linear(readout.state_readout, linear_input))
             if states is None:
                 features = torch.cat([token, o, token**2, o**2])
@@ -73,8 +75,8 @@ def core(model: ViR, index: int, tokens, states) -> list[torch.Tensor]:
     return outputs
 
 
-def reservoir_of(model: ViR, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    if model.mode == "parallel":
+def reservoir_of(model: ViR, index: int, settings: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    if settings["mode"] == "parallel":
         bank, member = model.reservoirs[0], index
     else:
         bank, member = model.reservoirs[index], 0
@@ -82,25 +84,31 @@ def reservoir_of(model: ViR, index: int) -> tuple[torch.Tensor, torch.Tensor, to
     return bank.weight[member], bank.input_weight[member], bias
 
 
-def oracle_logits(model: ViR, images: torch.Tensor) -> torch.Tensor:
+DEFAULTS = dict(depth=1, mode="parallel", pooling="flatten", readout="quadratic", token_order="raster")
+DEFAULTS |= dict(use_reservoir=True, leak_rate=1.0)
+
+
+def oracle_logits(model: ViR, images: torch.Tensor, options: dict) -> torch.Tensor:
+    settings = DEFAULTS | options
     logits = []
     for image in images:
-        tokens = patch_tokens(model, image)
+        tokens = patch_tokens(model, image, settings)
         per_core = []
-        for index in range(model.depth):
+        for index in range(settings["depth"]):
             states = None
-            if model.use_reservoir:
-                weight, input_weight, bias = reservoir_of(model, index)
-                states = reservoir_states(weight, input_weight, bias, model.reservoirs[0].leak_rate, tokens)
-            outputs = core(model, index, tokens, states)
-            if model.mode == "serial":
+            if settings["use_reservoir"]:
+                weight, input_weight, bias = reservoir_of(model, index, settings)
+                states = reservoir_states(weight, input_weight, bias, settings["leak_rate"], tokens)
+            outputs = core(model, index, tokens, states, settings)
+            if settings["mode"] == "serial":
                 tokens = outputs
             per_core.append(outputs)
-        final = tokens if model.mode == "serial" else [sum(z) / model.depth for z in zip(*per_core, strict=True)]
+        depth = settings["depth"]
+        final = tokens if settings["mode"] == "serial" else [sum(z) / depth for z in zip(*per_core, strict=True)]
         head = model.head
-        if head.pooling == "flatten":
+        if settings["pooling"] == "flatten":
             pooled = torch.cat(final)
-        elif head.pooling == "mean":
+        elif settings["pooling"] == "mean":
             pooled = sum(final) / len(final)
         else:
             pooled = final[-1]
@@ -118,6 +126,7 @@ CASES = {
     "leaky-biased-signed": dict(leak_rate=0.6, bias_scaling=0.3, signed_input=True, spectral_radius=1.2),
     "trained-embedding": dict(train_embedding=True, depth=2, mode="serial"),
     "no_reservoir": dict(use_reservoir=False, depth=2),
+    "no_reservoir-serial": dict(use_reservoir=False, depth=2, mode="serial"),
     "memoryless": dict(memoryless=True),
     "linear_readout": dict(readout="linear", depth=2),
     "shuffled_tokens": dict(token_order="shuffled", depth=2),
@@ -139,12 +148,12 @@ def built(**options) -> ViR:
 def test_logits_equal_the_step_by_step_float64_oracle(case):
     model = built(**CASES[case])
     images = torch.randn(3, CHANNELS, IMAGE, IMAGE, generator=torch.Generator().manual_seed(1))
-    expected = oracle_logits(model, images)
+    expected = oracle_logits(model, images, CASES[case])
     assert torch.allclose(model.double()(images.double()), expected, atol=1e-9, rtol=0)
 
 
 def test_float32_logits_equal_the_oracle_to_1e_6_relative():
     model = built(depth=3)
     images = torch.randn(2, CHANNELS, IMAGE, IMAGE, generator=torch.Generator().manual_seed(2))
-    expected = oracle_logits(model, images)
+    expected = oracle_logits(model, images, dict(depth=3))
     assert torch.allclose(model(images).double(), expected, atol=1e-5 * expected.abs().max().item(), rtol=0)
