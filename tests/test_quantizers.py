@@ -232,3 +232,12 @@ def test_a_segment_one_column_wide_gets_its_own_quantizer():
     narrow = observed(ActivationQuantizer("symmetric"), rows[:, 1:])
     narrow.set_bits(8)
     assert torch.equal(segmented(rows)[:, 1:], narrow(rows[:, 1:]))
+
+
+def test_a_failed_fit_leaves_the_quantizer_at_its_previous_precision():
+    quantizer = ActivationQuantizer()  # no calibration rows reached it
+    with pytest.raises(RuntimeError):
+        quantizer.set_bits(8)
+    assert quantizer.bits is None and quantizer.parameter_count == 0
+    values = torch.linspace(-1, 1, 7)
+    assert torch.equal(quantizer(values), values)  # still float, not a half-set 8-bit site

@@ -241,10 +241,10 @@ class ViR(nn.Module):
         # Frozen rather than detached: a parameter that never gets a gradient would stall DDP.
         self.embedding.requires_grad_(train_embedding)
         num_tokens = self.embedding.num_patches
-        order = torch.arange(num_tokens)
+        order = None
         if token_order == "shuffled":
             order = torch.randperm(num_tokens, generator=torch.Generator().manual_seed(seed))
-        self.register_buffer("token_order", order if token_order == "shuffled" else None)  # (T,)
+        self.register_buffer("token_order", order)  # (T,) or None
         if not use_reservoir:
             banks = []
         elif mode == "parallel":

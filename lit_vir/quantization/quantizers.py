@@ -120,9 +120,9 @@ class ActivationQuantizer(nn.Module):
 
     def set_bits(self, bits: int | None, weight: torch.Tensor | None = None) -> None:
         """Quantise to `bits` from now on (None: float); `weight` is the consumer's, for the fit's error."""
-        self.bits = bits
         if bits is not None and bits not in self.fitted:
-            self.fitted[bits] = self.fit(bits, weight)
+            self.fitted[bits] = self.fit(bits, weight)  # may raise (no calibration data): the precision stays as it was
+        self.bits = bits
 
     @property
     def parameter_count(self) -> int:
