@@ -64,12 +64,8 @@ def similarity_figure(curves: dict[str, list[float]]) -> Figure:
     return figure
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     parse = parser()
     arguments = parse.parse_args(argv)
     check_range("attention", "images", arguments.images, low=1, hint="Average over at least 1 test image.")

@@ -414,12 +414,8 @@ def table(rows: list[dict], title: str) -> Table:
     return shown
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     from lit_vir.training.provenance import environment
 
     parse = parser()

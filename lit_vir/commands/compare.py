@@ -306,12 +306,8 @@ def parser() -> jsonargparse.ArgumentParser:
     return parse
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        compare(argv)
-
-
-def compare(argv: list[str]) -> None:
     arguments = parser().parse_args(argv)
     runs = [run for run in map(read_run, find_runs(arguments.runs)) if run.epochs > 0]  # test-only runs: no row
     if not runs:

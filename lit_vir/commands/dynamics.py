@@ -111,12 +111,8 @@ def build_parser() -> jsonargparse.ArgumentParser:
     return parser
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     parser = build_parser()
     options = parser.parse_args(argv)
     if (options.model is None) == (options.ckpt_path is None):

@@ -66,12 +66,8 @@ def parser() -> jsonargparse.ArgumentParser:
     return parse
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     parse = parser()
     arguments = parse.parse_args(argv)
     if arguments.limit_batches is not None:

@@ -253,12 +253,8 @@ def evaluate(
     return row
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     from lit_vir.training.checkpoints import load_classifier
 
     parse = parser()

@@ -247,12 +247,8 @@ def print_table(report: dict, console: Console) -> None:
     console.print(table)
 
 
+@user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
-    with user_errors():
-        run(argv)
-
-
-def run(argv: list[str]) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_options(args)
