@@ -153,12 +153,14 @@ if summaries:
     (out / "robustness.json").write_text(json.dumps(summaries, indent=2))
     print(f"wrote {out}/robustness.md, robustness.json")
 PYTHON
-    for run in "$LOGS"/*/seed* "$LOGS-robustness"/*/seed*; do  # the records of every run, not its checkpoints
-      target="$OUT/runs/${run#"$(dirname "$(dirname "$run")")/"}"
-      [[ $run == *-robustness/* ]] && target="$OUT/runs-robustness/${run#"$LOGS-robustness/"}"
-      mkdir -p "$target"
-      cp "$run"/config.yaml "$run"/environment.yaml "$target"/
-      [ -e "$run/corruption_heatmap.png" ] && cp "$run/corruption_heatmap.png" "$target"/
+    for run in "$LOGS"/*/seed*; do  # the records of every run, not its checkpoints
+      mkdir -p "$OUT/runs/${run#"$LOGS/"}"
+      cp "$run"/config.yaml "$run"/environment.yaml "$OUT/runs/${run#"$LOGS/"}"/
+    done
+    for run in "$LOGS-robustness"/*/seed*; do  # and of the robustness tests, with their per-cell table and heat map
+      mkdir -p "$OUT/runs-robustness/${run#"$LOGS-robustness/"}"
+      cp "$run"/{config.yaml,environment.yaml,corruption_accuracy.csv,corruption_heatmap.png} \
+        "$OUT/runs-robustness/${run#"$LOGS-robustness/"}"/
     done
     ;;
   *) echo "usage: $0 list|train|robustness|perturb|compare" >&2; exit 2 ;;
