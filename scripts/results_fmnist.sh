@@ -56,12 +56,12 @@ ROWS=(
 )
 
 # The order jobs run in, so what a short session finishes is the most useful part of the table: the seed-1 rows
-# the robustness and quantization parts need, then the second seeds of the claims (docs/results.md), then the
-# variants, then the remaining seeds. Jobs not named here run last, in ROWS order.
+# the robustness and quantization parts need, then the second seeds of the claims and ablations (docs/results.md),
+# then the variants, then the remaining seeds. Jobs not named here run last, in ROWS order.
 ORDER=(vir1-s1 no_reservoir-s1 vit_small_reference-s1 vit_small_scratch-s1 memoryless-s1 linear_readout-s1
-  timm_resnet18-s1 vir1-s2 no_reservoir-s2 vit_small_scratch-s2 vit_small_reference-s2 vir3-s1 vit_base1-s1
-  vir3_serial-s1 revit_small-s1 vitae_v2-s1 mobilevit-s1 exmobilevit-s1 timm_deit_tiny-s1 memoryless-s2
-  linear_readout-s2 shuffled_tokens-s1 shuffled_tokens-s2 vir1-s3 no_reservoir-s3 vit_small_scratch-s3)
+  timm_resnet18-s1 vir1-s2 no_reservoir-s2 vit_small_scratch-s2 vit_small_reference-s2 memoryless-s2
+  linear_readout-s2 vir3-s1 vit_base1-s1 revit_small-s1 vitae_v2-s1 exmobilevit-s1 timm_deit_tiny-s1 mobilevit-s1
+  vir3_serial-s1 shuffled_tokens-s1 shuffled_tokens-s2 vir1-s3 no_reservoir-s3 vit_small_scratch-s3)
 
 row_jobs() {  # name<TAB>command for every (row, seed)
   for seed in 1 2 3; do
