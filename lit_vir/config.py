@@ -162,6 +162,18 @@ def tool_parser(
     return parser
 
 
+def checkpoint_tool_parser(prog: str, module_doc: str, examples: str, data: str) -> LightningArgumentParser:
+    """The parser of a tool that reads checkpoints and fit's `data` section (attention, perturb, quantize): the
+    description is the first paragraph of the tool's module docstring; `data` says what the data piece gives."""
+    return tool_parser(
+        prog,
+        module_doc.split("\n\n")[0],
+        examples,
+        sections="data",
+        config_help=f"a data piece giving {data}, or a config of this command's options (repeatable)",
+    )
+
+
 def add_flag(parser: jsonargparse.ArgumentParser, name: str, help: str) -> None:
     """A yes/no option that is off by default: `--name` alone turns it on, `--name true|false` as in `fit`."""
     parser.add_argument(name, type=bool, nargs="?", const=True, default=False, help=help)

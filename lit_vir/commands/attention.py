@@ -21,7 +21,7 @@ from rich.table import Table
 from lit_vir.analysis.attention import attention_maps, cross_layer_similarity
 from lit_vir.checks import check_range
 from lit_vir.commands.common import checkpoint_label, test_batches, test_datamodule
-from lit_vir.config import tool_parser, user_errors
+from lit_vir.config import checkpoint_tool_parser, user_errors
 from lit_vir.training.checkpoints import load_classifier
 
 EXAMPLES = """\
@@ -37,13 +37,7 @@ Writes attention_similarity.json and attention_similarity.png to --output.
 
 
 def parser() -> jsonargparse.ArgumentParser:
-    parse = tool_parser(
-        "lit-vir attention",
-        __doc__.split("\n\n")[0],
-        EXAMPLES,
-        sections="data",
-        config_help="a data piece giving the test images, or a config of this command's options (repeatable)",
-    )
+    parse = checkpoint_tool_parser("lit-vir attention", __doc__, EXAMPLES, data="the test images")
     parse.add_argument("--ckpt_path", action="append", required=True, help="a ViT-family checkpoint (repeat)")
     parse.add_argument("--images", type=int, default=32, help="test images the maps are averaged over")
     parse.add_argument("--output", default="attention", help="folder for the result files")

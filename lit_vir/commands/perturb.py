@@ -20,7 +20,7 @@ from rich.table import Table
 
 from lit_vir.checks import check_range
 from lit_vir.commands.common import checkpoint_label, test_batches, test_datamodule
-from lit_vir.config import tool_parser, user_errors
+from lit_vir.config import checkpoint_tool_parser, user_errors
 from lit_vir.robustness.perturb import KINDS, RESERVOIR_KINDS, Perturbation, accuracy, perturbed, reservoirs
 from lit_vir.robustness.report import perturbation_figure
 from lit_vir.training.checkpoints import load_classifier
@@ -47,13 +47,7 @@ DEFAULT_LEVELS = {
 
 
 def parser() -> jsonargparse.ArgumentParser:
-    parse = tool_parser(
-        "lit-vir perturb",
-        __doc__.split("\n\n")[0],
-        EXAMPLES,
-        sections="data",
-        config_help="a data piece giving the test data, or a config of this command's options (repeatable)",
-    )
+    parse = checkpoint_tool_parser("lit-vir perturb", __doc__, EXAMPLES, data="the test data")
     parse.add_argument("--ckpt_path", action="append", required=True, help="a checkpoint (repeat for several)")
     parse.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="perturbations to apply")
     for kind, levels in DEFAULT_LEVELS.items():

@@ -25,7 +25,7 @@ from torch import nn
 
 from lit_vir.checks import ConfigError, check_range
 from lit_vir.commands.common import test_batches, test_datamodule
-from lit_vir.config import add_flag, tool_parser, user_errors
+from lit_vir.config import add_flag, checkpoint_tool_parser, user_errors
 from lit_vir.data.base import ImageDataModule, TransformedSubset
 from lit_vir.quantization import (
     BIT_CHOICES,
@@ -110,13 +110,7 @@ CSV_FIELDS = [
 
 
 def parser() -> jsonargparse.ArgumentParser:
-    parse = tool_parser(
-        "lit-vir quantize",
-        __doc__.split("\n\n")[0],
-        EXAMPLES,
-        sections="data",
-        config_help="a data piece giving the data, or a config of this command's options (repeatable)",
-    )
+    parse = checkpoint_tool_parser("lit-vir quantize", __doc__, EXAMPLES, data="the data")
     parse.add_argument("--ckpt_path", required=True, help="checkpoint of a ViR, ViT or other lit-vir run")
     parse.add_argument("--calibration", type=int, default=256, help="training images to calibrate on")
     parse.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4], help="uniform W_b A_b settings")

@@ -16,7 +16,7 @@ bias-free classifier: the early, more local features reach the decision directly
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -174,34 +174,21 @@ class MobileViTBlock(nn.Module):
         channels: int,
         dim: int,
         depth: int,
-        num_heads: int,
-        mlp_ratio: float,
+        *layer_args: Any,
         patch_size: int,
-        dropout: float,
-        attention_dropout: float,
-        *,
-        head_dim: int | None = None,
-        qkv_bias: bool = True,
         conv_in_norm_act: bool = False,
         final_norm: bool = True,
+        **layer_options: Any,
     ) -> None:
+        """`layer_args` and `layer_options` are each `TransformerLayer`'s own (num_heads, mlp_ratio, dropout,
+        attention_dropout, head_dim, qkv_bias), so the layer's signature is written once; its `patch_area`
+        is p² from `patch_size`."""
         super().__init__()
         self.patch_size = patch_size
         self.conv_local = ConvNormAct(channels, channels, 3)
         self.conv_in = ConvNormAct(channels, dim, 1) if conv_in_norm_act else nn.Conv2d(channels, dim, 1, bias=False)
-        self.layers = nn.ModuleList(
-            TransformerLayer(
-                dim,
-                num_heads,
-                mlp_ratio,
-                dropout,
-                attention_dropout,
-                patch_size**2,
-                head_dim=head_dim,
-                qkv_bias=qkv_bias,
-            )
-            for _ in range(depth)
-        )
+        layers = (TransformerLayer(dim, *layer_args, patch_area=patch_size**2, **layer_options) for _ in range(depth))
+        self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         self.conv_out = ConvNormAct(dim, channels, 1)
         self.fusion = ConvNormAct(2 * channels, channels, 3)

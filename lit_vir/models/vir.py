@@ -190,12 +190,12 @@ class ViR(nn.Module):
         image_size: int = 32,
         in_channels: int = 3,
         *,
-        patch_size: int = 4,
-        embed_dim: int = 128,
-        depth: int = 1,
+        patch_size: int = 4,  # P: T = (H/P)² tokens, in raster order
+        embed_dim: int = 128,  # D: the reservoirs' input width
+        depth: int = 1,  # L: reservoir cores
         mode: DeepMode = "parallel",
         detach: bool = False,
-        mlp_dim: int = 512,
+        mlp_dim: int = 512,  # M: the residual MLP's hidden width
         dropout: float = 0.0,
         drop_path_rate: float = 0.0,
         pooling: Pooling = "flatten",

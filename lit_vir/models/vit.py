@@ -9,7 +9,7 @@ Presets (`vit_base`, `vit_small`) are their values over the one constructor (`pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import torch
@@ -25,6 +25,7 @@ __all__ = [
     "Attention",
     "Block",
     "Mlp",
+    "ViTFrame",
     "VisionTransformer",
     "vit_base",
     "vit_small",
@@ -129,7 +130,83 @@ class Block(nn.Module):
         return tokens + self.drop_path(self.mlp(self.norm2(tokens)))
 
 
-class VisionTransformer(nn.Module):
+class ViTFrame(nn.Module):
+    """What every ViT of this package has around its blocks: patch embedding (stride-P convolution) → class
+    token + learned positions (+ dropout) → blocks → LN → pooling (class token or patch mean) → Linear.
+
+    Not a model a config names: `VisionTransformer` and `SlimViT` check their own options, then pass their
+    blocks as `build_blocks`. It is called after the patch embedding and tokens are made and before the norm
+    and head, so every ViT draws its initial weights in one order whichever class builds it. `num_positions`
+    is the sequence the position embedding covers (default: the class token and every patch).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int,
+        in_channels: int,
+        patch_size: int,
+        embed_dim: int,
+        dropout: float,
+        drop_path_rate: float,
+        pooling: Literal["token", "mean"],
+        build_blocks: Callable[[], Iterable[nn.Module]],
+        num_positions: int | None = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        check_range(owner, "num_classes", num_classes, low=1)
+        check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
+        check_probabilities(owner, dropout=dropout, drop_path_rate=drop_path_rate)
+        check_choice(owner, "pooling", pooling, ("token", "mean"))
+        num_patches = (image_size // patch_size) ** 2
+
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.drop_path_rate = drop_path_rate
+        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_positions or num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(build_blocks())
+        self.depth = len(self.blocks)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """timm's ViT initialisation: truncated normal (std .02) for tokens and Linear weights (a fully pruned
+        layer of a slim ViT has no weights to draw)."""
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.weight.numel():
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay besides biases and norms (timm's convention): the position
+        embedding and the class token, which decay would pull towards 0 for no regularising benefit."""
+        return {"pos_embed", "cls_token"}
+
+    def class_and_patches(self, images: torch.Tensor) -> torch.Tensor:
+        """The class token followed by the patch tokens, before positions: (B, 1+T, D)."""
+        patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
+        return torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)
+
+    def mean_of_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Mean pooling of the final patch tokens (B, T', D) → (B, D); the slimming models weight it."""
+        return patches.mean(dim=1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = features[:, 0] if self.pooling == "token" else self.mean_of_patches(features[:, 1:])
+        return self.head(pooled)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+class VisionTransformer(ViTFrame):
     """ViT for small images, trained from scratch; `forward_features` keeps every token for analysis.
 
     Variants change the blocks, not this constructor: the class attribute `block_fn` is the block class,
@@ -147,11 +224,11 @@ class VisionTransformer(nn.Module):
         image_size: int = 32,
         in_channels: int = 3,
         *,
-        patch_size: int = 4,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
+        patch_size: int = 4,  # P
+        embed_dim: int = 768,  # D
+        depth: int = 12,  # L: blocks
+        num_heads: int = 12,  # H
+        mlp_ratio: float = 4.0,  # the MLP's width over D
         dropout: float = 0.0,
         attention_dropout: float = 0.0,
         drop_path_rate: float = 0.0,
@@ -159,67 +236,31 @@ class VisionTransformer(nn.Module):
     ) -> None:
         """`drop_path_rate`: stochastic depth, timm's rule — block l of L drops its branches with rate
         r_l = drop_path_rate · l/(L − 1), rising linearly from 0 at the first block (0 everywhere: off)."""
-        super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
         check_range(owner, "depth (L)", depth, low=1)
         check_range(owner, "num_heads", num_heads, low=1)
         if embed_dim % num_heads:
             raise ConfigError(f"{owner}: embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}.")
         check_range(owner, "mlp_ratio", mlp_ratio, low=0, low_inclusive=False)
-        check_probabilities(owner, dropout=dropout, attention_dropout=attention_dropout, drop_path_rate=drop_path_rate)
-        check_choice(owner, "pooling", pooling, ("token", "mean"))
+        check_probabilities(owner, attention_dropout=attention_dropout)
 
-        self.num_classes = num_classes
-        self.depth = depth
-        self.pooling = pooling
-        self.drop_path_rate = drop_path_rate
-        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
-        num_patches = (image_size // patch_size) ** 2
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
-        self.pos_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=rate)
-            for rate in linear_drop_path_rates(drop_path_rate, depth)
+        def blocks() -> Iterator[Block]:
+            for rate in linear_drop_path_rates(drop_path_rate, depth):
+                yield self.block_fn(embed_dim, num_heads, mlp_ratio, dropout, attention_dropout, drop_path=rate)
+
+        super().__init__(
+            num_classes, image_size, in_channels, patch_size, embed_dim, dropout, drop_path_rate, pooling, blocks
         )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.head = nn.Linear(embed_dim, num_classes)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """timm's ViT initialisation: truncated normal (std .02) for tokens and Linear weights."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
-
-    def no_weight_decay(self) -> set[str]:
-        """Parameters exempt from weight decay besides biases and norms (timm's convention): the position
-        embedding and the class token, which decay would pull towards 0 for no regularising benefit."""
-        return {"pos_embed", "cls_token"}
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Patch tokens with the class token prepended and positions added: (B, 1+T, D)."""
-        patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
-        cls = self.cls_token.expand(patches.shape[0], -1, -1)
-        return self.pos_drop(torch.cat([cls, patches], dim=1) + self.pos_embed)
+        return self.pos_drop(self.class_and_patches(images) + self.pos_embed)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(images)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)  # (B, 1+T, D)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = features[:, 0] if self.pooling == "token" else features[:, 1:].mean(dim=1)
-        return self.head(pooled)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))
 
 
 @preset(VisionTransformer, patch_size=4, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0)

@@ -50,7 +50,7 @@ from torchvision.ops import StochasticDepth
 
 from lit_vir.checks import ConfigError, check_choice, check_divides, check_probabilities, check_range
 from lit_vir.models.drop_path import linear_drop_path_rates
-from lit_vir.models.vit import Block, Mlp, VisionTransformer
+from lit_vir.models.vit import Block, Mlp, VisionTransformer, ViTFrame
 
 __all__ = [
     "ORIGINAL",
@@ -216,10 +216,9 @@ class SearchableViT(VisionTransformer):
             tokens = block(tokens, channel_mask=channel_mask, mlp_mask=mlp_mask, token_mask=token_mask)
         return self.norm(tokens)  # (B, T+1, D)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "token":
-            return self.head(features[:, 0])
-        return self.head(weighted_mean(features[:, 1:], torch.tanh(self.token_logit[-1, 1:])))
+    def mean_of_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Weighted by the last block's |ζ_tok| (see the module docstring)."""
+        return weighted_mean(patches, torch.tanh(self.token_logit[-1, 1:]))
 
 
 @contextlib.contextmanager
@@ -310,7 +309,7 @@ class SlimBlock(nn.Module):
         return tokens + self.drop_path(self.mlp(self.norm2(tokens) * scale))
 
 
-class SlimViT(nn.Module):
+class SlimViT(ViTFrame):
     """A ViT slimmed by ViT-Slim: every block with its own heads, head widths, MLP width and token count.
 
     The structure is plain data, so it lives in a checkpoint's hyperparameters and in YAML:
@@ -341,13 +340,10 @@ class SlimViT(nn.Module):
         drop_path_rate: float = 0.0,
         pooling: Literal["token", "mean"] = "token",
     ) -> None:
-        super().__init__()
         owner = type(self).__name__
-        check_range(owner, "num_classes", num_classes, low=1)
-        check_probabilities(owner, drop_path_rate=drop_path_rate)
-        check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")
+        check_divides(owner, "patch_size (P)", patch_size, image_size, "image_size")  # before the token checks
         check_range(owner, "head_dim", head_dim, low=1)
-        check_choice(owner, "pooling", pooling, ("token", "mean"))
+        check_probabilities(owner, attention_dropout=attention_dropout)
         depth = len(head_widths)
         num_patches = (image_size // patch_size) ** 2
         token_order = list(range(num_patches + 1)) if token_order is None else list(token_order)
@@ -376,6 +372,25 @@ class SlimViT(nn.Module):
                 f"len(token_order) = {len(token_order)}."
             )
 
+        def blocks() -> Iterator[SlimBlock]:
+            rates = linear_drop_path_rates(drop_path_rate, depth)
+            for widths, mlp_width, count, rate in zip(head_widths, mlp_widths, token_counts, rates, strict=True):
+                yield SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
+
+        positions = len(token_order)
+        super().__init__(
+            num_classes,
+            image_size,
+            in_channels,
+            patch_size,
+            embed_dim,
+            dropout,
+            drop_path_rate,
+            pooling,
+            blocks,
+            positions,
+        )
+        self.register_buffer("token_order", torch.tensor(token_order, dtype=torch.long), persistent=False)
         self.init_args = {  # the structure as plain data, for configs and checkpoint hyperparameters
             "num_classes": num_classes,
             "image_size": image_size,
@@ -392,54 +407,17 @@ class SlimViT(nn.Module):
             "drop_path_rate": drop_path_rate,
             "pooling": pooling,
         }
-        self.num_classes = num_classes
-        self.depth = depth
-        self.pooling = pooling
-        self.drop_path_rate = drop_path_rate
-        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, len(token_order), embed_dim))
-        self.register_buffer("token_order", torch.tensor(token_order, dtype=torch.long), persistent=False)
-        self.pos_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            SlimBlock(embed_dim, widths, mlp_width, count, head_dim**-0.5, dropout, attention_dropout, rate)
-            for widths, mlp_width, count, rate in zip(
-                head_widths, mlp_widths, token_counts, linear_drop_path_rates(drop_path_rate, depth), strict=True
-            )
-        )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.head = nn.Linear(embed_dim, num_classes)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """The baseline's initialisation (truncated normal, std .02); a slim model normally gets its
-        weights from `build_slim` or a checkpoint instead."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear) and module.weight.numel():
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
-
-    def no_weight_decay(self) -> set[str]:
-        """As the baseline's: the position embedding and the class token (ζ_tok is a buffer here)."""
-        return {"pos_embed", "cls_token"}
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        patches = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, T, D)
-        tokens = torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)  # (B, T+1, D)
+        tokens = self.class_and_patches(images)  # (B, T+1, D)
         tokens = self.pos_drop(tokens.index_select(1, self.token_order) + self.pos_embed)  # (B, k_0, D)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)  # (B, k_L, D)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "token":
-            return self.head(features[:, 0])
-        return self.head(weighted_mean(features[:, 1:], self.blocks[-1].token_scale[1:]))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))
+    def mean_of_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Weighted by the last block's |ζ_tok| (a token of scale 0 is removed, see the module docstring)."""
+        return weighted_mean(patches, self.blocks[-1].token_scale[1:])
 
 
 @dataclass(frozen=True)
