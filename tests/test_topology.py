@@ -9,6 +9,8 @@ from lit_vir.models.topology import (
     cycle_with_jumps,
     input_matrix,
     nearly_fully_connected,
+    scale_to_spectral_radius,
+    signs_and_hole,
     spectral_radius,
 )
 
@@ -44,12 +46,19 @@ def test_cycle_entries_where_the_spec_puts_them():
     assert pattern[0, 9] == 0.05
 
 
-def test_jump_entries_are_two_way_every_jump_size_and_wrap_to_node_zero():
-    pattern = cycle_with_jumps(12, cycle_weight=0.05, jump_weight=0.5, background_weight=0.08, jump_size=4)
-    jumps = {(0, 4), (4, 8), (8, 0)}  # u = 0, 4, 8 while u + ℓ ≤ 12; 8 + 4 = 12 wraps to 0
-    expected = torch.full((12, 12), 0.08, dtype=torch.float64)
-    for node in range(12):
-        expected[(node + 1) % 12, node] = 0.05
+@pytest.mark.parametrize(
+    ("nodes", "jumps"),
+    [
+        (12, {(0, 4), (4, 8), (8, 0)}),  # u = 0, 4, 8 while u + ℓ ≤ 12; 8 + 4 = 12 wraps to 0
+        (7, {(0, 4)}),  # u = 4 would need 4 + 4 ≤ 7: one jump, and no wrap
+        (9, {(0, 4), (4, 8)}),  # u = 8 would need 12 ≤ 9
+    ],
+)
+def test_jump_entries_are_two_way_every_jump_size_and_wrap_to_node_zero(nodes, jumps):
+    pattern = cycle_with_jumps(nodes, cycle_weight=0.05, jump_weight=0.5, background_weight=0.08, jump_size=4)
+    expected = torch.full((nodes, nodes), 0.08, dtype=torch.float64)
+    for node in range(nodes):
+        expected[(node + 1) % nodes, node] = 0.05
     for u, v in jumps:
         expected[u, v] = expected[v, u] = 0.5
     assert torch.equal(pattern, expected)
@@ -70,6 +79,26 @@ def test_exactly_one_entry_is_zero():
     weights = build()
     assert int((weights == 0).sum()) == 1
     assert weights.numel() - int(torch.count_nonzero(weights)) == 1
+
+
+def test_every_entry_can_be_the_hole():
+    """The zeroed entry is uniform over all N² entries, the first one included."""
+    holes = {signs_and_hole(2, torch.Generator().manual_seed(seed))[1] for seed in range(200)}
+    assert holes == {0, 1, 2, 3}
+
+
+def test_scaling_refuses_a_matrix_without_a_spectral_radius():
+    with pytest.raises(
+        ValueError, match=r"^cannot scale a matrix whose spectral radius is 0 \(all eigenvalues vanish\)$"
+    ):
+        scale_to_spectral_radius(torch.zeros(3, 3, dtype=torch.float64), 0.9)
+    identity = torch.eye(3, dtype=torch.float64)  # ρ = 1 exactly: scaled, not refused
+    assert torch.equal(scale_to_spectral_radius(identity, 0.9), 0.9 * identity)
+
+
+def test_spectral_radius_is_computed_in_float64():
+    matrix = torch.randn(60, 60, generator=torch.Generator().manual_seed(0))  # float32
+    assert spectral_radius(matrix) == spectral_radius(matrix.double())
 
 
 def test_input_matrix_density_is_input_sparsity():
