@@ -89,8 +89,24 @@ def test_fixed_alpha_is_not_trained():
 
 @pytest.mark.parametrize("alpha", [-0.1, 1.5])
 def test_alpha_outside_zero_one_is_refused(alpha):
-    with pytest.raises(ConfigError, match=r"alpha \(α\)"):
+    message = rf"^ReViT: alpha \(α\) = {alpha} is outside the allowed range \[0, 1\]\.$"
+    with pytest.raises(ConfigError, match=message):
         ReViT(**TINY, alpha=alpha)
+
+
+def test_alpha_is_exempt_from_weight_decay_with_the_vits_tokens():
+    assert ReViT(**TINY).no_weight_decay() == {"pos_embed", "cls_token", "alpha"}
+
+
+def test_a_block_given_a_residual_but_no_alpha_keeps_its_own_logits():
+    """α defaults to 1 in the block: S_l = 1·S_l + 0·R, whatever R is."""
+    block = spread(ReViT(**TINY)).blocks[1]
+    tokens = torch.randn(2, 17, 24, generator=torch.Generator().manual_seed(3))
+    residual = torch.randn(2, 3, 17, 17, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        q, k, _ = block.attn.split_heads(block.norm1(tokens))
+        _, logits, _ = block(tokens, residual)
+    torch.testing.assert_close(logits, (q @ k.transpose(-2, -1)) * block.attn.scale)
 
 
 def test_small_preset_is_the_small_vit_plus_alpha():
