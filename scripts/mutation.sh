@@ -11,8 +11,9 @@
 # selection to the copy's table. Runs on one core (MUTATION_CORE, default 0), niced, one thread, one worker.
 # Writes mutants/<module>.txt (score, then every survivor's diff) and mutants/<module>.json; prints the score.
 # MUTATION_RERUN=1 keeps the module's copy from an earlier run (refused if lit_vir/ has changed since), copies the
-# current tests/ and test selection into it and reruns only the mutants that survived: tests that were only added
-# cannot revive a killed mutant. The time reported is then that of the earlier run plus the rerun.
+# current tests/ into it and reruns only the mutants that survived: tests that were only added cannot revive a
+# killed mutant. The selection stays the earlier run's (mutmut forgets the other mutants' results when it changes):
+# after adding a test file to SELECTION, run the module again without MUTATION_RERUN. The time reported is then that of the earlier run plus the rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,8 +73,6 @@ for module in "${modules[@]}"; do
       rm -rf "$copy/tests" && cp -a tests "$copy/"
       find "$copy/tests" -name __pycache__ -prune -exec rm -rf {} +
     done
-    cp pyproject.toml "$work/"  # the current selection: a new test file may have joined it
-    python scripts/mutation_score.py configure "$work/pyproject.toml" "$module" "${SELECTION[$module]}"
     echo "== $module: rerunning its ${#mutants_named[@]} survivors (log: $work.log)"
   else
     rm -rf "$work"
