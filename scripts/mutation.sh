@@ -13,7 +13,8 @@
 # MUTATION_RERUN=1 keeps the module's copy from an earlier run (refused if lit_vir/ has changed since), copies the
 # current tests/ into it and reruns only the mutants that survived: tests that were only added cannot revive a
 # killed mutant. The selection stays the earlier run's (mutmut forgets the other mutants' results when it changes):
-# after adding a test file to SELECTION, run the module again without MUTATION_RERUN. The time reported is then that of the earlier run plus the rerun.
+# after adding a test file to SELECTION, run the module again without MUTATION_RERUN. The time reported for a rerun
+# is that of the earlier run plus the rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
