@@ -32,7 +32,8 @@ declare -A SELECTION=(
     -k 'not command and not piece_trains'"
   [lit_vir/models/revit.py]="tests/test_revit.py -k 'not command and not piece_trains'"
   [lit_vir/quantization/quantizers.py]="tests/test_quantizers.py tests/test_quantization.py -k 'not command and not help'"
-  [lit_vir/quantization/modules.py]="tests/test_quantization.py -k 'not command and not help'"
+  [lit_vir/quantization/modules.py]="tests/test_quantization.py tests/test_quantization_modules.py
+    -k 'not command and not help'"
   [lit_vir/quantization/mixed_precision.py]="tests/test_mixed_precision.py tests/test_quantization.py
     -k 'not command and not help'"
   [lit_vir/analysis/lyapunov.py]="tests/test_analysis.py"
