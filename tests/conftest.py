@@ -61,6 +61,17 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich output 200 columns wide in this process (rich elides a model summary's rows at 80). Rich's global
+    console reads COLUMNS once, when it is made, so an earlier test in the same process (as under pytest-xdist)
+    can leave one of width 80: it is made again here."""
+    import rich
+
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(rich, "_console", None)
+
+
+@pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0.
 

@@ -150,10 +150,9 @@ TINY_CLI = [
         ("cifar10", write_cifar10, ["mobilevit.yaml"], ["--data.init_args.verify_checksums", "false"]),
     ],
 )
-def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, pieces, extra):
+def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, wide_console, dataset, write, pieces, extra):
     write(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")  # rich elides the summary's rows at its default width of 80
     model_pieces = [argument for piece in pieces for argument in ("-c", str(CONFIGS / "model" / piece))]
     main(
         [

@@ -155,10 +155,9 @@ LATER = ", {downsample: 2, dim: 16, depth: 1, heads: 2, prm_dim: 4, dilations: [
         ("cifar10", write_cifar10, TINY_CLI % (4, LATER * 2), ["--data.init_args.verify_checksums", "false"]),
     ],
 )
-def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, dataset, write, stages, extra):
+def test_fast_dev_run_through_the_cli(tmp_path, monkeypatch, capsys, wide_console, dataset, write, stages, extra):
     write(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")  # rich elides the summary's rows at its default width of 80
     main(
         [
             "fit",
