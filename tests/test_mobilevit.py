@@ -21,6 +21,7 @@ from lit_vir.models.mobilevit import (
 )
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
+from tests.norms import randomize_norms
 
 # A MobileViT small enough for CPU tests: every width 8, one transformer layer per block.
 TINY = dict(
@@ -250,20 +251,6 @@ def test_drop_path_1_leaves_only_the_shortcuts():
 # Oracles: each block against the papers' equations written out with torch.nn.functional, in float64, with
 # the block's own weights (BatchNorm and LayerNorm given non-trivial statistics and affines, eval mode).
 # Widths are equal (C = d = 8) so a branch reading the wrong tensor still runs, and only its value is wrong.
-
-
-def randomize_norms(module: torch.nn.Module) -> torch.nn.Module:
-    """float64, eval mode, every BatchNorm/LayerNorm with random affine (and running statistics)."""
-    torch.manual_seed(0)
-    module = module.double().eval()
-    for norm in module.modules():
-        if isinstance(norm, torch.nn.BatchNorm2d):
-            norm.running_mean.normal_(0, 0.5)
-            norm.running_var.uniform_(0.5, 2.0)
-        if isinstance(norm, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-            torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
-            torch.nn.init.normal_(norm.bias, 0, 0.2)
-    return module
 
 
 def conv_norm_act(feature_map, layers, stride=1, groups=1, act=True):

@@ -24,6 +24,7 @@ from lit_vir.models.vitae import (
 )
 from tests.conftest import CONFIGS
 from tests.fakedata import write_cifar10, write_mnist
+from tests.norms import randomize_norms
 
 
 def tiny_stages(count: int) -> tuple[ViTAEStage, ...]:
@@ -240,20 +241,6 @@ def test_drop_path_1_drops_all_three_branches_of_a_normal_cell():
 # the cell's own weights (BatchNorm and LayerNorm given non-trivial statistics and affines, eval mode), so
 # a branch that reads the wrong tensor changes the result.
 ORACLE_STAGE = ViTAEStage(2, 8, 1, 2, window=2, prm_dim=4, dilations=(1, 2), normal_groups=2, reduction_groups=2)
-
-
-def randomize_norms(module: torch.nn.Module) -> torch.nn.Module:
-    """float64, eval mode, every BatchNorm/LayerNorm with random affine (and running statistics)."""
-    torch.manual_seed(0)
-    module = module.double().eval()
-    for norm in module.modules():
-        if isinstance(norm, torch.nn.BatchNorm2d):
-            norm.running_mean.normal_(0, 0.5)
-            norm.running_var.uniform_(0.5, 2.0)
-        if isinstance(norm, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
-            torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
-            torch.nn.init.normal_(norm.bias, 0, 0.2)
-    return module
 
 
 def layer_norm(tokens, norm):
