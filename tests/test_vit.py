@@ -1,5 +1,7 @@
 """The ViT baseline: shapes, presets and the class-token / mean pooling switch."""
 
+import re
+
 import pytest
 import torch
 import yaml
@@ -7,6 +9,7 @@ import yaml
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
 from lit_vir.models import VisionTransformer, count_parameters, vit_base, vit_small
+from lit_vir.models.vit import Attention, Block, Mlp
 from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER
 
@@ -207,3 +210,159 @@ def test_logits_equal_timms_vision_transformer_with_the_same_weights(pooling):
     with torch.no_grad():
         torch.testing.assert_close(model(inputs), twin(inputs), rtol=0, atol=1e-10)
         assert model(inputs).std() > 0.1  # O(1) logits: the comparison is not between two near-zero outputs
+
+
+# ------------------------------------------------------------------- options: checks, defaults, forwarding
+
+TINY_FRAME = dict(num_classes=3, image_size=8, in_channels=3, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_classes": 0}, "num_classes = 0 is outside the allowed range [1, inf)."),
+        ({"patch_size": 3}, "patch_size (P) = 3 does not divide image_size = 8; choose one of [1, 2, 4, 8]."),
+        ({"dropout": 1.0}, "dropout = 1.0 is outside the allowed range [0, 1)."),
+        ({"drop_path_rate": 1.0}, "drop_path_rate = 1.0 is outside the allowed range [0, 1)."),
+        ({"pooling": "max"}, "pooling = 'max' is not one of 'token', 'mean'."),
+        ({"depth": 0}, "depth (L) = 0 is outside the allowed range [1, inf)."),
+        ({"num_heads": 0}, "num_heads = 0 is outside the allowed range [1, inf)."),
+        ({"mlp_ratio": 0.0}, "mlp_ratio = 0.0 is outside the allowed range (0, inf)."),
+        ({"attention_dropout": 1.0}, "attention_dropout = 1.0 is outside the allowed range [0, 1)."),
+    ],
+)
+def test_a_bad_option_is_refused_with_owner_field_value_and_range(options, message):
+    """The whole message as `lit_vir.checks` writes it, the owner being the class the config names."""
+    with pytest.raises(ConfigError, match=f"^{re.escape('VisionTransformer: ' + message)}$"):
+        VisionTransformer(**(TINY_FRAME | options))
+
+
+def test_the_smallest_allowed_values_are_accepted():
+    """One class, one head, an MLP narrower than D: the lower bounds are 1, 1 and 0 (exclusive)."""
+    model = VisionTransformer(**(TINY_FRAME | {"num_classes": 1, "num_heads": 1, "mlp_ratio": 0.5}))
+    assert model.head.out_features == 1
+    assert model.blocks[0].attn.num_heads == 1 and model.blocks[0].attn.head_dim == 16
+    assert model.blocks[0].mlp.fc1.out_features == 8
+
+
+@pytest.fixture
+def no_initialisation(monkeypatch):
+    """Skip every weight draw: the defaults below are read from the shapes of a ViT-Base, not its values."""
+    from lit_vir.models.vit import ViTFrame
+
+    for layer in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm, ViTFrame):
+        monkeypatch.setattr(layer, "reset_parameters", lambda self: None)
+
+
+def test_vision_transformer_defaults_are_vit_base_on_cifar(no_initialisation):
+    """`VisionTransformer()`: 10 classes of 32×32 RGB, patch 4, D 768, 12 blocks of 12 heads, MLP 3072, no
+    dropout or stochastic depth, class-token pooling."""
+    model = VisionTransformer()
+    assert model.patch_embed.kernel_size == model.patch_embed.stride == (4, 4) and model.patch_embed.in_channels == 3
+    assert model.pos_embed.shape == (1, 1 + 8 * 8, 768) and model.head.out_features == 10 and len(model.blocks) == 12
+    assert model.pooling == "token" and model.pos_drop.p == 0.0
+    for block in model.blocks:
+        assert block.attn.num_heads == 12 and block.mlp.fc1.out_features == 3072 and block.drop_path.p == 0.0
+        assert block.attn.attention_dropout == 0.0 and block.attn.proj_drop.p == 0.0 and block.mlp.drop.p == 0.0
+
+
+def dropout_rates(block) -> dict[str, float]:
+    return {
+        "attention": block.attn.attention_dropout,
+        "projection": block.attn.proj_drop.p,
+        "mlp": block.mlp.drop.p,
+        "drop_path": block.drop_path.p,
+        "hidden": block.mlp.fc1.out_features,
+    }
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: Attention(8, 2), {"attention": 0.0, "projection": 0.0}),
+        (lambda: Mlp(8, 16), {"mlp": 0.0}),
+        (lambda: Block(8, 2), {"attention": 0.0, "projection": 0.0, "mlp": 0.0, "drop_path": 0.0, "hidden": 32}),
+        (
+            lambda: Block(8, 2, 2.0, 0.1, 0.2, drop_path=0.3),
+            {"attention": 0.2, "projection": 0.1, "mlp": 0.1, "drop_path": 0.3, "hidden": 16},
+        ),
+    ],
+)
+def test_layer_defaults_and_forwarded_rates(build, expected):
+    """Defaults: MLP ×4, no dropout, no stochastic depth; a Block hands its rates to the right modules."""
+    layer = build()
+    if isinstance(layer, Attention):
+        seen = {"attention": layer.attention_dropout, "projection": layer.proj_drop.p}
+    elif isinstance(layer, Mlp):
+        seen = {"mlp": layer.drop.p}
+    else:
+        seen = dropout_rates(layer)
+    assert seen == expected
+
+
+def test_vision_transformer_hands_dropout_and_attention_dropout_to_every_block():
+    model = VisionTransformer(**(TINY_FRAME | {"depth": 2}), mlp_ratio=2.0, dropout=0.1, attention_dropout=0.2)
+    assert model.pos_drop.p == 0.1
+    expected = {"attention": 0.2, "projection": 0.1, "mlp": 0.1, "drop_path": 0.0, "hidden": 32}
+    assert [dropout_rates(block) for block in model.blocks] == [expected, expected]
+
+
+def test_initial_weights_follow_timms_truncated_normal():
+    """Positions, class token and Linear weights are drawn with std 0.02 (biases 0); the sample standard
+    deviations are within 5 of their standard errors σ/√(2n) of it."""
+    torch.manual_seed(0)
+    model = VisionTransformer(num_classes=10, image_size=32, patch_size=4, embed_dim=64, depth=1, num_heads=2)
+    qkv = model.blocks[0].attn.qkv
+    for tensor in (model.pos_embed, model.cls_token, qkv.weight):
+        assert tensor.std().item() == pytest.approx(0.02, rel=5 / (2 * tensor.numel()) ** 0.5)
+    assert torch.equal(qkv.bias, torch.zeros_like(qkv.bias))
+
+
+# ------------------------------------------------------------------------------ attention and its dropout
+
+
+def plain_attention(attention: Attention, tokens: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ/√d)·v per head, then the projection, written with nothing but matmuls (float64)."""
+    batch, length, width = tokens.shape
+    heads, size = attention.num_heads, width // attention.num_heads
+    qkv = tokens @ attention.qkv.weight.T + attention.qkv.bias  # (B, T, 3D)
+    q, k, v = (qkv[..., part * width : (part + 1) * width].reshape(batch, length, heads, size) for part in range(3))
+    logits = torch.einsum("bthd,bshd->bhts", q, k) / size**0.5
+    mixed = torch.einsum("bhts,bshd->bthd", logits.softmax(dim=-1), v).reshape(batch, length, width)
+    return mixed @ attention.proj.weight.T + attention.proj.bias
+
+
+def attention_with_dropout() -> tuple[Attention, torch.Tensor]:
+    torch.manual_seed(0)
+    attention = Attention(8, 2, attention_dropout=0.5).double()
+    with torch.no_grad():
+        for parameter in attention.parameters():
+            parameter.copy_(torch.randn(parameter.shape))  # O(1) logits: the weights are far from uniform
+    return attention, torch.randn(2, 5, 8, dtype=torch.float64)
+
+
+def test_attention_in_evaluation_is_the_plain_computation_at_any_dropout():
+    """Both the fused `forward` and the step-by-step path ReViT and the quantiser use drop nothing in
+    evaluation, though the attention dropout is 0.5."""
+    attention, tokens = attention_with_dropout()
+    attention.eval()
+    with torch.no_grad():
+        reference = plain_attention(attention, tokens)
+        q, k, v = attention.split_heads(tokens)
+        stepwise = attention.merge_heads(attention.weighted_values(attention.softmax(attention.scores(q, k)), v))
+        torch.testing.assert_close(attention(tokens), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(stepwise, reference, rtol=0, atol=1e-12)
+
+
+def test_attention_dropout_in_training_is_random_and_unbiased():
+    """In training the fused path drops attention weights: one input repeated over a large batch gives
+    outputs that vary, whose mean is the evaluation output (dropout scales kept weights by 1/(1 − p)) within
+    5 standard errors."""
+    attention, tokens = attention_with_dropout()
+    repeated = tokens[:1].expand(4000, -1, -1)
+    with torch.no_grad():
+        outputs = attention.train()(repeated)  # (4000, T, D)
+        expected = attention.eval()(tokens[:1])[0]
+    spread = outputs.std(dim=0)
+    assert spread.min() > 0.01
+    assert ((outputs.mean(dim=0) - expected).abs() <= 5 * spread / len(outputs) ** 0.5).all()
