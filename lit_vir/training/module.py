@@ -9,7 +9,7 @@ and no particular benchmark: DDP reservoir checks, corruption reports and resour
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -46,6 +46,14 @@ def _is_plain_data(value: Any) -> bool:
     return False
 
 
+def _keep_plain_data(hparams: MutableMapping[str, Any]) -> None:
+    """Drop the hyperparameters built in Python rather than from a config (a backbone, an optimiser callable):
+    their weights are in the state dict, and objects stored here would make the checkpoint need full unpickling
+    to load."""
+    for name in [name for name, value in hparams.items() if not _is_plain_data(value)]:
+        hparams.pop(name)
+
+
 class ImageClassifier(L.LightningModule):
     """Cross-entropy classification of images with any backbone that maps (B, C, H, W) → (B, classes)."""
 
@@ -77,10 +85,7 @@ class ImageClassifier(L.LightningModule):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
-        for name in [name for name, value in self.hparams.items() if not _is_plain_data(value)]:
-            # Built in Python rather than from a config: the weights are in the state dict, and objects
-            # stored here would make the checkpoint need full unpickling to load.
-            self.hparams.pop(name)
+        _keep_plain_data(self.hparams)
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
