@@ -39,8 +39,7 @@ declare -A SELECTION=(
   [lit_vir/analysis/lyapunov.py]="tests/test_analysis.py"
   [lit_vir/analysis/memory.py]="tests/test_analysis.py"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
-    tests/test_resume.py tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup
-    or tensorboard or round_trip or two_epochs or last_checkpoint or bf16'"
+    tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
 ORDER=(
   lit_vir/models/reservoir.py lit_vir/models/topology.py lit_vir/models/vir.py lit_vir/models/vit.py

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -225,6 +226,53 @@ def test_a_fit_logs_the_training_and_validation_loss_and_accuracy_of_its_weights
     assert metrics["train/acc_top5"] == pytest.approx(top5(module.backbone, train))
     assert metrics["val/acc_top5"] == pytest.approx(top5(module.backbone, val))
     assert "train/loss_step" in metrics
+
+
+def test_the_progress_bar_shows_the_losses_and_the_validation_accuracies():
+    module = ImageClassifier(Linear(), optimizer=frozen_sgd)
+    run = trainer()
+    run.fit(module, loader(labelled(4, 0)), loader(labelled(4, 4)))
+    shown = {"train/loss_step", "train/loss_epoch", "val/loss", "val/acc", "val/acc_top5"}
+    assert set(run.progress_bar_metrics) == shown
+
+
+class RecordedDDP(DDPStrategy):
+    """Lightning's DDP strategy in one process (a real gloo group of size 1) that keeps what it reduces across
+    ranks: the 2-process runs are subprocess tests, which mutation testing cannot see."""
+
+    def __init__(self) -> None:
+        super().__init__(process_group_backend="gloo")
+        self.averaged: list[float] = []
+
+    def reduce(self, tensor, group=None, reduce_op="mean"):
+        if reduce_op == "mean":  # the logged metrics (the loaders' lengths are summed)
+            self.averaged.append(float(tensor))
+        return super().reduce(tensor, group=group, reduce_op=reduce_op)
+
+
+@pytest.fixture
+def restored_environment():
+    """DDP setup writes MASTER_PORT, WORLD_SIZE and the ranks into os.environ; later tests must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_the_validation_and_test_numbers_are_reduced_across_ranks(restored_environment):
+    """Under DDP each rank sees part of the data: the logged loss (summed over images, then divided by the
+    image count), the best accuracy and the test loss must go through the strategy's reduction."""
+    strategy = RecordedDDP()
+    module = ImageClassifier(Linear(), optimizer=frozen_sgd)
+    val = labelled(5, 3, seed=2)
+    run = trainer(strategy=strategy, devices=1)
+    run.fit(module, loader(labelled(4, 0)), loader(val))
+    loss, accuracy = expected(module.backbone, val)
+    assert strategy.averaged == pytest.approx([loss * 8, 8, accuracy, 1], rel=1e-6)
+    run.test(module, loader(val), verbose=False)
+    assert strategy.averaged[4:] == pytest.approx([loss * 8, 8], rel=1e-6)
 
 
 def trainer_metrics(module: ImageClassifier) -> dict[str, torch.Tensor]:
