@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from types import SimpleNamespace
 
 import lightning as L
@@ -128,6 +129,14 @@ def test_the_checkpoint_keeps_exactly_the_plain_hyperparameters():
     assert module.batch_mixing.mixup_alpha == 0.2
 
 
+@pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ, reason="save_hyperparameters sees no frame under mutmut")
+def test_saving_the_hyperparameters_does_not_warn_about_the_backbone_module():
+    """Lightning warns that an nn.Module argument is saved twice; the module drops it, so the warning is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImageClassifier(Linear())
+
+
 @pytest.mark.parametrize("smoothing", [1.0, 1.5, -0.1])
 def test_label_smoothing_outside_zero_to_one_is_refused_with_the_range(smoothing):
     with pytest.raises(ConfigError) as error:
@@ -225,7 +234,17 @@ def test_a_fit_logs_the_training_and_validation_loss_and_accuracy_of_its_weights
     assert metrics["val/acc_best"] == pytest.approx(5 / 8)
     assert metrics["train/acc_top5"] == pytest.approx(top5(module.backbone, train))
     assert metrics["val/acc_top5"] == pytest.approx(top5(module.backbone, val))
-    assert "train/loss_step" in metrics
+    assert set(metrics) == {
+        "train/loss",
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "train/acc_top5",
+        "val/loss",
+        "val/acc",
+        "val/acc_top5",
+        "val/acc_best",
+    }  # fmt: skip  (the training accuracy per epoch only: no train/acc_step)
 
 
 def test_the_progress_bar_shows_the_losses_and_the_validation_accuracies():
@@ -361,6 +380,14 @@ def test_a_non_finite_loss_stops_the_fit_at_its_step_with_the_diagnosis():
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan at step 2; stopping"):
         trainer(max_epochs=3).fit(module, loader(labelled(12, 0)))
     assert module.global_step == 2
+
+
+def test_a_non_finite_input_is_named_as_the_cause():
+    data = labelled(8, 0)
+    data.tensors[0][5, 0, 1, 2] = float("nan")  # in the second batch
+    module = ImageClassifier(Linear(), optimizer=frozen_sgd)
+    with pytest.raises(NonFiniteLossError, match=r"at step 1;.*\nThe input batch holds NaN/Inf"):
+        trainer().fit(module, loader(data))
 
 
 @pytest.mark.parametrize(("value", "stops"), [(1.5, False), (float("nan"), True), (float("inf"), True)])
