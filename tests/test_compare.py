@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_vir.cli import main
+from lit_vir.training.labels import model_label
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
@@ -68,3 +70,22 @@ def test_compare_two_real_runs(tmp_path, monkeypatch):
         assert cells[7] == f"{int(logged(run, 'params/trainable')[0]):,}"
     assert (tmp_path / "comparison" / "compare.png").stat().st_size > 0
     assert (tmp_path / "comparison" / "compare_summary.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("class_name", "options", "label"),
+    [
+        ("MobileViT", {}, "MobileViT"),
+        ("MobileViT", {"extension": None}, "MobileViT"),
+        ("MobileViT", {"extension": 928}, "ExMobileViT-928"),
+        ("MobileViT", {"extension": [32, 64, 480]}, "ExMobileViT-32/64/480"),
+        ("ViR", {"depth": 3, "mode": "serial"}, "ViR-3 serial"),
+        ("ViR", {"depth": 1, "use_reservoir": False}, "ViR-1 no_reservoir"),
+        ("VisionTransformer", {"depth": 9, "embed_dim": 192}, "ViT-Small-9"),
+    ],
+)
+def test_each_model_has_its_own_row_label(class_name, options, label):
+    """ExMobileViT is MobileViT with the `extension` classifier: without its own label compare pooled the two."""
+    backbone = {"class_path": f"lit_vir.models.{class_name}", "init_args": options}
+    config = {"model": {"init_args": {"backbone": backbone}}}
+    assert model_label(config) == label

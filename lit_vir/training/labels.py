@@ -18,8 +18,8 @@ ABLATIONS = {  # backbone option → (value that makes the ablation, its name)
 
 
 def model_label(config: dict) -> str:
-    """`ViR-3 serial`, `ViR-1 no_reservoir`, `ViT-Base-12`, `MobileViT`, `timm/resnet18`: the paper's names for
-    a run's backbone, with its ablation controls."""
+    """`ViR-3 serial`, `ViR-1 no_reservoir`, `ViT-Base-12`, `MobileViT`, `ExMobileViT-928`, `timm/resnet18`: the
+    papers' names for a run's backbone, with its ablation controls."""
     backbone = config["model"]["init_args"]["backbone"]
     name, options = backbone["class_path"].rsplit(".", 1)[-1], backbone.get("init_args") or {}
     depth = options.get("depth")
@@ -33,6 +33,9 @@ def model_label(config: dict) -> str:
         return f"{width}-{depth}"
     if name == "TimmModel":
         return f"timm/{options.get('name')}"
+    if name == "MobileViT" and options.get("extension") is not None:  # ExMobileViT's classifier on MobileViT
+        extension = options["extension"]
+        return f"ExMobileViT-{'/'.join(map(str, extension)) if isinstance(extension, list | tuple) else extension}"
     return f"{name}-{depth}" if depth else name
 
 
