@@ -222,9 +222,9 @@ class Record(L.Callback):
 def test_a_fit_logs_the_training_and_validation_loss_and_accuracy_of_its_weights():
     train, val = labelled(9, 3, seed=1), labelled(5, 3, seed=2)  # 12 training images in 3 batches; 8 validation
     module = ImageClassifier(Linear(), optimizer=frozen_sgd, label_smoothing=0.1)
-    record = Record()
-    trainer(callbacks=[record]).fit(module, loader(train), loader(val))
-    metrics = {k: v.item() for k, v in trainer_metrics(module).items()}
+    run = trainer()
+    run.fit(module, loader(train), loader(val))
+    metrics = {k: v.item() for k, v in run.callback_metrics.items()}
     train_loss, train_acc = expected(module.backbone, train, 0.1)
     val_loss, val_acc = expected(module.backbone, val, 0.1)
     assert metrics["train/loss_epoch"] == pytest.approx(train_loss, rel=1e-6)
@@ -234,6 +234,7 @@ def test_a_fit_logs_the_training_and_validation_loss_and_accuracy_of_its_weights
     assert metrics["val/acc_best"] == pytest.approx(5 / 8)
     assert metrics["train/acc_top5"] == pytest.approx(top5(module.backbone, train))
     assert metrics["val/acc_top5"] == pytest.approx(top5(module.backbone, val))
+    # the training accuracy per epoch only: no train/acc_step
     assert set(metrics) == {
         "train/loss",
         "train/loss_step",
@@ -244,7 +245,7 @@ def test_a_fit_logs_the_training_and_validation_loss_and_accuracy_of_its_weights
         "val/acc",
         "val/acc_top5",
         "val/acc_best",
-    }  # fmt: skip  (the training accuracy per epoch only: no train/acc_step)
+    }
 
 
 def test_the_progress_bar_shows_the_losses_and_the_validation_accuracies():
@@ -292,10 +293,6 @@ def test_the_validation_and_test_numbers_are_reduced_across_ranks(restored_envir
     assert strategy.averaged == pytest.approx([loss * 8, 8, accuracy, 1], rel=1e-6)
     run.test(module, loader(val), verbose=False)
     assert strategy.averaged[4:] == pytest.approx([loss * 8, 8], rel=1e-6)
-
-
-def trainer_metrics(module: ImageClassifier) -> dict[str, torch.Tensor]:
-    return module.trainer.callback_metrics
 
 
 class Flip(L.Callback):
