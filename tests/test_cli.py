@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from lit_vir.cli import build_from_config, main
 from lit_vir.models import ViR
 from lit_vir.training import ImageClassifier
 from lit_vir.training.checkpoints import load_classifier, read_checkpoint
-from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR, console_script
 from tests.fakedata import write_cifar10, write_mnist
 
 
@@ -52,23 +53,25 @@ def printed_config(capsys, *args: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_fit_then_test_from_checkpoint_on_mnist_idx_files(tmp_path, monkeypatch, run_cli):
+def test_fit_then_test_from_checkpoint_on_mnist_idx_files(tmp_path, monkeypatch, run_cli, capsys):
     write_mnist(tmp_path / "data", train=300, test=100)
     common = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, *QUICK_TRAINER, "--data.init_args.download", "false"]
-    run_cli("fit", *common)
+    run_cli("fit", *common)  # the console script in a subprocess; `test` in process (same entry point)
     saved = checkpoints(tmp_path)
     assert [path.name for path in saved if path.name == "last.ckpt"] == ["last.ckpt"]
     config = yaml.safe_load((tmp_path / "logs" / "vir-mnist" / "version_0" / "config.yaml").read_text())
     backbone = config["model"]["init_args"]["backbone"]["init_args"]
     assert (backbone["num_nodes"], backbone["embed_dim"], config["trainer"]["limit_train_batches"]) == (32, 16, 3)
     best = next(path for path in saved if path.name != "last.ckpt")
-    tested = run_cli("test", *common, "--ckpt_path", str(best))
     monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    main(["test", *common, "--ckpt_path", str(best)])
+    tested = capsys.readouterr().out
     expected = evaluated_accuracy(best, common, batches=2)
-    assert printed_metric(tested.stdout, "test/acc") == pytest.approx(expected, abs=1e-6)
+    assert printed_metric(tested, "test/acc") == pytest.approx(expected, abs=1e-6)
 
 
-def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, monkeypatch, run_cli):
+def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, monkeypatch, run_cli, capsys):
     write_cifar10(tmp_path / "data")
     common = [
         "-c",
@@ -81,35 +84,68 @@ def test_fast_dev_run_then_test_from_checkpoint_on_cifar10_pickles(tmp_path, mon
         "--data.init_args.download",
         "false",
     ]
-    quick = run_cli("fit", *common, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu")
-    assert "fast_dev_run" in quick.stdout + quick.stderr and not (tmp_path / "logs").exists()  # one batch, no files
     run_cli("fit", *common, *QUICK_TRAINER, "--model.backbone.init_args.depth", "2")
     last = tmp_path / "logs" / "vir-cifar10" / "version_0" / "checkpoints" / "last.ckpt"
-    tested = run_cli("test", *common, *QUICK_TRAINER, "--ckpt_path", str(last))
     monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    main(["test", *common, *QUICK_TRAINER, "--ckpt_path", str(last)])
+    tested = capsys.readouterr().out
     expected = evaluated_accuracy(last, common, batches=2)  # the checkpoint's own backbone: depth 2
-    assert printed_metric(tested.stdout, "test/acc") == pytest.approx(expected, abs=1e-6)
+    assert printed_metric(tested, "test/acc") == pytest.approx(expected, abs=1e-6)
+
+    quick = tmp_path / "quick"
+    quick.mkdir()
+    (quick / "data").symlink_to(tmp_path / "data")
+    monkeypatch.chdir(quick)
+    main(["fit", *common, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu"])
+    captured = capsys.readouterr()
+    assert "fast_dev_run" in captured.out + captured.err and not (quick / "logs").exists()  # one batch, no files
 
 
-def test_quickstart_reaches_95_percent_on_digits(tmp_path, run_cli):
-    finished = run_cli("fit", "-c", str(CONFIGS / "quickstart.yaml"), "--trainer.enable_progress_bar", "false")
-    assert printed_metric(finished.stdout, "test/acc") >= 0.95
+def test_quickstart_reaches_95_percent_on_digits(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # in process: the README's first command, its own printed test table
+    main(["fit", "-c", str(CONFIGS / "quickstart.yaml"), "--trainer.enable_progress_bar", "false"])
+    assert printed_metric(capsys.readouterr().out, "test/acc") >= 0.95
 
 
-@pytest.mark.parametrize("script", ["lightning", "lit-vir"])
-def test_console_scripts_show_help_with_examples(run_cli, script):
-    shown = run_cli("--help", script=script)
+def test_console_script_shows_help_with_examples(run_cli):
+    shown = run_cli("--help")
     assert "fit" in shown.stdout and "examples:" in shown.stdout
 
 
-def test_python_module_entry_point(tmp_path):
+def test_lightning_console_script_is_ours():
+    """`lightning fit -c configs/vir.yaml` (the README's form) must reach lit-vir's main, not Lightning's own
+    `lightning` script, which a later install of lightning would write over ours."""
+    script = Path(console_script("lightning")).read_text()
+    assert "from lit_vir.cli import main" in script, script
+
+
+def test_python_module_entry_point_exits_with_the_configuration_error(tmp_path):
     import subprocess
     import sys
 
+    bad = "--model.backbone.init_args.spectral_radius=0"
     shown = subprocess.run(
-        [sys.executable, "-m", "lit_vir", "fit", "--help"], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "lit_vir", "fit", "-c", str(CONFIGS / "vir.yaml"), bad],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    assert shown.returncode == 0 and "--model" in shown.stdout and "--trainer.max_epochs" in shown.stdout
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "lit-vir: invalid configuration: Reservoir: spectral_radius (α) = 0.0" in shown.stderr
+    assert not list(tmp_path.iterdir())  # stopped before any data or log was written
+
+
+def test_python_module_runs_the_command_line(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["lit_vir", "fit", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("lit_vir", run_name="__main__")
+    shown = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--model" in shown and "--trainer.max_epochs" in shown
 
 
 def test_configs_compose_left_to_right(capsys):

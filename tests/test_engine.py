@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from lit_vir.checks import ConfigError
 from lit_vir.models import ViR
@@ -124,7 +125,7 @@ def test_state_cache_refuses_models_whose_states_change_while_training():
         ViR(**TINY, train_embedding=True).enable_state_cache(8)
 
 
-def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
+def test_bench_writes_every_field_for_vir_and_vit_from_its_config_pieces_and_overrides(tmp_path, monkeypatch):
     from lit_vir.cli import build_from_config, main
 
     monkeypatch.chdir(tmp_path)
@@ -146,38 +147,22 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
         .replace("embed_dim: 768", "embed_dim: 24")
         .replace("num_heads: 12", "num_heads: 2")
     )
-    main(
-        [
-            "bench",
-            "--models",
-            "vir-2",
-            "vit_base-2",
-            "--data",
-            "mnist",
-            "--batch_size",
-            "4",
-            "--repeats",
-            "2",
-            "--warmup",
-            "1",
-            "--precision",
-            "32-true",
-            "bf16-mixed",
-            "--output",
-            "bench.json",
-        ]
-    )
+    settings = {"models": ["vir-1", "vit_base-1"], "data": "mnist", "batch_size": 4, "repeats": 2, "warmup": 1}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(settings | {"precision": ["32-true"]}))
+    strong = str(repo / "recipe" / "strong.yaml")
+    depths = ["model.backbone.init_args.depth=3", "model.backbone.init_args.depth=2"]  # the last one wins
+    main(["bench", "-c", "bench.yaml", "--pieces", strong, "--overrides", *depths, "--output", "bench.json"])
     result = json.loads((tmp_path / "bench.json").read_text())
     rows = {(row["model"], row["precision"]): row for row in result["rows"]}
-    assert len(rows) == 4
-    vir, vit = rows["vir-2", "32-true"], rows["vit_base-2", "32-true"]
-    vir_bf16 = rows["vir-2", "bf16-mixed"]  # the recurrence timed in float32 inside autocast, as in the model
-    assert vir_bf16["recurrence_ms"] > 0 and vir_bf16["vs"] == "vit_base-2"
+    assert len(rows) == 2  # one worker process each; bf16 and the pairing by precision are tested below
+    vir, vit = rows["vir-1", "32-true"], rows["vit_base-1", "32-true"]
     depth_2_on_mnist = [
         "-c",
         str(configs / "vir.yaml"),
         "-c",
         str(configs / "data" / "mnist.yaml"),
+        "-c",
+        strong,
         "--model.backbone.init_args.depth",
         "2",
     ]
@@ -187,6 +172,7 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
         assert row["trainable_params"] == sum(p.numel() for p in parameters)
         assert row["frozen_params"] == sum(p.numel() for p in parameters if not p.requires_grad)
         assert row["image_shape"] == [1, 28, 28] and row["batch_size"] == 4
+        assert (row["optimizer"], row["learning_rate"]) == ("AdamW", 1e-3)  # the piece's, not the default Adam
     for row in rows.values():  # wall times have no reference value: measured (> 0), and what they define
         assert row["forward_ms"] > 0 and row["train_step_ms"] > 0 and math.isfinite(row["peak_memory_mib"])
         assert row["images_per_s"] == pytest.approx(1000 * 4 / row["train_step_ms"])
@@ -195,11 +181,64 @@ def test_bench_writes_every_field_for_vir_and_vit(tmp_path, monkeypatch):
     assert vir["fixed_params"] == 2 * (32 * 32 + 16 * 32) and vit["fixed_params"] == 0
     assert vir["frozen_params"] == 4 * 4 * 1 * 16 + 16 and vit["frozen_params"] == 0  # ViR's fixed patch embedding
     assert vir["recurrence_ms"] > 0 and vir["matmul_floor_ms"] > 0
-    assert vir["vs"] == "vit_base-2"
+    assert vir["vs"] == "vit_base-1"
     assert vir["trainable_params_ratio"] == pytest.approx(vir["trainable_params"] / vit["trainable_params"])
     assert vir["train_step_speedup"] == pytest.approx(vit["train_step_ms"] / vir["train_step_ms"])
     assert vir["forward_speedup"] == pytest.approx(vit["forward_ms"] / vir["forward_ms"])
     assert result["environment"]["torch"] == torch.__version__
+
+
+def test_bench_worker_measures_a_bf16_row_as_fit_would_build_it(monkeypatch):
+    """The worker's own function, in process (the CLI test above runs it in worker processes): under
+    bf16 autocast the recurrence is timed too, in the reservoir's float32 precision as in the forward."""
+    from lit_vir.commands import bench
+    from tests.conftest import TINY_VIR
+
+    monkeypatch.setattr(bench, "set_mmap_threshold", lambda size: None)  # this process's malloc stays as it is
+    overrides = [f"{key[2:]}={value}" for key, value in zip(TINY_VIR[::2], TINY_VIR[1::2], strict=True)]
+    job = {
+        "spec": "vir-2",
+        "precision": "bf16-mixed",
+        "config_args": bench.config_args("vir-2", "mnist", CONFIGS, overrides=overrides),
+        "batch_size": 3,
+        "device": "cpu",
+        "warmup": 0,
+        "repeats": 1,
+    }
+    row = bench.measure_model(job)
+    assert (row["model"], row["precision"], row["batch_size"], row["image_shape"]) == (
+        "vir-2",
+        "bf16-mixed",
+        3,
+        [1, 28, 28],
+    )
+    assert row["fixed_params"] == 2 * (32 * 32 + 16 * 32)  # W and V of two cores at N 32, D 16
+    assert row["recurrence_over_floor"] == pytest.approx(row["recurrence_ms"] / row["matmul_floor_ms"])
+    assert row["images_per_s"] == pytest.approx(1000 * 3 / row["train_step_ms"])
+
+
+def test_bench_compares_each_row_with_the_vit_base_row_of_its_depth_and_precision():
+    from lit_vir.commands.bench import add_ratios
+
+    def row(model: str, precision: str, step: float, forward: float, params: int, memory: float) -> dict:
+        return {"model": model, "precision": precision, "train_step_ms": step, "forward_ms": forward,
+                "trainable_params": params, "peak_memory_mib": memory}  # fmt: skip
+
+    rows = [
+        row("vir-2", "32-true", 10.0, 4.0, 100, 50.0),
+        row("vir-2", "bf16-mixed", 8.0, 2.0, 100, 40.0),
+        row("vit_base-2", "32-true", 30.0, 6.0, 400, 200.0),
+        row("vit_base-2", "bf16-mixed", 12.0, 5.0, 400, 0.0),
+        row("vir-3", "32-true", 15.0, 6.0, 150, 60.0),  # no ViT-Base-3: no ratios
+    ]
+    add_ratios(rows)
+    vir32, vir16, vit32, vit16, vir3 = rows
+    assert (vir32["vs"], vir16["vs"]) == ("vit_base-2", "vit_base-2")
+    assert (vir32["train_step_speedup"], vir32["forward_speedup"]) == (3.0, 1.5)
+    assert (vir16["train_step_speedup"], vir16["forward_speedup"]) == (1.5, 2.5)  # the bf16 ViT, not the fp32 one
+    assert (vir32["trainable_params_ratio"], vir32["peak_memory_ratio"]) == (0.25, 0.25)
+    assert vir16["peak_memory_ratio"] is None  # a baseline that measured no memory gives no ratio
+    assert "vs" not in vit32 and "vs" not in vit16 and "vs" not in vir3
 
 
 def fit_digits(folder, monkeypatch, *extra: str) -> dict[str, torch.Tensor]:

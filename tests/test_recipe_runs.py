@@ -203,32 +203,35 @@ def test_a_time_budget_ends_the_run_with_checkpoints_both_tests_flops_and_a_comp
     assert float(row["train_flops"]) == pytest.approx(total)
 
 
-def test_a_timm_model_trains_through_the_cli_and_its_checkpoint_loads_weights_only(tmp_path, run_cli):
+def test_a_timm_model_trains_through_the_cli_and_its_checkpoint_loads_weights_only(tmp_path, monkeypatch):
     write_mnist(tmp_path / "data", train=120, test=40)
-    run_cli(
-        "fit",
-        "-c",
-        str(CONFIGS / "vir.yaml"),
-        "-c",
-        str(CONFIGS / "model" / "timm.yaml"),
-        "--model.backbone.init_args.name",
-        "resnet18",
-        "--data.init_args.download",
-        "false",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.limit_test_batches",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--test_after_fit",
-        "true",
-        "--data.init_args.batch_size",
-        "20",
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            "-c",
+            str(CONFIGS / "vir.yaml"),
+            "-c",
+            str(CONFIGS / "model" / "timm.yaml"),
+            "--model.backbone.init_args.name",
+            "resnet18",
+            "--data.init_args.download",
+            "false",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.limit_test_batches",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--test_after_fit",
+            "true",
+            "--data.init_args.batch_size",
+            "20",
+        ]
     )
     run = tmp_path / "logs" / "timmmodel-mnist" / "version_0"
     classifier = load_classifier(run / "checkpoints" / "last.ckpt").eval()

@@ -128,40 +128,20 @@ def test_dynamics_printed_config_parses_back_and_holds_fits_sections(tmp_path, m
         assert tool[section] == fit[section], section
 
 
-def test_dynamics_bad_values_give_fits_message_and_exit_code(tmp_path, run_cli):
-    fit = run_cli("fit", *VIR, BAD_ALPHA, expect_success=False)
-    dynamics = run_cli("dynamics", *VIR, BAD_ALPHA, "--iid", expect_success=False)
-    assert fit.returncode == dynamics.returncode == 2
-    assert error_line(dynamics.stderr) == error_line(fit.stderr)
-    assert error_line(fit.stderr).startswith("lit-vir: invalid configuration: Reservoir: spectral_radius (α) = 0.0")
-    option = run_cli("dynamics", *VIR, "--iid", "--images", "0", expect_success=False)
-    assert option.returncode == 2
-    assert error_line(option.stderr).startswith("lit-vir: invalid configuration: dynamics: images = 0 is outside")
+def test_dynamics_bad_values_give_fits_message_and_exit_code(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # in process: the console script's exit codes are tested in test_cli.py
+    fit = call(capsys, "fit", *VIR, BAD_ALPHA)
+    dynamics = call(capsys, "dynamics", *VIR, BAD_ALPHA, "--iid")
+    assert fit.code == dynamics.code == 2
+    assert error_line(dynamics.err) == error_line(fit.err)
+    assert error_line(fit.err).startswith("lit-vir: invalid configuration: Reservoir: spectral_radius (α) = 0.0")
+    option = call(capsys, "dynamics", *VIR, "--iid", "--images", "0")
+    assert option.code == 2
+    assert error_line(option.err).startswith("lit-vir: invalid configuration: dynamics: images = 0 is outside")
+    assert not list(tmp_path.iterdir())  # stopped before anything was written
 
 
 # -------------------------------------------------------------------------------------------------- bench
-
-
-def test_bench_config_pieces_and_overrides_reach_the_timed_model(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    settings = {"models": ["vir-2"], "data": "mnist", "batch_size": 3, "warmup": 0, "repeats": 1}
-    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(settings))
-    overrides = list(TINY_OVERRIDES)
-    overrides.append("model.backbone.init_args.num_nodes=24")  # the last override wins, as in `fit`
-    shown = call(
-        capsys,
-        "bench",
-        "-c",
-        "bench.yaml",
-        *("--configs_dir", str(CONFIGS), "--pieces", str(CONFIGS / "recipe" / "strong.yaml")),
-        *("--overrides", *overrides),
-    )
-    assert shown.code == 0, shown.err
-    (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    assert row["model"] == "vir-2" and row["batch_size"] == 3 and row["image_shape"] == [1, 28, 28]
-    assert row["fixed_params"] == 2 * (24 * 24 + 16 * 24)  # W and V of two cores at N 24, D 16
-    assert (row["optimizer"], row["learning_rate"]) == ("AdamW", 1e-3)  # configs/recipe/strong.yaml's
 
 
 def test_bench_times_the_configured_optimiser_and_its_parameter_groups():
@@ -314,10 +294,11 @@ def test_slim_printed_config_parses_back_and_overrides_reach_the_data(runs, monk
     assert missing.code == 1 and "elsewhere" in error_line(missing.err)
 
 
-def test_slim_bad_budget_stops_before_the_checkpoint_is_read(tmp_path, run_cli):
-    shown = run_cli("slim", "no-such.ckpt", "--budget", "0.5", "1.5", expect_success=False)
-    assert shown.returncode == 2
-    line = error_line(shown.stderr)
+def test_slim_bad_budget_stops_before_the_checkpoint_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shown = call(capsys, "slim", "no-such.ckpt", "--budget", "0.5", "1.5")
+    assert shown.code == 2
+    line = error_line(shown.err)
     assert line.startswith("lit-vir: invalid configuration: slim: budget = 1.5 is outside the allowed range (0, 1]")
 
 
