@@ -162,6 +162,10 @@ PYTHON
       cp "$run"/{config.yaml,environment.yaml,corruption_accuracy.csv,corruption_heatmap.png} \
         "$OUT/runs-robustness/${run#"$LOGS-robustness/"}"/
     done
+    if [ -e "$LOGS/vit_slim_pieces/slim.json" ]; then  # lit-vir slim's report and piece (not its checkpoint)
+      mkdir -p "$OUT/runs/vit_slim_pieces"
+      cp "$LOGS"/vit_slim_pieces/{slim.json,slim-b0.50.yaml} "$OUT/runs/vit_slim_pieces"/
+    fi
     ;;
   *) echo "usage: $0 list|train|robustness|perturb|compare" >&2; exit 2 ;;
 esac
