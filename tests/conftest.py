@@ -75,22 +75,21 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `lit-vir ARGS` in a subprocess inside tmp_path; fail with its output unless it exits 0.
 
-    No clock of its own by default: the suite's per-test limit (pytest-timeout) stops a hung run, and
+    No clock of its own: the suite's per-test limit (pytest-timeout) stops a hung run, and
     `subprocess.run` kills the child when it does. A fixed 300 s failed healthy runs on a loaded machine."""
 
-    def run(*args: str, script: str = "lit-vir", expect_success: bool = True, timeout: float | None = None):
+    def run(*args: str) -> subprocess.CompletedProcess:
         # One OpenMP thread, as in-process (see one_torch_thread): two spinning threads per process on a
         # busy 2-core machine made a 35-second run take 10 minutes.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
         completed = subprocess.run(
-            [console_script(script), *args],
+            [console_script("lit-vir"), *args],
             cwd=tmp_path,
             env=environment,
             capture_output=True,
             text=True,
-            timeout=timeout,
         )
-        if expect_success and completed.returncode != 0:
+        if completed.returncode != 0:
             output = f"{completed.stdout}\n{completed.stderr}"
             pytest.fail(f"lit-vir {' '.join(args)} exited {completed.returncode}:\n{output}")
         return completed
