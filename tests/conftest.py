@@ -25,6 +25,8 @@ TINY_VIR = [
     "--model.backbone.init_args.mlp_dim",
     "32",
 ]
+# The same sizes as `lit-vir bench --overrides` takes them (`key=value`, no leading dashes).
+TINY_OVERRIDES = [f"{key[2:]}={value}" for key, value in zip(TINY_VIR[::2], TINY_VIR[1::2], strict=True)]
 # Keep test runs short and quiet: few batches, no Rich rendering to a pipe.
 QUICK_TRAINER = [
     "--trainer.accelerator",

@@ -12,7 +12,7 @@ import yaml
 from lit_vir.checks import ConfigError
 from lit_vir.models import ViR
 from lit_vir.models.reservoir import Reservoir
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, TINY_OVERRIDES
 from tests.test_reservoir import reference_states
 
 TINY = dict(
@@ -192,14 +192,12 @@ def test_bench_worker_measures_a_bf16_row_as_fit_would_build_it(monkeypatch):
     """The worker's own function, in process (the CLI test above runs it in worker processes): under
     bf16 autocast the recurrence is timed too, in the reservoir's float32 precision as in the forward."""
     from lit_vir.commands import bench
-    from tests.conftest import TINY_VIR
 
     monkeypatch.setattr(bench, "set_mmap_threshold", lambda size: None)  # this process's malloc stays as it is
-    overrides = [f"{key[2:]}={value}" for key, value in zip(TINY_VIR[::2], TINY_VIR[1::2], strict=True)]
     job = {
         "spec": "vir-2",
         "precision": "bf16-mixed",
-        "config_args": bench.config_args("vir-2", "mnist", CONFIGS, overrides=overrides),
+        "config_args": bench.config_args("vir-2", "mnist", CONFIGS, overrides=TINY_OVERRIDES),
         "batch_size": 3,
         "device": "cpu",
         "warmup": 0,

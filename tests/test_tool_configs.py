@@ -20,7 +20,7 @@ from lit_vir.data import MNISTDataModule
 from lit_vir.models.vit_slim import SearchableViT, vit_hyperparameters
 from lit_vir.training.checkpoints import load_classifier
 from lit_vir.training.weight_decay import parameter_groups
-from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_OVERRIDES, TINY_VIR
 from tests.fakedata import write_mnist
 
 VIR = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR]
@@ -33,7 +33,6 @@ TINY_VIT = [
     "false",
 ]
 BAD_ALPHA = "--model.backbone.init_args.spectral_radius=0"
-TINY_OVERRIDES = [f"{key[2:]}={value}" for key, value in zip(TINY_VIR[::2], TINY_VIR[1::2], strict=True)]  # bench's
 
 
 def call(capsys, *argv: str) -> SimpleNamespace:
