@@ -32,11 +32,11 @@ from lit_vir.sweep.spec import Pruner, Search, SweepSpec
 
 __all__ = [
     "StorageUnreachable",
-    "quiet_optuna",
     "make_pruner",
     "make_sampler",
     "open_storage",
     "pop_waiting",
+    "quiet_optuna",
     "redacted",
     "storage_url",
 ]

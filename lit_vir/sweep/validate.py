@@ -5,10 +5,9 @@ model's own message (the field, the value, the allowed range), and not hours lat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import logging
 
 import jsonargparse
 import torch
