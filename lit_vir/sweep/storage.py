@@ -28,10 +28,11 @@ from sqlalchemy.exc import ArgumentError as UrlError
 from sqlalchemy.exc import SQLAlchemyError
 
 from lit_vir.checks import ConfigError
-from lit_vir.sweep.spec import Pruner, Search, SweepSpec
+from lit_vir.sweep.spec import Param, Pruner, Search, SweepSpec
 
 __all__ = [
     "StorageUnreachable",
+    "grid_values",
     "make_pruner",
     "make_sampler",
     "open_storage",
@@ -157,16 +158,22 @@ def make_sampler(search: Search | None, space: dict, trial: int = 0) -> optuna.s
         return optuna.samplers.CmaEsSampler(seed=seed)
     if search.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
-    grid = {}
-    for key, param in space.items():
+    return optuna.samplers.RandomSampler(seed=seed)  # `grid`: every point is enqueued with its values fixed
+
+
+def grid_values(space: dict[str, Param]) -> dict[str, list[Any]]:
+    """`sampler: grid`: each dimension's values — its choices, or its range in steps."""
+    values = {}
+    for name, param in space.items():
         if param.choices is not None:
-            grid[key] = list(param.choices)
+            values[name] = list(param.choices)
         elif param.step is not None:
             count = round((param.high - param.low) / param.step) + 1
-            grid[key] = [param.low + index * param.step for index in range(count)]
+            cast = int if param.type == "int" else float
+            values[name] = [cast(param.low + index * param.step) for index in range(count)]
         else:
-            raise ConfigError(f"search.sampler = 'grid': search.space.{key} needs choices or a step.")
-    return optuna.samplers.GridSampler(grid, seed=seed)
+            raise ConfigError(f"search.sampler = 'grid': search.space.{name} needs choices or a step.")
+    return values
 
 
 def make_pruner(pruner: Pruner) -> optuna.pruners.BasePruner:

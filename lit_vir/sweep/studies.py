@@ -7,6 +7,7 @@ per grid cell (named `<sweep>.<cell>`), each with `n_trials` slots drawn by the 
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from optuna.trial import TrialState
 
 from lit_vir.sweep.spaces import param_names, search_space
 from lit_vir.sweep.spec import Cell, Param, SweepSpec, cells, short
-from lit_vir.sweep.storage import make_pruner, make_sampler, pop_waiting
+from lit_vir.sweep.storage import grid_values, make_pruner, make_sampler, pop_waiting
 
 __all__ = ["Plan", "Slot"]
 
@@ -72,15 +73,22 @@ class Plan:
             choices["seed"] = list(self.spec.grid.seeds)
         return choices
 
+    def search_slots(self, cell: Cell) -> list[Slot]:
+        """A search's trials in a cell: `n_trials` for the sampler to draw, or with `sampler: grid` every point of
+        the grid, enqueued with its values (in order; at most `n_trials` of them)."""
+        search = self.spec.search
+        if search.sampler != "grid":
+            return [Slot({}, {"cell": cell.name, "slot": index}) for index in range(search.n_trials)]
+        values = grid_values(self.sampler_space())
+        points = [dict(zip(values, point, strict=True)) for point in itertools.product(*values.values())]
+        return [
+            Slot(point, {"cell": cell.name, "slot": index}) for index, point in enumerate(points[: search.n_trials])
+        ]
+
     def slots(self) -> dict[str, list[Slot]]:
         """Study name → the trials it is made of."""
         if self.searching:
-            return {
-                self.study_name(cell): [
-                    Slot({}, {"cell": cell.name, "slot": index}) for index in range(self.spec.search.n_trials)
-                ]
-                for cell in self.cells.values()
-            }
+            return {self.study_name(cell): self.search_slots(cell) for cell in self.cells.values()}
         slots = []
         for cell in self.cells.values():
             for seed in self.spec.grid.seeds or [None]:
@@ -108,7 +116,9 @@ class Plan:
             taken = pop_waiting(study, storage)
             if taken is not None:
                 number, trial_id = taken
-                return optuna.Trial(self.load(storage, study.study_name, number), trial_id), trial_id
+                seeded = self.load(storage, study.study_name, number)
+                seeded.get_trials(deepcopy=False)  # its (cached) view of the storage learns of the trial it took
+                return optuna.Trial(seeded, trial_id), trial_id
         return None
 
     def prepare(self, storage: RDBStorage) -> list[optuna.Study]:
