@@ -81,6 +81,7 @@ class ReservoirOptions:
             owner,
             "jump_size (ℓ)",
             self.jump_size,
+            low=1,
             high=self.num_nodes,
             high_inclusive=False,
             hint=f"It must be smaller than num_nodes (N = {self.num_nodes}); the reference uses 137.",

@@ -40,24 +40,26 @@ def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
     """Run (or continue) the sweep; the number of trials that are still not finished when it returns."""
     spec = absolute(spec)
     validate(spec)
+    url = storage_url(spec)  # refuses a URL with a password before anything is written
     plan = Plan.of(spec)
     spec_file = spec.folder / "sweep.yaml"
     keep_identity(spec, spec_file)
     write_spec(spec, spec_file)
-    console.print(f"sweep [bold]{spec.name}[/]: {spec.folder} · storage {redacted(storage_url(spec))}")
+    console.print(f"sweep [bold]{spec.name}[/]: {spec.folder} · storage {redacted(url)}")
     storage = storage_of(spec)
     studies = plan.prepare(storage)
-    rounds = 0
     while True:
         recover(studies)
         counts = count(studies)
-        if counts["WAITING"] == 0:
-            break
-        if spec.launcher.kind == "slurm" and not spec.launcher.wait and rounds:
-            break
-        rounds += 1
-        launch(spec, plan, studies, spec_file, fit, console, counts["WAITING"])
-        if spec.launcher.kind == "slurm" and not spec.launcher.wait:
+        if counts["WAITING"]:
+            launch(spec, plan, studies, spec_file, fit, console, counts["WAITING"])
+            if spec.launcher.kind == "slurm" and not spec.launcher.wait:
+                break
+        elif counts["RUNNING"] and not (spec.launcher.kind == "slurm" and not spec.launcher.wait):
+            # trials of another driver, or of a worker that died: wait until they end or fall silent (then
+            # `recover` enqueues them again and they are launched here)
+            follow([], studies, console, stop_on_signal=False, until_settled=True)
+        else:
             break
     counts = count(studies)
     console.print(
@@ -107,6 +109,14 @@ def launch(
         if not spec.launcher.wait:
             return
     follow(jobs, studies, console, stop_on_signal=kind == "local")
+
+
+def settled(jobs: list[submitit.Job], studies: list[optuna.Study], until_settled: bool) -> bool:
+    if not until_settled:
+        return all(job.done() for job in jobs)
+    recover(studies)
+    counts = count(studies)
+    return counts["RUNNING"] == 0 or counts["WAITING"] > 0
 
 
 def local_slots(spec: SweepSpec, workers: int) -> list[tuple[list[int] | None, int | None]]:
@@ -194,9 +204,16 @@ def start_slurm(spec: SweepSpec, spec_file: Path, fit: Fit, waiting: int) -> lis
     return jobs
 
 
-def follow(jobs: list[submitit.Job], studies: list[optuna.Study], console: Console, stop_on_signal: bool) -> None:
-    """A progress bar of finished trials until every job has ended; SIGTERM/Ctrl-C stops the local workers (each
-    checkpoints and enqueues its trial again) and then this process."""
+def follow(
+    jobs: list[submitit.Job],
+    studies: list[optuna.Study],
+    console: Console,
+    stop_on_signal: bool,
+    until_settled: bool = False,
+) -> None:
+    """A progress bar of finished trials until every job has ended (or, `until_settled`, until no trial is
+    running or a silent one is found); SIGTERM/Ctrl-C stops the local workers (each checkpoints and enqueues its
+    trial again) and then this process."""
     received: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
@@ -215,7 +232,7 @@ def follow(jobs: list[submitit.Job], studies: list[optuna.Study], console: Conso
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("trials", total=total)
-            while not all(job.done() for job in jobs):
+            while not settled(jobs, studies, until_settled):
                 counts = count(studies)
                 finished = counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"]
                 total = sum(counts.values())

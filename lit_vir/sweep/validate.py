@@ -14,7 +14,7 @@ import torch
 from jsonargparse import ArgumentError
 
 from lit_vir.checks import ConfigError, find_config_error
-from lit_vir.config import build, tool_parser
+from lit_vir.config import tool_parser
 from lit_vir.sweep.spaces import OPTIMIZER, search_space
 from lit_vir.sweep.spec import Cell, Param, SweepSpec, as_argv, cells
 
@@ -52,9 +52,12 @@ def parse_run(parser: jsonargparse.ArgumentParser, argv: list[str], where: str) 
 
 
 def check_builds(parser: jsonargparse.ArgumentParser, config: jsonargparse.Namespace, where: str) -> None:
-    """Build the model and datamodule, and the optimiser on the model's parameters (torch checks lr ≥ 0 there)."""
+    """Build the model and datamodule (as `fit` would, without a trainer; no data is read), and the optimiser on a
+    parameter (torch checks lr ≥ 0 there); a refusal becomes a ConfigError that says `where`."""
     with as_config_error(where):
-        model, _ = build(parser, config)
+        config = config.clone()
+        config.pop("trainer", None)  # its callbacks and logger need not exist yet
+        model = parser.instantiate(config).get("model")
         if model is None:
             raise ConfigError("no model: the base pieces must give a `model:` section")
         if model.optimizer_factory is not None:

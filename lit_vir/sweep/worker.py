@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -75,13 +76,18 @@ class Heartbeat(threading.Thread):
 
 
 def alive(pid: int) -> bool:
+    """Whether the process runs: it exists and is not a zombie (killed, not yet reaped by its parent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc: existing is all that can be told
+    return state not in ("Z", "X")
 
 
 @dataclass
