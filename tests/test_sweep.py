@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -511,15 +512,18 @@ def rendezvous_piece(folder: Path, parties: int) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
-    """A real PostgreSQL server on a Unix socket (scripts/local_cluster.sh), for the session."""
-    folder = tmp_path_factory.mktemp("postgres")
+def postgres_url():
+    """A real PostgreSQL server on a Unix socket (scripts/local_cluster.sh), for the session. Its folder is made
+    outside pytest's temporary tree, whose folders only their owner may enter: the server runs as `postgres`."""
+    folder = Path(tempfile.mkdtemp(prefix="lit-vir-postgres-"))
+    folder.chmod(0o755)
     script = str(REPO / "scripts" / "local_cluster.sh")
     started = subprocess.run([script, "postgres", "start", str(folder)], capture_output=True, text=True)
     if started.returncode != 0:
         pytest.skip(f"no PostgreSQL server could start here: {started.stderr.strip() or started.stdout.strip()}")
     yield started.stdout.strip().splitlines()[-1]
     subprocess.run([script, "postgres", "stop", str(folder)], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"])

@@ -13,9 +13,11 @@ never grows past its `n_trials`.
 
 from __future__ import annotations
 
+import fcntl
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError as UrlError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from lit_vir.checks import ConfigError
 from lit_vir.sweep.spec import Param, Pruner, Search, SweepSpec
@@ -100,7 +102,7 @@ def open_storage(spec: SweepSpec, on_stale: Callable[[optuna.Study, FrozenTrial]
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = {"connect_args": {"timeout": 120}}  # wait for another process's write instead of failing
-    for attempt in range(5):
+    for attempt in range(8):
         try:
             return RDBStorage(
                 url,
@@ -109,16 +111,48 @@ def open_storage(spec: SweepSpec, on_stale: Callable[[optuna.Study, FrozenTrial]
                 grace_period=max(2, round(spec.launcher.grace_s)),
                 heartbeat_stale_trial_callback=on_stale,
             )
-        except StorageInternalError:
-            time.sleep(0.5 * (attempt + 1))  # two processes creating SQLite's tables at once
         except ModuleNotFoundError as error:
             raise StorageUnreachable(
                 f"the storage {redacted(url)} needs {error.name}: pip install -e '.[postgres]' for PostgreSQL"
             ) from None
-        except SQLAlchemyError as error:  # a server down, a wrong host, user or database
+        except (StorageInternalError, IntegrityError, OperationalError) as error:
+            # two processes creating a new database's tables at once (one of them fails on the version row, or
+            # finds SQLite locked): the second waits and opens what the first made. A server that is down stays down.
+            cause = error.__cause__ or error
+            reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+            if not busy_or_racing(reason):
+                raise StorageUnreachable(f"cannot open the sweep's storage {redacted(url)}: {reason}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except SQLAlchemyError as error:  # a wrong host, user or database
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
             raise StorageUnreachable(f"cannot open the sweep's storage {redacted(url)}: {reason}") from None
     raise StorageUnreachable(f"cannot open the sweep's storage {redacted(url)}: it stayed busy")
+
+
+RACE_SIGNS = ("UNIQUE constraint", "database is locked", "already exists", "duplicate key")
+
+
+def busy_or_racing(reason: str) -> bool:
+    """A database error that another process creating the same tables at the same moment explains."""
+    return any(sign in reason for sign in RACE_SIGNS)
+
+
+@contextmanager
+def one_taker(storage: RDBStorage) -> Iterator[None]:
+    """Only one process at a time takes a trial from a SQLite storage. PostgreSQL locks the trial's row for the
+    WAITING → RUNNING change (SELECT ... FOR UPDATE); SQLite has no row locks, and two processes can both read a
+    trial as WAITING and both set it RUNNING (seen in the two-driver test). An flock on a file beside the database
+    serialises the taking; the OS releases it when its holder dies, so it never goes stale."""
+    url = storage.url
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    with open(url.removeprefix("sqlite:///") + ".take.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pop_waiting(study: optuna.Study, storage: RDBStorage) -> tuple[int, int] | None:
@@ -128,16 +162,17 @@ def pop_waiting(study: optuna.Study, storage: RDBStorage) -> tuple[int, int] | N
     study_id = storage.get_study_id_from_name(study.study_name)
     for attempt in range(20):
         try:
-            for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-                try:
-                    if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            with one_taker(storage):
+                for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+                    try:
+                        if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                            continue
+                    except UpdateFinishedTrialError:
                         continue
-                except UpdateFinishedTrialError:
-                    continue
-                storage.record_heartbeat(trial_id)
-                return frozen.number, trial_id
-            return None
+                    storage.record_heartbeat(trial_id)
+                    return frozen.number, trial_id
+                return None
         except StorageInternalError:
             time.sleep(0.2 * (attempt + 1))  # SQLite: another process held the write lock
     raise StorageUnreachable("the sweep's storage stayed busy while taking a trial")
