@@ -80,12 +80,13 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     No clock of its own: the suite's per-test limit (pytest-timeout) stops a hung run, and
     `subprocess.run` kills the child when it does. A fixed 300 s failed healthy runs on a loaded machine."""
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+        """`prefix`: a command the console script runs under, e.g. ["taskset", "-c", "0"]."""
         # One OpenMP thread, as in-process (see one_torch_thread): two spinning threads per process on a
         # busy 2-core machine made a 35-second run take 10 minutes.
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
         completed = subprocess.run(
-            [console_script("lit-vir"), *args],
+            [*(prefix or []), console_script("lit-vir"), *args],
             cwd=tmp_path,
             env=environment,
             capture_output=True,

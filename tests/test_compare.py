@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
+from scipy import stats
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_vir.cli import main
+from lit_vir.training.callbacks.test_predictions import read_predictions
 from lit_vir.training.labels import model_label
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
@@ -46,7 +49,7 @@ def test_compare_two_real_runs(tmp_path, monkeypatch):
     ]
     main(["fit", *common, *TINY_VIR])
     main(["fit", *common, *TINY_VIT])
-    main(["compare", "logs/*/version_*", "--output", "comparison", "--title", "tiny"])
+    main(["compare", "logs/*/version_*", "--output", "comparison", "--title", "tiny", "--baseline", "ViR-1"])
     vir, vit = (
         tmp_path / "logs" / "vir-mnist" / "version_0",
         tmp_path / "logs" / "visiontransformer-mnist" / "version_0",
@@ -59,17 +62,73 @@ def test_compare_two_real_runs(tmp_path, monkeypatch):
     assert float(rows["ViT-D24-1"]["val_acc_best"]) == max(logged(vit, "val/acc"))
     assert int(rows["ViR-1"]["epochs"]) == 2
     assert rows["ViR-1"]["precision"] == "32-true"  # from the saved config (configs/vir.yaml)
+    # what the run did: 2 epochs of the 180-image training split (200 − 10%), in batches of 100 and 80
+    assert int(rows["ViR-1"]["images_seen"]) == 360
+    assert float(rows["ViR-1"]["epochs_completed"]) == pytest.approx(2.0)
+    assert int(rows["ViR-1"]["optimizer_steps"]) == 4
+    assert rows["ViR-1"]["threads"] == "1"
+
+    # the per-image predictions give back the logged test accuracy, and the paired test is McNemar's on them
+    ours, theirs = read_predictions(vit), read_predictions(vir)
+    assert (ours["test/label"] == ours["test/prediction"]).mean() == pytest.approx(
+        logged(vit, "test/acc")[-1], abs=1e-6
+    )
+    assert np.array_equal(ours["test/label"], theirs["test/label"]) and len(ours["test/label"]) == 40
+    a, b = ours["test/label"] == ours["test/prediction"], theirs["test/label"] == theirs["test/prediction"]
+    only_vit, only_vir = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    assert float(rows["ViT-D24-1"]["difference"]) == pytest.approx((only_vit - only_vir) / 40)
+    expected_p = (
+        min(1.0, 2 * stats.binom.cdf(min(only_vit, only_vir), only_vit + only_vir, 0.5)) if only_vit + only_vir else 1.0
+    )
+    assert float(rows["ViT-D24-1"]["p"]) == pytest.approx(expected_p)
+    assert rows["ViT-D24-1"]["test"] == "McNemar exact"
 
     text = (tmp_path / "comparison" / "compare.md").read_text()
     for run, model in ((vir, "ViR-1"), (vit, "ViT-D24-1")):
-        row = next(line for line in text.splitlines() if line.startswith(f"| {model} | MNIST | 2 | 1 |"))
+        row = next(
+            line for line in text.splitlines() if line.startswith(f"| {model} | reference | MNIST | 2 epochs | 1 |")
+        )
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[4] == f"{100 * logged(run, 'test/acc')[-1]:.2f}"
-        assert cells[5] == f"{100 * logged(run, 'test_last/acc')[-1]:.2f}"
-        assert cells[6] == f"{100 * max(logged(run, 'val/acc')):.2f}"
-        assert cells[7] == f"{int(logged(run, 'params/trainable')[0]):,}"
+        assert cells[5].startswith(f"{100 * logged(run, 'test/acc')[-1]:.2f} [")
+        assert cells[6] == "images"
+        assert cells[11] == f"{100 * logged(run, 'test_last/acc')[-1]:.2f}"
+        assert cells[12] == f"{100 * max(logged(run, 'val/acc')):.2f}"
+        assert cells[13] == "40"
+    assert "(baseline)" in text and "Peak memory: the process's peak resident set size" in text
     assert (tmp_path / "comparison" / "compare.png").stat().st_size > 0
     assert (tmp_path / "comparison" / "compare_summary.csv").exists()
+
+
+def test_a_csv_logger_run_is_read_and_an_unreadable_folder_is_named(tmp_path, monkeypatch, capsys):
+    write_mnist(tmp_path / "data", train=200, test=40)
+    monkeypatch.chdir(tmp_path)
+    logger = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.init_args.save_dir", "logs"]
+    main(
+        [
+            "fit",
+            "-c",
+            str(CONFIGS / "vir.yaml"),
+            *QUICK_TRAINER,
+            *TINY_VIR,
+            "--data.init_args.download",
+            "false",
+            "--test_after_fit",
+            "true",
+            *logger,
+        ]
+    )
+    (tmp_path / "logs" / "broken").mkdir()
+    (tmp_path / "logs" / "broken" / "config.yaml").write_text("data: {}\n")
+    capsys.readouterr()
+    main(["compare", "logs/*", "--output", "comparison"])
+    shown = capsys.readouterr().out
+    assert "skipped logs/broken: no TensorBoard events and no metrics.csv" in shown
+    with open(tmp_path / "comparison" / "compare.csv") as stream:
+        (row,) = list(csv.DictReader(stream))
+    with open(tmp_path / "logs/version_0/metrics.csv") as stream:
+        metrics = list(csv.DictReader(stream))
+    assert row["logger"] == "csv"
+    assert float(row["test_acc"]) == float(next(m["test/acc"] for m in metrics if m.get("test/acc")))
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
+import yaml
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -13,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from lit_vir.cli import main
 from lit_vir.models import ViR
 from lit_vir.training import ImageClassifier
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, QUICK_TRAINER
 
 UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
@@ -65,3 +67,25 @@ def test_a_run_prints_its_flops_and_fills_the_hparams_tab(tmp_path, monkeypatch,
     assert values["num_nodes"] == 300 and values["spectral_radius"] == 0.9 and values["seed"] == 42
     for tag in ("val/acc_best", "test/acc", "test_last/acc"):
         assert tag in events.Tags()["scalars"], tag  # the tab's metric columns have values
+
+
+def test_the_environment_record_holds_the_cores_taskset_gave_the_run(tmp_path, run_cli):
+    """The console script under `taskset -c CORE`: environment.yaml records that affinity, the torch threads and
+    the thread settings of the environment, and the load average at start and end."""
+    core = min(os.sched_getaffinity(0))
+    run_cli(
+        "fit",
+        "-c",
+        str(CONFIGS / "quickstart.yaml"),
+        *QUICK_TRAINER,
+        "--test_after_fit",
+        "false",
+        prefix=["taskset", "-c", str(core)],
+    )
+    environment = yaml.safe_load((tmp_path / "logs" / "vir-digits" / "version_0" / "environment.yaml").read_text())
+    threads = environment["threads"]
+    assert threads["cpu_affinity"] == [core]
+    assert threads["OMP_NUM_THREADS"] == "1" and threads["torch_threads"] == 1  # run_cli sets OMP_NUM_THREADS=1
+    assert threads["cpu_count"] == os.cpu_count()
+    for key in ("load_average_start", "load_average_end"):
+        assert len(environment[key]) == 3 and all(isinstance(value, float) for value in environment[key])

@@ -33,6 +33,8 @@ __all__ = [
     "accuracy_interval",
     "mcnemar_exact",
     "paired_difference",
+    "percentile",
+    "resampled_means",
     "sign_flip_p",
     "t_interval",
 ]
@@ -151,3 +153,25 @@ def paired_difference(
     return PairedDifference(
         difference, low, high, p, "paired bootstrap (seeds × images)", len(a), sign_flip_p(list(per_seed))
     )
+
+
+def resampled_means(
+    outcomes: list[np.ndarray], weights: np.ndarray, resamples: int = 2_000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A two-level bootstrap of several measures on the same images: `outcomes[s]` is seed s's (measures, N) matrix
+    (e.g. one row per corruption cell, or A − B per cell), its images resampled jointly across the rows — the rows
+    are the same images, corrupted — and the seeds resampled too when there are several. Returns the resampled
+    row means (R, measures) and their `weights`-weighted average (R,), e.g. the mean over the benchmark cells."""
+    rng = np.random.default_rng(seed)
+    measures, size = outcomes[0].shape
+    rows = np.zeros((resamples, measures))
+    picked = rng.integers(len(outcomes), size=(resamples, len(outcomes))) if len(outcomes) > 1 else None
+    for position in range(len(outcomes)):
+        chosen = np.zeros(resamples, dtype=int) if picked is None else picked[:, position]
+        counts = rng.multinomial(size, np.full(size, 1 / size), size=resamples).astype(np.float32)  # (R, N)
+        for index in range(len(outcomes)):
+            mask = chosen == index
+            if mask.any():
+                rows[mask] += counts[mask] @ outcomes[index].T.astype(np.float32) / size
+    rows /= len(outcomes)
+    return rows, rows @ (weights / weights.sum())

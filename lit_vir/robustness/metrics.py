@@ -14,13 +14,13 @@ and mCE / relative mCE are their means over the benchmark corruptions, in percen
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lit_vir.data.corrupted import CLEAN
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
 
-__all__ = ["CorruptionSummary", "load_summary", "summarize"]
+__all__ = ["CorruptionSummary", "load_summary", "summarize", "with_intervals"]
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,43 @@ class CorruptionSummary:
     mce: float | None = None
     relative_mce: float | None = None
     reference: str | None = None
+    # 95% intervals (lit_vir.robustness.intervals): per cell, per corruption, of the mean; over what they resample
+    cell_intervals: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+    per_corruption_intervals: dict[str, list[float]] = field(default_factory=dict)
+    mean_corruption_interval: list[float] | None = None
+    clean_interval: list[float] | None = None
+    interval_over: str | None = None
+    test_images: int | None = None
 
     def to_json(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
 
     def rows(self) -> list[dict[str, object]]:
-        """One row per cell, for CSV files."""
-        return [
-            {"corruption": name, "severity": severity, "accuracy": accuracy, "error": 1.0 - accuracy}
-            for name, by_severity in self.cells.items()
-            for severity, accuracy in sorted(by_severity.items())
-        ]
+        """One row per cell, for CSV files (its interval where known)."""
+        rows = []
+        for name, by_severity in self.cells.items():
+            for severity, accuracy in sorted(by_severity.items()):
+                low, high = self.cell_intervals.get(name, {}).get(severity, (None, None))
+                rows.append(
+                    {
+                        "corruption": name,
+                        "severity": severity,
+                        "accuracy": accuracy,
+                        "error": 1.0 - accuracy,
+                        "accuracy_low": low,
+                        "accuracy_high": high,
+                    }
+                )
+        return rows
 
 
 def load_summary(path: str | Path) -> CorruptionSummary:
     """A summary written by `CorruptionSummary.to_json` (e.g. a reference model's run)."""
     data = json.loads(Path(path).read_text())
     data["cells"] = {name: {int(s): acc for s, acc in by.items()} for name, by in data["cells"].items()}
+    data["cell_intervals"] = {
+        name: {int(s): bounds for s, bounds in by.items()} for name, by in data.get("cell_intervals", {}).items()
+    }
     return CorruptionSummary(**data)
 
 
@@ -105,4 +125,28 @@ def summarize(
         mce=_mean(list(errors.values())),
         relative_mce=_mean(list(relative.values())),
         reference=reference_name,
+    )
+
+
+def with_intervals(summary: CorruptionSummary, intervals, test_images: int) -> CorruptionSummary:
+    """The summary with the 95% intervals of a `lit_vir.robustness.intervals.CellIntervals` (clean included)."""
+    cells: dict[str, dict[int, list[float]]] = {}
+    clean = None
+    for (name, severity), low, high in zip(intervals.cells, intervals.low, intervals.high, strict=True):
+        if name == CLEAN:
+            clean = [float(low), float(high)]
+        else:
+            cells.setdefault(name, {})[severity] = [float(low), float(high)]
+    per_corruption = {
+        name: [interval.low, interval.high] for name, interval in intervals.per_corruption.items() if name != CLEAN
+    }
+    mean = None if intervals.mean is None else [intervals.mean.low, intervals.mean.high]
+    return replace(
+        summary,
+        cell_intervals=cells,
+        per_corruption_intervals=per_corruption,
+        mean_corruption_interval=mean,
+        clean_interval=clean,
+        interval_over=intervals.over,
+        test_images=test_images,
     )

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lit_vir.robustness.metrics import CorruptionSummary
 
-__all__ = ["corruption_heatmap", "corruption_table", "write_corruption_files"]
+__all__ = ["corruption_heatmap", "corruption_table", "paired_table", "write_corruption_files", "write_paired_file"]
 
 
 def _severities(summary: CorruptionSummary) -> list[int]:
@@ -34,7 +34,9 @@ def corruption_table(summary: CorruptionSummary, title: str = "Accuracy under co
         by_severity = summary.cells[name]
         row = [name if name in summary.benchmark_corruptions else f"{name} (extra)"]
         row += [f"{100 * by_severity[s]:.2f}" if s in by_severity else "" for s in severities]
-        row.append(f"{100 * summary.per_corruption[name]:.2f}")
+        interval = summary.per_corruption_intervals.get(name)
+        bounds = f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else ""
+        row.append(f"{100 * summary.per_corruption[name]:.2f}{bounds}")
         if summary.corruption_errors:
             row.append(f"{summary.corruption_errors[name]:.1f}" if name in summary.corruption_errors else "")
         if summary.relative_corruption_errors:
@@ -43,19 +45,66 @@ def corruption_table(summary: CorruptionSummary, title: str = "Accuracy under co
         table.add_row(*row)
     footer = []
     if summary.clean_accuracy is not None:
-        footer.append(f"clean {100 * summary.clean_accuracy:.2f}%")
+        footer.append(f"clean {100 * summary.clean_accuracy:.2f}%{bracket(summary.clean_interval)}")
     if summary.mean_corruption_accuracy is not None:
         footer.append(
-            f"mean corruption accuracy {100 * summary.mean_corruption_accuracy:.2f}% "
+            f"mean corruption accuracy {100 * summary.mean_corruption_accuracy:.2f}%"
+            f"{bracket(summary.mean_corruption_interval)} "
             f"over {len(summary.benchmark_corruptions)} benchmark corruptions "
             f"(CIFAR mCE {summary.mce_unnormalised:.2f})"
         )
+    if summary.interval_over:
+        footer.append(f"[95% intervals, bootstrap over {summary.interval_over}: {summary.test_images} test images]")
     if summary.mce is not None:
         footer.append(f"mCE {summary.mce:.1f}% vs {summary.reference}")
     if summary.relative_mce is not None:
         footer.append(f"relative mCE {summary.relative_mce:.1f}%")
     table.caption = "; ".join(footer)
     return table
+
+
+def bracket(interval: list[float] | None) -> str:
+    return f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else ""
+
+
+def paired_table(paired, other: str) -> Table:
+    """This model − `other` per corruption (mean over severities) and on the mean, on the same corrupted images."""
+    table = Table(title=f"Paired with {other}: difference in accuracy, points [95% interval]")
+    table.add_column("corruption")
+    table.add_column("Δ per severity", justify="right")
+    names = list(dict.fromkeys(name for name, _ in paired.cells))
+    for name in names:
+        columns = [index for index, (other_name, _) in enumerate(paired.cells) if other_name == name]
+        cells = " ".join(f"{100 * paired.difference[index]:+.1f}" for index in columns)
+        table.add_row(name, cells)
+    if paired.mean is not None:
+        mean = paired.mean
+        table.caption = (
+            f"mean over the benchmark cells: {100 * mean.difference:+.2f} "
+            f"[{100 * mean.low:+.2f}, {100 * mean.high:+.2f}], p = {mean.p:.3g} ({mean.test}); "
+            f"per cell: {paired.test}, corruption_paired.csv"
+        )
+    return table
+
+
+def write_paired_file(paired, other: str, folder: Path) -> Path:
+    """`corruption_paired.csv`: per cell, this model − `other`, its 95% interval and p; then the mean."""
+    path = folder / "corruption_paired.csv"
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(
+            ["corruption", "severity", "difference", "difference_low", "difference_high", "p", "test", "vs"]
+        )
+        for (name, severity), delta, low, high, p in zip(
+            paired.cells, paired.difference, paired.low, paired.high, paired.p, strict=True
+        ):
+            writer.writerow([name, severity, delta, low, high, p, paired.test, other])
+        if paired.mean is not None:
+            mean = paired.mean
+            writer.writerow(
+                ["mean (benchmark cells)", "", mean.difference, mean.low, mean.high, mean.p, mean.test, other]
+            )
+    return path
 
 
 def corruption_heatmap(summary: CorruptionSummary, title: str = "Accuracy (%) per corruption and severity") -> Figure:
@@ -91,7 +140,9 @@ def write_corruption_files(summary: CorruptionSummary, folder: Path) -> list[Pat
         folder / name for name in ("corruption_accuracy.csv", "corruption_summary.json", "corruption_heatmap.png")
     )
     with open(table_path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["corruption", "severity", "accuracy", "error"])
+        writer = csv.DictWriter(
+            stream, fieldnames=["corruption", "severity", "accuracy", "error", "accuracy_low", "accuracy_high"]
+        )
         writer.writeheader()
         writer.writerows(summary.rows())
     summary.to_json(summary_path)
