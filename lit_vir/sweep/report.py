@@ -9,11 +9,13 @@ session per trial (`report/tensorboard`), so trials can be sorted and filtered i
 
 from __future__ import annotations
 
+import datetime
 import math
 from pathlib import Path
 
 import numpy as np
 import optuna
+import yaml
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -148,6 +150,20 @@ def write_hparams(folder: Path, study: optuna.Study, plan: Plan) -> None:
             writer.add_hparams(params, {f"hparam/{plan.spec.metric}": value}, run_name=".")
 
 
+def spent(runs: Path) -> tuple[float, float, int]:
+    """CPU seconds and wall seconds the sweep's runs took (each run's trial.yaml; wall from its attempts' starts to
+    its end), and how many runs."""
+    cpu = wall = 0.0
+    folders = list(runs.glob("*/*/trial.yaml"))
+    for path in folders:
+        record = yaml.safe_load(path.read_text())
+        cpu += float(record.get("cpu_s") or 0.0)
+        if record.get("ended") and record.get("attempts"):
+            start = datetime.datetime.fromisoformat(record["attempts"][0]["started"])
+            wall += (datetime.datetime.fromisoformat(record["ended"]) - start).total_seconds()
+    return cpu, wall, len(folders)
+
+
 def write_report(spec: SweepSpec, console: Console, top: int = 10) -> Path:
     """Write `<sweep>/report/` and print the best trials; returns the report's folder."""
     spec = absolute(spec)
@@ -202,7 +218,14 @@ def write_report(spec: SweepSpec, console: Console, top: int = 10) -> Path:
             figure.savefig(folder / name, dpi=110)
             lines.append(f"![{name}]({name})")
         write_hparams(folder / "tensorboard", study, plan)
-    lines += ["", f"TensorBoard: `tensorboard --logdir {folder / 'tensorboard'}` (HPARAMS tab)."]
+    cpu, wall, runs = spent(spec.folder / "runs")
+    lines += [
+        "",
+        f"Spent: {cpu / 3600:.2f} CPU-hours of training processes over {runs} run folders (CPU time of every attempt "
+        f"that ended with a record, from each folder's trial.yaml), {wall / 3600:.2f} hours of trials' wall time.",
+        "",
+        f"TensorBoard: `tensorboard --logdir {folder / 'tensorboard'}` (HPARAMS tab).",
+    ]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"wrote {folder}/report.md and its figures")
     return folder

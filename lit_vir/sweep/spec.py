@@ -49,10 +49,12 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")  # a folder and a study nam
 
 @dataclass
 class Row:
-    """One named row of the grid: config pieces (merged after the base, left to right) and dotted overrides."""
+    """One named row of the grid: config pieces (merged after the base, left to right), dotted overrides, and
+    values of dotted keys crossed with the grid's `params` for this row only (e.g. the depths a serial ViR has)."""
 
     pieces: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -241,6 +243,10 @@ class SweepSpec:
         for key, values in self.grid.params.items():
             if not values:
                 raise ConfigError(f"grid.params.{key}: no values; list at least one.")
+        for name, row in self.grid.rows.items():
+            for key, values in row.params.items():
+                if not values:
+                    raise ConfigError(f"grid.rows.{name}.params.{key}: no values; list at least one.")
         if len(set(self.grid.seeds)) != len(self.grid.seeds):
             raise ConfigError(f"grid.seeds = {self.grid.seeds}: a seed is repeated.")
         if self.search is not None:
@@ -308,23 +314,24 @@ def short(value: Any) -> str:
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
-    """The grid without its seeds, in spec order: rows × datasets × params. Each cell's argv (after the base
-    pieces) is its row's pieces, its data piece, then the sweep's overrides, its row's and its params (later wins)."""
+    """The grid without its seeds, in spec order: for each row, datasets × params (the grid's and the row's own).
+    Each cell's argv (after the base pieces) is its row's pieces, its data piece, then the sweep's overrides, its
+    row's and its params (later wins)."""
     rows = list(spec.grid.rows.items()) or [("", Row())]
     datasets = spec.grid.datasets or [""]
-    keys = list(spec.grid.params)
     found = []
-    for (row_name, row), dataset, values in itertools.product(
-        rows, datasets, itertools.product(*spec.grid.params.values())
-    ):
-        argv = []
-        for piece in [*row.pieces, *([dataset] if dataset else [])]:
-            argv += ["-c", piece]
-        argv += as_argv(spec.overrides) + as_argv(row.overrides) + as_argv(dict(zip(keys, values, strict=True)))
-        params = ([("row", row_name)] if row_name else []) + ([("dataset", short(dataset))] if dataset else [])
-        params += [(key, value) for key, value in zip(keys, values, strict=True)]
-        label = "-".join(short(value) if key != "row" else value for key, value in params) or spec.name
-        found.append(Cell(label, tuple(argv), tuple(params)))
+    for row_name, row in rows:
+        grid = {**spec.grid.params, **row.params}
+        keys = list(grid)
+        for dataset, values in itertools.product(datasets, itertools.product(*grid.values())):
+            argv = []
+            for piece in [*row.pieces, *([dataset] if dataset else [])]:
+                argv += ["-c", piece]
+            argv += as_argv(spec.overrides) + as_argv(row.overrides) + as_argv(dict(zip(keys, values, strict=True)))
+            params = ([("row", row_name)] if row_name else []) + ([("dataset", short(dataset))] if dataset else [])
+            params += [(key, value) for key, value in zip(keys, values, strict=True)]
+            label = "-".join(short(value) if key != "row" else value for key, value in params) or spec.name
+            found.append(Cell(label, tuple(argv), tuple(params)))
     names = [cell.name for cell in found]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:

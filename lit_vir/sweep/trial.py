@@ -24,6 +24,7 @@ import datetime
 import os
 import socket
 import statistics
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -257,10 +258,13 @@ def run_seed(run: TrialRun, seed: int | None, fit: Fit, report_epochs: bool) -> 
     spec = run.plan.spec
     reporter = TrialReporter(run.trial, spec.metric, spec.direction, report=report_epochs)
     run.record(seed, state="RUNNING", outcome="running", resumed_from_checkpoint="--ckpt_path" in argv)
+    cpu = CpuClock(run, seed)
     try:
         fit(argv, [reporter])
     except optuna.TrialPruned as pruned:
-        run.record(seed, state="PRUNED", outcome="pruned", reason=str(pruned), value=reporter.best, ended=now())
+        run.record(
+            seed, state="PRUNED", outcome="pruned", reason=str(pruned), value=reporter.best, ended=now(), **cpu()
+        )
         return Ending(TrialState.PRUNED, "pruned", reason=str(pruned))
     except (SystemExit, KeyboardInterrupt) as error:
         # SIGTERM (Lightning's SIGTERMException), Ctrl-C (Lightning exits with 1), submitit's preemption (-1); a
@@ -271,21 +275,36 @@ def run_seed(run: TrialRun, seed: int | None, fit: Fit, report_epochs: bool) -> 
             run.record(seed, state="FAIL", outcome="failed", reason=reason, ended=now())
             return Ending(TrialState.FAIL, "failed", reason=reason)
         reason = f"interrupted ({type(error).__name__}); resumes from its last checkpoint"
-        run.record(seed, state="INTERRUPTED", outcome="interrupted", reason=reason, ended=now())
+        run.record(seed, state="INTERRUPTED", outcome="interrupted", reason=reason, ended=now(), **cpu())
         return Ending(TrialState.FAIL, "interrupted", reason=reason, exit_code=-1 if code == -1 else None)
     except STOPS as error:
-        run.record(seed, state="FAIL", outcome="failed", reason=str(error), ended=now())
+        run.record(seed, state="FAIL", outcome="failed", reason=str(error), ended=now(), **cpu())
         return Ending(TrialState.FAIL, "failed", reason=str(error))
     except Exception as error:  # noqa: BLE001 (anything else is a crash: recorded with its traceback, retried)
         reason = f"{type(error).__name__}: {error}"
-        run.record(seed, state="FAIL", outcome="crashed", reason=reason, traceback=traceback.format_exc(), ended=now())
+        trace = traceback.format_exc()
+        run.record(seed, state="FAIL", outcome="crashed", reason=reason, traceback=trace, ended=now(), **cpu())
         return Ending(TrialState.FAIL, "crashed", reason=reason)
     if reporter.best is None:
         reason = f"the run logged no {spec.metric} (no validation ran?)"
         run.record(seed, state="FAIL", outcome="failed", reason=reason, ended=now())
         return Ending(TrialState.FAIL, "failed", reason=reason)
-    run.record(seed, state="COMPLETE", outcome="complete", value=reporter.best, reason="", ended=now())
+    run.record(seed, state="COMPLETE", outcome="complete", value=reporter.best, reason="", ended=now(), **cpu())
     return None
+
+
+class CpuClock:
+    """The CPU time this process spends on a run (every thread), added to what earlier attempts of the run spent:
+    what a search costs, whatever else the machine ran (wall time depends on that)."""
+
+    def __init__(self, run: TrialRun, seed: int | None) -> None:
+        path = run.folder(seed) / "trial.yaml"
+        earlier = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        self.before = float(earlier.get("cpu_s") or 0.0)
+        self.started = time.process_time()
+
+    def __call__(self) -> dict[str, float]:
+        return {"cpu_s": round(self.before + time.process_time() - self.started, 3)}
 
 
 def clear_partial_run(folder: Path) -> None:
