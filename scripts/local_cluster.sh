@@ -64,15 +64,19 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
   export SLURM_CONF=$dir/slurm.conf
   slurmctld -f "$SLURM_CONF"
+  wait_for 30 "slurmctld" scontrol ping
   slurmd -f "$SLURM_CONF"
   wait_for 30 "the SLURM node" bash -c "sinfo -h -o %T | grep -qE '^(idle|mixed|allocated)'"
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
 slurm_stop() {
-  local pidfile
+  local pidfile pid
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
-    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    [[ -f $pidfile ]] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    wait_for 30 "slurm daemon $pid to stop" bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
   done
 }
 

@@ -117,6 +117,12 @@ class Driver:
                 stderr=subprocess.STDOUT,
             )
 
+    def ended(self) -> bool:
+        """Whether it has exited (a test waiting on its workers then stops waiting, with its output)."""
+        if self.process.poll() is None:
+            return False
+        pytest.fail(f"the driver exited {self.process.returncode} first:\n{self.log.read_text(errors='replace')}")
+
     def wait(self) -> tuple[int, str]:
         """Its exit code and output, once it has ended (pytest-timeout bounds a hang)."""
         try:
@@ -347,7 +353,7 @@ def test_a_killed_driver_is_rerun_the_interrupted_trial_resumes_and_nothing_fini
     )
     sweep = tmp_path / "sweeps" / "tiny"
     running = driver(spec)
-    wait_until(lambda: marker_in_worker_logs(sweep), "the second trial at step 5")
+    wait_until(lambda: running.ended() or marker_in_worker_logs(sweep), "the second trial at step 5")
     running.process.send_signal(stop)
     code, output = running.wait()
     assert code == (-stop if stop == signal.SIGKILL else 128 + stop), output
@@ -428,7 +434,7 @@ def test_a_killed_worker_is_found_by_its_silence_and_its_trial_resumes(tmp_path)
     )
     sweep = tmp_path / "sweeps" / "tiny"
     running = driver(spec)
-    wait_until(lambda: marker_in_worker_logs(sweep), "the trial at step 5")
+    wait_until(lambda: running.ended() or marker_in_worker_logs(sweep), "the trial at step 5")
     os.kill(trial_record(sweep / "runs/crash/t000")["attempts"][0]["pid"], signal.SIGKILL)
     code, output = running.wait()
     assert code == 0, output

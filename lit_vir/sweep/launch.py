@@ -180,7 +180,7 @@ class threads_in_environment:
 def start_slurm(spec: SweepSpec, spec_file: Path, fit: Fit, waiting: int) -> list[submitit.Job]:
     """An array of one task per waiting trial, `workers` at a time; each task takes one trial and is requeued (and
     resumes it) when preempted or timed out."""
-    executor = submitit.AutoExecutor(folder=spec.folder / "workers" / "%A_%a", cluster="slurm")
+    executor = submitit.AutoExecutor(folder=spec.folder / "workers" / "%j", cluster="slurm")
     launcher, resources = spec.launcher, spec.resources
     parameters: dict[str, Any] = {
         "slurm_array_parallelism": launcher.workers,
