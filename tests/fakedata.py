@@ -72,3 +72,45 @@ def write_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 0)
     }
     (folder / "meta").write_bytes(pickle.dumps(meta))
     return folder
+
+
+# (extension, Pillow mode, (width, height)): the sizes and modes of a folder of "your own images".
+IMAGE_KINDS = [
+    ("png", "RGB", (12, 12)),
+    ("jpg", "L", (20, 16)),
+    ("png", "RGBA", (9, 14)),
+    ("png", "P", (16, 16)),
+    ("jpeg", "RGB", (31, 8)),
+    ("png", "L", (8, 8)),
+]
+
+
+def write_image(path: Path, mode: str, size: tuple[int, int], level: int, seed: int) -> Path:
+    """An image file in `mode` whose pixels are `level` plus noise, in the format of `path`'s extension."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    channels = {"L": 1, "P": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = np.clip(level + rng.integers(0, 40, size=(height, width, channels)), 0, 255).astype(np.uint8)
+    if mode == "P":
+        image = Image.fromarray(pixels[..., 0], mode="L").convert("P")
+    else:
+        image = Image.fromarray(pixels if channels > 1 else pixels[..., 0], mode=mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def write_class_folders(folder: Path, counts: dict[str, int], seed: int = 0) -> list[Path]:
+    """`folder/<class>/<n>.<ext>` for `counts[class]` images of each class, cycling through IMAGE_KINDS; class k's
+    images have brightness 40 + 160·k/(classes − 1), so a model can tell the classes apart."""
+    paths = []
+    classes = sorted(counts)
+    for label, name in enumerate(classes):
+        level = 40 + (160 * label) // max(1, len(classes) - 1)
+        for number in range(counts[name]):
+            extension, mode, size = IMAGE_KINDS[(number + label) % len(IMAGE_KINDS)]
+            path = folder / name / f"{number:03d}.{extension}"
+            paths.append(write_image(path, mode, size, level, seed + 1000 * label + number))
+    return paths
