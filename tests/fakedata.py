@@ -114,3 +114,40 @@ def write_class_folders(folder: Path, counts: dict[str, int], seed: int = 0) -> 
             path = folder / name / f"{number:03d}.{extension}"
             paths.append(write_image(path, mode, size, level, seed + 1000 * label + number))
     return paths
+
+
+def write_hf_dataset(
+    folder: Path, counts: dict[str, dict[str, int]], string_labels: bool = False, truncated: int | None = None
+) -> Path:
+    """A `datasets.DatasetDict` saved by `save_to_disk`: per split, `counts[split][class]` images (PNG and JPEG bytes
+    of IMAGE_KINDS' sizes and modes) in an Image column "img" and a "label" column — ClassLabel, or the class
+    names as plain strings. Class k's pixels are 40 + 160·k/(classes − 1) plus noise, as in `write_class_folders`.
+    `truncated`: the training image of that index is cut to half its bytes."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    classes = sorted({name for split in counts.values() for name in split})
+    label_type = datasets.Value("string") if string_labels else datasets.ClassLabel(names=classes)
+    features = datasets.Features({"img": datasets.Image(), "label": label_type})
+    splits = {}
+    for offset, (split, split_counts) in enumerate(counts.items()):
+        images, labels = [], []
+        for label, name in enumerate(classes):
+            level = 40 + (160 * label) // max(1, len(classes) - 1)
+            for number in range(split_counts.get(name, 0)):
+                extension, mode, size = IMAGE_KINDS[(number + label) % len(IMAGE_KINDS)]
+                path = write_image(
+                    folder.parent / f".{folder.name}-images" / f"{split}-{name}-{number}.{extension}",
+                    mode,
+                    size,
+                    level,
+                    100 * offset + 10 * label + number,
+                )
+                images.append({"bytes": path.read_bytes(), "path": None})
+                labels.append(name if string_labels else label)
+        if split == "train" and truncated is not None:
+            whole = images[truncated]["bytes"]
+            images[truncated] = {"bytes": whole[: len(whole) // 2], "path": None}
+        splits[split] = datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
+    datasets.DatasetDict(splits).save_to_disk(str(folder))
+    return folder
