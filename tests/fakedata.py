@@ -151,3 +151,23 @@ def write_hf_dataset(
         splits[split] = datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
     datasets.DatasetDict(splits).save_to_disk(str(folder))
     return folder
+
+
+def reference_pixels(path: Path, size: int, channels: int) -> np.ndarray:
+    """(C, size, size) in [0, 1], read with Pillow directly: upright, converted, the shorter side scaled to `size`
+    (torchvision's rounding of the longer one), the centre cut out."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(Image.open(path))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    image = image.convert({1: "L", 3: "RGB"}[channels])
+    width, height = image.size
+    if (width, height) != (size, size):
+        short = min(width, height)
+        width, height = round(width * size / short), round(height * size / short)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+        left, top = (width - size) // 2, (height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    pixels = np.asarray(image, dtype=np.float64) / 255
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)

@@ -117,7 +117,9 @@ def test_missing_or_wrong_columns_are_named(tmp_path):
 def test_a_truncated_image_stops_setup_with_its_split_and_index(tmp_path):
     folder = write_hf_dataset(tmp_path / "saved", COUNTS, truncated=3)
     data = hub_data(folder, val_size=1)
-    with pytest.raises(DatasetError, match=r"(?s)train\[3\]: cannot be decoded, the file is truncated.*skip_bad_images"):
+    with pytest.raises(
+        DatasetError, match=r"(?s)train\[3\]: cannot be decoded, the file is truncated.*skip_bad_images"
+    ):
         data.setup("fit")
 
 

@@ -9,32 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lit_vir.checks import ConfigError
 from lit_vir.data import DatasetError, ImageFolderDataModule
 from lit_vir.data.splits import stratified_split
-from tests.fakedata import IMAGE_KINDS, write_class_folders, write_image
+from tests.fakedata import IMAGE_KINDS, reference_pixels, write_class_folders, write_image
 
 COUNTS = {"cat": 12, "dog": 10, "emu": 9}
-
-
-def reference_pixels(path: Path, size: int, channels: int) -> np.ndarray:
-    """(C, size, size) in [0, 1], read with Pillow directly: upright, converted, the shorter side scaled to `size`
-    (torchvision's rounding of the longer one), the centre cut out."""
-    image = ImageOps.exif_transpose(Image.open(path))
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    image = image.convert({1: "L", 3: "RGB"}[channels])
-    width, height = image.size
-    if (width, height) != (size, size):
-        short = min(width, height)
-        width, height = round(width * size / short), round(height * size / short)
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left, top = (width - size) // 2, (height - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    pixels = np.asarray(image, dtype=np.float64) / 255
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def folder_data(root: Path, **options) -> ImageFolderDataModule:
