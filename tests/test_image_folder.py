@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 
 from lit_vir.checks import ConfigError
+from lit_vir.cli import main
 from lit_vir.data import DatasetError, ImageFolderDataModule
 from lit_vir.data.splits import stratified_split
+from tests.conftest import CONFIGS, TINY_VIR
 from tests.fakedata import IMAGE_KINDS, reference_pixels, write_class_folders, write_image
 
 COUNTS = {"cat": 12, "dog": 10, "emu": 9}
@@ -284,3 +286,29 @@ def test_bad_options_name_the_field(tmp_path):
         folder_data(tmp_path, in_channels=2)
     with pytest.raises(ConfigError, match=r"predict_root without root needs classes"):
         ImageFolderDataModule(predict_root=str(tmp_path), image_size=8)
+
+
+def test_a_bad_file_stops_fit_before_the_run_folder_is_made(tmp_path, monkeypatch, capsys):
+    problems = unusable_files(tmp_path / "my_images")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fit",
+                "-c",
+                str(CONFIGS / "vir.yaml"),
+                "-c",
+                str(CONFIGS / "data" / "image_folder.yaml"),
+                "--data.root",
+                "my_images",
+                "--data.image_size",
+                "8",
+                "--data.num_workers",
+                "0",
+                *TINY_VIR,
+            ]
+        )
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1 and error.startswith("lit-vir: ImageFolderDataModule: ")
+    assert any(f"{path.relative_to(tmp_path)}: {problem}" in error for path, problem in problems.items())
+    assert not (tmp_path / "logs").exists()  # checked in prepare_data, before the logger makes the run folder

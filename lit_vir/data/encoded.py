@@ -9,9 +9,10 @@ training split. The life of one:
   `num_classes` and the class names are known when the CLI links them into the model. A split without its own
   folder (or dataset split) is taken off the training images, stratified and seeded: test by `test_size` (seed
   `split_seed`), then validation by `val_size` (seed `split_seed + 1`). Layout errors stop the run here.
-- `setup(stage)` (every process): every image of the stage's splits is decoded once, in `num_workers` loader
-  workers (`check_images`); an image that cannot be used stops the run with its path — or, with
-  `skip_bad_images`, is left out and counted in the log. Checking the training split also sums its pixels.
+- `prepare_data` (one process per node, before the trainer writes anything) and `setup(stage)` (every process):
+  every image of the stage's splits is decoded once, in `num_workers` loader workers (`check_images`); an image
+  that cannot be used stops the run with its path — or, with `skip_bad_images`, is left out and counted in the
+  log. Checking the training split also sums its pixels.
 - the loaders: images are normalised by the config's `mean`/`std` if given, else by the checkpoint's (a run
   resumed, tested or predicting from a checkpoint reads images as it was trained to), else by the training
   split's, from that one pass. `state_dict` saves them, with the class names, in every checkpoint.
@@ -185,8 +186,15 @@ class EncodedImageDataModule(ImageDataModule):
             self.checked[name] = result
         return self.checked[name]
 
+    def prepare_data(self) -> None:
+        """Check the images of the run's stage before the trainer writes anything (its logger makes the run folder
+        before `setup`): a run stopped by a bad file leaves no empty run behind. One process per node runs this."""
+        trainer = self.trainer
+        self.setup(trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None)
+
     def setup(self, stage: str | None = None) -> None:
-        """Check the stage's splits (every split for None); checking the training split also sums its pixels."""
+        """Check the stage's splits (every split for None); checking the training split also sums its pixels.
+        Already-checked splits are not decoded again."""
         for name in STAGE_SPLITS.get(stage, tuple(name for name in SPLITS if name in self.splits)):
             self.check(name)
 
