@@ -60,7 +60,7 @@ class PredictionWriter(BasePredictionWriter):
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         prediction: torch.Tensor,
-        batch_indices: list[int] | None,
+        batch_indices: list[int] | range | None,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int,
@@ -69,6 +69,9 @@ class PredictionWriter(BasePredictionWriter):
         top = prediction.float().topk(min(self.top_k, prediction.shape[1]), dim=1)
         labels = batch[1].tolist()
         dataset = self.loader(trainer, dataloader_idx).dataset
+        if batch_indices is None:  # a sampler Lightning cannot track: one process reading in order
+            start = sum(row[0] == dataloader_idx for row in self.rows)
+            batch_indices = range(start, start + len(labels))
         for row, index in enumerate(batch_indices):
             name = dataset.source(index) if hasattr(dataset, "source") else str(index)
             classes, probabilities = top.indices[row].tolist(), top.values[row].tolist()
