@@ -251,3 +251,15 @@ def test_export_of_a_missing_checkpoint_is_one_line(tmp_path, capsys):
         main(["export", "--ckpt_path", str(tmp_path / "none.ckpt"), "--format", "safetensors"])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == f"lit-vir: {tmp_path / 'none.ckpt'}: no such checkpoint file."
+
+
+def test_export_help_lists_the_formats_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--help"])
+    shown = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert all(f"--format {name}" in shown for name in ("onnx", "torch_export", "safetensors"))
+    assert "examples:\n  lit-vir export --ckpt_path" in shown
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "  export      a checkpoint → ONNX" in capsys.readouterr().out
