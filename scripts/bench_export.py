@@ -8,8 +8,9 @@ classes), built as `lit-vir fit` builds them (untrained: speed does not depend o
 - the time to export to ONNX (dynamo exporter), torch.export (.pt2) and a safetensors folder, each once, as
   `lit-vir export` does it before its check;
 - inference at batch 1 and 100 with one thread: PyTorch eager (`torch.no_grad`, evaluation mode) and onnxruntime
-  (CPU provider, intra- and inter-op threads 1), the median of `--repeats` runs after `--warmup`, and their ratio,
-  measured in the same process one after the other; the largest |Δlogit| between them is recorded too.
+  (CPU provider, intra- and inter-op threads 1), each the median of `--repeats` runs after `--warmup`, the two
+  taking turns run by run (so a change in the machine's load falls on both), and their ratio; the largest
+  |Δlogit| between them is recorded too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lit_vir.commands.bench import config_args, timer  # noqa: E402
+from lit_vir.commands.bench import config_args  # noqa: E402
 from lit_vir.config import build_from_config  # noqa: E402
 from lit_vir.export import export_onnx, export_program, onnx_session, run_onnx, save_portable  # noqa: E402
 from lit_vir.training.provenance import cpu_name, environment  # noqa: E402
@@ -38,6 +40,18 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench_image_pipeline import top_processes  # noqa: E402
 
 MODELS = {"ViR-1": "vir-1", "ViT-Small": "vit_small"}
+
+
+def alternating(first, second, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median milliseconds of `first` and of `second`, timed in turns after `warmup` untimed turns."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for turn in range(warmup + repeats):
+        for work, found in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            work()
+            if turn >= warmup:
+                found.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def measure(name: str, spec: str, folder: Path, batches: list[int], warmup: int, repeats: int) -> dict:
@@ -57,7 +71,6 @@ def measure(name: str, spec: str, folder: Path, batches: list[int], warmup: int,
         row["export_s"][kind] = time.perf_counter() - started
         print(name, kind, f"{row['export_s'][kind]:.1f} s", flush=True)
     session = onnx_session(folder / f"{spec}.onnx", threads=1)
-    clock = timer(torch.device("cpu"))
     row["inference"] = []
     for batch in batches:
         images = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(batch))
@@ -66,8 +79,7 @@ def measure(name: str, spec: str, folder: Path, batches: list[int], warmup: int,
             with torch.no_grad():
                 backbone(images)
 
-        eager_ms = clock(eager, warmup, repeats)
-        onnx_ms = clock(lambda images=images: run_onnx(session, images), warmup, repeats)
+        eager_ms, onnx_ms = alternating(eager, lambda images=images: run_onnx(session, images), warmup, repeats)
         with torch.no_grad():
             difference = float(np.abs(run_onnx(session, images) - backbone(images).numpy()).max())
         result = {
