@@ -10,3 +10,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`lit_vir.load_model(folder)`: imported on first use, so `import lit_vir` stays light (and Lightning-free)."""
+    if name == "load_model":
+        from lit_vir.export.portable import load_model
+
+        return load_model
+    raise AttributeError(f"module 'lit_vir' has no attribute {name!r}")

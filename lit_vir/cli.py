@@ -10,6 +10,8 @@ the dataset instead).
 from __future__ import annotations
 
 import importlib
+import itertools
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import jsonargparse
 from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_vir.config import (
@@ -30,7 +33,8 @@ from lit_vir.config import (
 )
 from lit_vir.data.base import ImageDataModule
 from lit_vir.training.callbacks.corruption_report import CorruptionReport
-from lit_vir.training.checkpoints import CheckpointError, read_checkpoint
+from lit_vir.training.callbacks.predictions import PredictionWriter
+from lit_vir.training.checkpoints import CheckpointError, model_config, read_checkpoint, saved_preprocessing
 from lit_vir.training.module import ImageClassifier
 from lit_vir.training.provenance import SaveConfigAndEnvironment
 
@@ -45,6 +49,7 @@ examples:
   lit-vir fit -c configs/vir.yaml --model.backbone.init_args.spectral_radius 1.1
   lit-vir fit -c configs/vir.yaml --print_config              # the merged config, resolved
   lit-vir test -c configs/vir.yaml --ckpt_path logs/vir-mnist/version_0/checkpoints/last.ckpt
+  lit-vir predict --ckpt_path RUN/checkpoints/last.ckpt --data.predict_root photos/    # → predictions.csv
   lit-vir fit --help                                          # every option of a subcommand
 """
 
@@ -54,6 +59,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "bench": ("lit_vir.commands.bench", "parameters, memory and speed of models, ViR against ViT"),
     "compare": ("lit_vir.commands.compare", "finished runs → comparison table (Markdown, CSV) and plots"),
     "dynamics": ("lit_vir.commands.dynamics", "reservoir dynamics (λ, MC, small-world) of a config or checkpoint"),
+    "export": ("lit_vir.commands.export", "a checkpoint → ONNX, torch.export or safetensors (+ model card), checked"),
     "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
     "quantize": ("lit_vir.commands.quantize", "MPTQ-ViT post-training quantisation: accuracy and size per bit width"),
     "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
@@ -89,12 +95,22 @@ class ViRCLI(LightningCLI):
             super().instantiate_classes()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        """A test run on a corruption benchmark (a datamodule with `cells`) always reports per cell."""
+        """A test run on a corruption benchmark (a datamodule with `cells`) always reports per cell; `predict`
+        writes its predictions (`PredictionWriter`) unless the config has a prediction writer."""
         trainer = super().instantiate_trainer(**kwargs)
         reports = any(isinstance(callback, CorruptionReport) for callback in trainer.callbacks)
         if hasattr(self.datamodule, "cells") and not reports:
             trainer.callbacks.append(CorruptionReport())
+        writes = any(isinstance(callback, BasePredictionWriter) for callback in trainer.callbacks)
+        if self.subcommand == "predict" and not writes:
+            trainer.callbacks.append(PredictionWriter())
         return trainer
+
+    def before_predict(self) -> None:
+        """The predictions go to the writer's file: Lightning does not also keep them all in memory (unless
+        `--return_predictions true`)."""
+        if self.config_init[self.subcommand].get("return_predictions") is None:
+            self.config_init[self.subcommand]["return_predictions"] = False
 
     def before_test(self) -> None:
         """A corruption benchmark's cells are reported by `CorruptionReport` in one table: skip Lightning's
@@ -147,6 +163,33 @@ def last_checkpoint(logger: jsonargparse.Namespace) -> tuple[str, int]:
             "start afresh, or give the checkpoint's path."
         )
     return str(found[-1]), int(found[-1].parts[-3][8:])
+
+
+def predict_from_checkpoint(argv: list[str]) -> list[str]:
+    """`lit-vir predict --ckpt_path X.ckpt --data.predict_root photos/` without a model or data config: the
+    checkpoint's own model config, and an `ImageFolderDataModule` that reads images as the model was trained to
+    (class names, size, channels, normalisation from the checkpoint), go ahead of the command line's options."""
+    options = argv[1:]
+    configured = any(option.split("=")[0] in ("-c", "--config", "--model", "--data") for option in options)
+    path = None
+    for option, value in itertools.pairwise([*options, ""]):  # the last --ckpt_path wins, as in the parser
+        if option == "--ckpt_path":
+            path = value
+        elif option.startswith("--ckpt_path="):
+            path = option.partition("=")[2]
+    if argv[:1] != ["predict"] or configured or path is None:
+        return argv
+    checkpoint = read_checkpoint(path)
+    preprocessing = saved_preprocessing(checkpoint, path)
+    data = {
+        "class_path": "lit_vir.data.ImageFolderDataModule",
+        "init_args": {
+            "classes": preprocessing["class_names"],
+            **{name: preprocessing[name] for name in ("image_size", "in_channels", "mean", "std", "resize")},
+        },
+    }
+    model = json.dumps(model_config(checkpoint, path))
+    return ["predict", "--model", model, "--data", json.dumps(data), *options]
 
 
 def run_name(config: jsonargparse.Namespace) -> str:
@@ -214,4 +257,5 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in TOOLS:
             importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
             return
-        run(args)
+        rewritten = predict_from_checkpoint(argv)
+        run(args if rewritten == argv else rewritten)

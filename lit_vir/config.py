@@ -29,7 +29,7 @@ from torch.optim import Optimizer
 
 from lit_vir.checks import ConfigError, find_config_error
 from lit_vir.data.base import ImageDataModule
-from lit_vir.data.files import CorruptDatasetFile, DatasetFilesMissing
+from lit_vir.data.files import CorruptDatasetFile, DatasetError, DatasetFilesMissing
 from lit_vir.training.checkpoints import CheckpointError
 from lit_vir.training.guards import NonFiniteLossError, ReservoirMismatchError
 from lit_vir.training.module import ImageClassifier
@@ -90,6 +90,7 @@ DEFAULT_CALLBACKS = [
     {"class_path": "lit_vir.training.callbacks.flops.TrainingFlops"},
     {"class_path": "lit_vir.training.callbacks.reservoir_checksum.ReservoirChecksum"},
     {"class_path": "lit_vir.training.callbacks.test_predictions.TestPredictions"},
+    {"class_path": "lit_vir.training.callbacks.preprocessing.SavePreprocessing"},
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]
@@ -195,13 +196,14 @@ def config_errors() -> Iterator[None]:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """What a user can fix, said in one line without a traceback: missing or corrupt data, a bad checkpoint, a
+    """What a user can fix, said in one line without a traceback: missing, corrupt or unusable data, a bad checkpoint, a
     diverged run (exit 1), or a bad value found late, e.g. once the data are known a cache that cannot fit (exit 2)."""
     try:
         yield
     except (
         DatasetFilesMissing,
         CorruptDatasetFile,
+        DatasetError,
         CheckpointError,
         NonFiniteLossError,
         ReservoirMismatchError,

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_vir.checks import ConfigError, check_choice, check_range
+from lit_vir.data.images import Preprocessing
 
 __all__ = ["AutoAugment", "ImageDataModule", "TransformedSubset"]
 
@@ -43,6 +44,11 @@ class TransformedSubset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.dataset[self.indices[index]]
         return self.transform(image), int(label)
+
+    def source(self, index: int) -> str:
+        """Where item `index` comes from: the dataset's own name for it (a file's path), else its index there."""
+        inner = self.indices[index]
+        return self.dataset.source(inner) if hasattr(self.dataset, "source") else str(inner)
 
 
 class ImageDataModule(L.LightningDataModule, ABC):
@@ -144,6 +150,15 @@ class ImageDataModule(L.LightningDataModule, ABC):
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The name of each class index; "0", "1", ... unless the dataset has names."""
+        return tuple(str(index) for index in range(self.num_classes))
+
+    def preprocessing(self) -> Preprocessing:
+        """What a model trained on these images needs to read a new one (saved in checkpoints by `state_dict`)."""
+        return Preprocessing(self.image_size, self.in_channels, tuple(self.mean), tuple(self.std), self.class_names)
+
     @abstractmethod
     def load_split(self, train: bool) -> Dataset:
         """The raw training or test split, yielding (image, label) with images as PIL or tensors."""
@@ -195,7 +210,10 @@ class ImageDataModule(L.LightningDataModule, ABC):
             self.test_set = TransformedSubset(test, range(len(test)), self.eval_transform())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shuffle_generator": self.shuffle_generator.get_state()}
+        return {
+            "shuffle_generator": self.shuffle_generator.get_state(),
+            "preprocessing": self.preprocessing().as_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.shuffle_generator.set_state(state_dict["shuffle_generator"])

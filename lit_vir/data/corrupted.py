@@ -30,6 +30,7 @@ from torchvision.transforms import v2
 from lit_vir.checks import ConfigError, check_choice, check_range
 from lit_vir.data.base import ImageDataModule
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SEVERITIES, corrupt
+from lit_vir.data.images import Preprocessing
 
 __all__ = ["CLEAN", "CorruptedDataModule", "CorruptedSplit", "CorruptionBenchmarkDataModule", "chunk_seed"]
 
@@ -217,6 +218,9 @@ class CorruptedDataModule(CorruptionBenchmarkDataModule):
     @property
     def in_channels(self) -> int:
         return self.dataset.in_channels
+
+    def preprocessing(self) -> Preprocessing:
+        return self.dataset.preprocessing()
 
     def pixel_transform(self) -> v2.Transform:
         return self.dataset.pixel_transform()

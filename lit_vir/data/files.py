@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "CorruptDatasetFile",
+    "DatasetError",
     "DatasetFilesMissing",
     "check_idx_file",
     "gather_raw_files",
@@ -39,6 +40,11 @@ class DatasetFilesMissing(FileNotFoundError):
             "or run once with internet access and `download: true`."
         )
         super().__init__("\n".join(lines))
+
+
+class DatasetError(ValueError):
+    """A dataset on disk that cannot be used as it is (an empty folder, a class missing from a split, files that
+    are not images): the message names the paths, what was found and what to do."""
 
 
 class CorruptDatasetFile(ValueError):

@@ -32,6 +32,10 @@ class _IdxDataModule(ImageDataModule):
     in_channels = 1
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.dataset_class.classes)  # torchvision's: '0 - zero', ...; 'T-shirt/top', 'Trouser', ...
+
+    @property
     def raw_folder(self) -> Path:
         return Path(self.root) / self.dataset_class.__name__ / "raw"
 

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import (
 
 from lit_vir.models.reservoir import Reservoir
 
-__all__ = ["ParameterCount", "count_parameters", "training_flops"]
+__all__ = ["ParameterCount", "count_parameters", "forward_flops", "training_flops"]
 
 
 @dataclass(frozen=True)
@@ -80,4 +80,17 @@ def training_flops(model: nn.Module, images: torch.Tensor, num_classes: int) -> 
         FlopCounterMode(display=False) as counter,
     ):
         torch.nn.functional.cross_entropy(copy(images), labels).backward()
+    return counter.get_total_flops()
+
+
+def forward_flops(model: nn.Module, images: torch.Tensor) -> int:
+    """FLOPs (2 per multiply-add) of one inference forward on `images` (B, C, H, W), in evaluation mode without a
+    gradient, as `training_flops` counts them; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(images)
+    finally:
+        model.train(was_training)
     return counter.get_total_flops()

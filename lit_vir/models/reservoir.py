@@ -155,8 +155,10 @@ class Reservoir(nn.Module):
 
     def needs_graph(self, drive: torch.Tensor) -> bool:
         """Autograd must see the steps when the drive needs a gradient (serial cores, a trained embedding),
-        or when the recurrence runs under autocast (the in-place kernels do not autocast)."""
-        if torch.is_grad_enabled() and drive.requires_grad:
+        or when the recurrence runs under autocast (the in-place kernels do not autocast). A compiler tracing the
+        model (torch.export, torch.compile, the ONNX export) also gets the out-of-place steps: it would rewrite
+        the in-place updates of the drive's views as scatters, slower to trace and to run than the plain steps."""
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and drive.requires_grad):
             return True
         return self.options.autocast_recurrence and torch.is_autocast_enabled(drive.device.type)
 

@@ -21,7 +21,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_vir.training.guards import NonFiniteLossError
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "ResumableModelCheckpoint", "load_classifier", "read_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "ResumableModelCheckpoint",
+    "load_classifier",
+    "model_config",
+    "read_checkpoint",
+    "saved_preprocessing",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -58,6 +66,32 @@ def load_classifier(path: str | Path, map_location: Any = "cpu"):
 
     read_checkpoint(path, map_location)  # clear errors before Lightning's own loading
     return ImageClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+def saved_preprocessing(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """How the checkpoint's model reads images (`ImageDataModule.preprocessing`), from the datamodule's state that
+    Lightning saves under the datamodule's class name; CheckpointError for a checkpoint without it."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and isinstance(value.get("preprocessing"), dict):
+            return value["preprocessing"]
+    raise CheckpointError(
+        f"{path}: holds no preprocessing record (class names, image size, normalisation): it was written before "
+        "lit_vir saved one, or without a lit_vir datamodule. Give the data config it was trained with (-c config.yaml "
+        "of its run)."
+    )
+
+
+def model_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The model section (`class_path`, `init_args`) that `lit-vir fit` built the checkpoint's model from, as
+    LightningCLI saves it in the hyperparameters; CheckpointError for one not written by `lit-vir fit`."""
+    hyperparameters = checkpoint.get("hyper_parameters") or {}
+    if "_class_path" not in hyperparameters or not isinstance(hyperparameters.get("backbone"), dict):
+        raise CheckpointError(
+            f"{path}: its hyperparameters do not say how to build the model (a checkpoint not written by "
+            "`lit-vir fit`?). Give the model config with -c."
+        )
+    init_args = {name: value for name, value in hyperparameters.items() if not name.startswith("_")}
+    return {"class_path": hyperparameters["_class_path"], "init_args": init_args}
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
