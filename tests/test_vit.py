@@ -58,6 +58,38 @@ def test_small_vit_is_about_2_7_million_parameters():
     assert 2.6e6 < count_parameters(vit_small()).trainable < 2.8e6
 
 
+PRESETS = [
+    "vit_base", "vit_small", "revit_base", "revit_small", "mobilevit_s", "mobilevit_xs", "mobilevit_xxs",
+    "exmobilevit_s", "vitae_v2_s", "vitae_v2_28", "vitae_v2_32",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_preset_refuses_positional_arguments_naming_what_they_would_have_set(name):
+    """The README once documented `vit_base(depth)`; the presets take the constructor's parameters, whose first
+    is `num_classes`, so `vit_base(3)` must fail loudly rather than build a 3-class model of the default depth."""
+    import inspect
+
+    import lit_vir.models
+
+    build = getattr(lit_vir.models, name)
+    assert all(p.kind is p.KEYWORD_ONLY for p in inspect.signature(build).parameters.values())
+    with pytest.raises(TypeError, match=rf"^{name}\(\) takes keyword arguments only; .* read as num_classes=3\. "):
+        build(3)
+
+
+def test_the_preset_list_is_every_preset_the_models_export():
+    import lit_vir.models
+
+    exported = [name for name in lit_vir.models.__all__ if hasattr(getattr(lit_vir.models, name), "defaults")]
+    assert sorted(exported) == sorted(PRESETS)
+
+
+def test_vit_base_by_keyword_builds_the_depth_asked_for():
+    model = vit_base(depth=3)
+    assert len(model.blocks) == 3 and model.head.out_features == 10  # the default classes, not 3
+
+
 def test_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="embed_dim = 100 is not divisible by num_heads = 12"):
         VisionTransformer(embed_dim=100, num_heads=12)

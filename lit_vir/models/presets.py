@@ -9,6 +9,10 @@
 is the constructor's with its defaults replaced, so jsonargparse lists and checks the preset's values when a
 config names it as its `class_path` (`lit_vir.models.vit_small`), and links the datamodule's `num_classes`,
 `image_size` and `in_channels` to it as to the class.
+
+A preset takes its arguments by keyword only (`vit_base(depth=3)`). Its parameters are the constructor's, whose
+first is `num_classes`, so a positional `vit_base(3)` would silently build a model for 3 classes where a reader of
+an older `vit_base(depth)` meant 3 blocks; it is refused, with the keyword form to use.
 """
 
 from __future__ import annotations
@@ -49,12 +53,20 @@ def preset(constructor: Callable[..., Model], **defaults: Any) -> Callable[[Call
     unknown = sorted(set(defaults) - set(signature.parameters))
     if variadic or unknown:
         raise TypeError(f"preset of {constructor.__name__}: variadic {variadic}, not its parameters {unknown}.")
-    parameters = [p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()]
+    parameters = [
+        p.replace(default=defaults.get(p.name, p.default), kind=p.KEYWORD_ONLY) for p in signature.parameters.values()
+    ]
     preset_signature = signature.replace(parameters=parameters, return_annotation=constructor)
 
     def decorate(stub: Callable[[], Any]) -> Callable[..., Model]:
         def build(*args: Any, **kwargs: Any) -> Model:
-            return constructor(**(defaults | preset_signature.bind_partial(*args, **kwargs).arguments))
+            if args:
+                named = ", ".join(f"{p.name}={value!r}" for p, value in zip(parameters, args, strict=False))
+                raise TypeError(
+                    f"{stub.__name__}() takes keyword arguments only; got {len(args)} positional, which would be "
+                    f"read as {named}. Name each one, e.g. {stub.__name__}({named})."
+                )
+            return constructor(**(defaults | preset_signature.bind_partial(**kwargs).arguments))
 
         build.__name__, build.__qualname__, build.__module__ = stub.__name__, stub.__qualname__, stub.__module__
         build.__doc__ = stub.__doc__
