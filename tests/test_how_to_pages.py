@@ -3,7 +3,8 @@ that is not marked `<!-- not run by the tests: ... -->`, in order, in one folder
 (several sizes and modes), each `lit-vir` command in process with a tiny model appended. What they wrote is then
 checked against computations made here: each prediction row against the checkpoint's own logits of the image read
 by Pillow, the ONNX, .pt2 and safetensors models against PyTorch, the model card's test accuracy against a plain
-loop over the test split."""
+loop over the test split. Finding and running the blocks is tests/doc_pages.py's, as for every page; that every block
+is run or marked is checked for all pages by tests/test_docs_pages.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import json
 import logging
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,36 +20,14 @@ import pytest
 import torch
 import yaml
 
-from lit_vir.cli import main
 from lit_vir.training.checkpoints import load_classifier, read_checkpoint, saved_preprocessing
-from tests.conftest import REPO, TINY_VIR
+from tests.conftest import REPO
+from tests.doc_pages import Command, blocks, run_block
 from tests.fakedata import reference_pixels, write_class_folders, write_hf_dataset, write_image
 
 PAGES = [REPO / "docs" / "how-to" / "own-images.md", REPO / "docs" / "how-to" / "export-and-predict.md"]
-FENCE = re.compile(r"(?P<marker><!-- not run by the tests: [^>]+ -->\n)?```(?P<language>\w+)\n(?P<body>.*?)```", re.S)
-RUNNABLE = ("bash", "python")
-QUIET = ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
-TINY = {
-    "fit": [*TINY_VIR, "--data.image_size", "8", "--data.num_workers", "0", "--trainer.max_epochs", "1", *QUIET],
-    "predict": ["--data.num_workers", "0", *QUIET],
-    "export": ["--check_batch", "4"],
-}
 RUN = Path("logs/vir-imagefolder/version_0")
 CLASSES = {"cat": 12, "dog": 10, "emu": 9}
-
-
-def blocks(page: Path) -> list[tuple[str, str]]:
-    """(language, body) of every bash and Python block the tests must run, in page order."""
-    found = [match for match in FENCE.finditer(page.read_text()) if match["language"] in RUNNABLE]
-    return [(match["language"], match["body"]) for match in found if not match["marker"]]
-
-
-def commands(body: str) -> list[list[str]]:
-    """The shell lines of a block, continuation lines joined and comments dropped; each must be a lit-vir command."""
-    lines = [shlex.split(line, comments=True) for line in body.replace("\\\n", " ").splitlines()]
-    lines = [line for line in lines if line]
-    assert all(line[0] == "lit-vir" for line in lines), f"not a lit-vir command in:\n{body}"
-    return [line[1:] for line in lines]
 
 
 def the_images(folder: Path) -> None:
@@ -70,22 +48,18 @@ def truncate_one_training_image(folder: Path) -> Path:
 
 
 def run_pages(folder: Path, capsys) -> dict[str, str]:
-    """Run every block; returns each command line's printed output (stdout and stderr)."""
+    """Run every block (tests/doc_pages.py: each lit-vir command in process, tiny); returns each command line's
+    printed output (stdout and stderr)."""
+
+    def bad_file_first(command: Command) -> None:  # the page's bad file, made before the command that skips it
+        if "--data.skip_bad_images" in command.argv:
+            truncate_one_training_image(folder)
+
     outputs = {}
     for page in PAGES:
-        for language, body in blocks(page):
-            if language == "python":
-                exec(compile(body, f"{page.name} block", "exec"), {})
-                continue
-            for command in commands(body):
-                if "--data.skip_bad_images" in command:  # the page's bad file, made before the command that skips it
-                    truncate_one_training_image(folder)
-                argv = [*command, *TINY[command[0]]]
-                with pytest.MonkeyPatch.context() as patch:  # as the console script sees it (environment.yaml)
-                    patch.setattr(sys, "argv", ["lit-vir", *argv])
-                    main(argv)
-                captured = capsys.readouterr()
-                outputs[shlex.join(command)] = captured.out + captured.err
+        for block in blocks(page):
+            for command, output in run_block(block, capsys, prepare=bad_file_first):
+                outputs[shlex.join(command.argv)] = output
     return outputs
 
 
@@ -194,13 +168,3 @@ def test_the_how_to_pages_run_and_write_what_they_say(tmp_path, monkeypatch, cap
     # torch.export: the .pt2 program gives the same logits
     program = torch.export.load(str(RUN / "checkpoints" / "last.pt2")).module()
     assert torch.allclose(program(reference), expected, atol=1e-5)
-
-
-def test_every_runnable_block_of_the_pages_is_run_or_marked():
-    """Blocks of other languages are outputs (text, yaml); a bash block holds only lit-vir commands (run above)."""
-    for page in PAGES:
-        for language, body in blocks(page):
-            if language == "bash":
-                assert commands(body), f"{page.name}: an empty bash block"
-        marked = re.findall(r"<!-- not run by the tests: ([^>]+) -->\n```(\w+)", page.read_text())
-        assert all(reason.strip() and language in RUNNABLE for reason, language in marked)

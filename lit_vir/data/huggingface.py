@@ -128,7 +128,7 @@ class HuggingFaceDataModule(EncodedImageDataModule):
             val_split: the validation split; None (or a split the dataset lacks): taken off the training split.
             test_split: the test split; None (or one the dataset lacks): taken off the training split by test_size.
             hub_timeout: seconds to wait for the Hub before saying it cannot be reached.
-            kwargs: `EncodedImageDataModule`'s (image_size, in_channels, mean, std, ...) and `ImageDataModule`'s.
+            **kwargs: `EncodedImageDataModule`'s (image_size, in_channels, mean, std, ...) and `ImageDataModule`'s.
         """
         check_range(type(self).__name__, "hub_timeout", hub_timeout, low=0, low_inclusive=False)
         self.dataset = dataset

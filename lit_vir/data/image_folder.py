@@ -77,7 +77,7 @@ class ImageFolderDataModule(EncodedImageDataModule):
                 predict reads the test split.
             classes: the class names when there is no `root` (predicting from a checkpoint, which has them);
                 with a `root`, they must be its class folders' names.
-            kwargs: `EncodedImageDataModule`'s (image_size, in_channels, mean, std, resize, test_size,
+            **kwargs: `EncodedImageDataModule`'s (image_size, in_channels, mean, std, resize, test_size,
                 skip_bad_images, max_image_pixels) and `ImageDataModule`'s (batch_size, num_workers, val_size, ...).
         """
         owner = type(self).__name__

@@ -177,7 +177,9 @@ class Launcher:
             job, one task per trial, `workers` at a time), or `inline` (this process, for debugging).
         workers: trials at once.
         cores: the cores `local` workers are pinned to (default: the cores this process may use).
-        partition, account, qos: SLURM's.
+        partition: SLURM's partition (`sbatch --partition`).
+        account: SLURM's account (`sbatch --account`).
+        qos: SLURM's quality of service (`sbatch --qos`).
         slurm_options: more `sbatch` options, e.g. `{constraint: a100}` (submitit's `slurm_additional_parameters`).
         wait: `slurm`: wait for the array to end (else submit and return; `lit-vir sweep status` follows it).
         max_retries: times a crashed trial (an error, or a worker killed, e.g. by the OOM killer) is run again;

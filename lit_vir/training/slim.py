@@ -72,7 +72,7 @@ class SlimSearch(ImageClassifier):
             train_norms: with `masks_only`, train the LayerNorms too — the original's `--freeze_weights`, which
                 keeps every parameter named "zeta" or "norm" trainable (default: the masks alone).
             sparsity_threshold: |ζ| below this counts as pruned in the logged sparsity.
-            Other keywords: `ImageClassifier`'s (num_classes, optimizer, scheduler, label_smoothing, ...).
+            **kwargs: `ImageClassifier`'s (num_classes, optimizer, scheduler, label_smoothing, ...).
         """
         super().__init__(backbone, **kwargs)
         owner = type(self).__name__

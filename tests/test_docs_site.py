@@ -1,0 +1,98 @@
+"""The documentation site builds with `mkdocs build --strict` — no broken link or anchor, no missing page or API
+reference — and holds what its hooks and mkdocstrings generate: each command's `--help` as the code prints it, the
+API from the docstrings, an index page for every folder of raw measurements."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import shutil
+from contextlib import redirect_stdout
+from html import unescape
+from pathlib import Path
+
+import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+from mkdocs.exceptions import Abort
+
+from tests.conftest import REPO
+
+
+def build_site(site: Path, docs: Path | None = None) -> None:
+    """`mkdocs build --strict` of mkdocs.yml into `site` (and from `docs` instead of docs/ when given)."""
+    options = {"site_dir": str(site), "strict": True}
+    if docs is not None:
+        options["docs_dir"] = str(docs)
+    logging.getLogger("mkdocs").setLevel(logging.INFO)
+    build(load_config(str(REPO / "mkdocs.yml"), **options))
+
+
+def text_of(html: Path) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html.read_text()))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("site")
+    build_site(folder)
+    return folder
+
+
+def test_the_site_builds_strictly_with_every_page_of_the_nav(site):
+    for page in ("index", "getting-started/quickstart/index", "how-to/own-images/index", "reference/api/models/index"):
+        assert (site / f"{page}.html").is_file(), page
+    assert (site / "search" / "search_index.json").is_file()  # the search plugin indexed the pages
+
+
+def test_the_api_reference_is_generated_from_the_docstrings(site):
+    from lit_vir.models.reservoir_options import ReservoirOptions
+
+    models = text_of(site / "reference" / "api" / "models" / "index.html")
+    first_line = ReservoirOptions.__doc__.splitlines()[0]  # "How a reservoir's fixed matrices are drawn ..."
+    assert first_line in models and "lit_vir.models.vir.ViR" in models
+    assert "keyword arguments only" in models  # presets.py's module docstring, as written in the code
+
+
+def test_the_commands_page_shows_each_tools_help_as_the_code_prints_it(site):
+    from lit_vir.commands.bench import parser
+
+    page = text_of(site / "reference" / "commands" / "index.html")
+    with redirect_stdout(io.StringIO()):
+        expected = parser().format_help()
+    # the options and their help, word for word (the widths of the wrap may differ)
+    for option in ("--models", "--batch_size", "--overrides", "--output"):
+        assert option in page
+    words = " ".join(expected.split())
+    assert "examples: lit-vir bench" in words and "examples: lit-vir bench" in " ".join(page.split())
+    for tool in ("dynamics", "perturb", "attention", "slim", "quantize", "compare", "export", "sweep run"):
+        assert f"$ lit-vir {tool} --help" in page, tool
+
+
+def test_every_measurements_folder_has_an_index_and_folder_links_reach_it(site):
+    for folder in (REPO / "docs" / "measurements").rglob("*"):
+        if folder.is_dir():
+            relative = folder.relative_to(REPO / "docs")
+            assert (site / relative / "index.html").is_file(), relative
+    results = (site / "results" / "index.html").read_text()
+    assert 'href="../measurements/results-fmnist/"' in results  # measurements/results-fmnist/ → its index page
+
+
+def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
+    """The strictness the other tests rely on: a page linking a missing page, or a missing heading, stops the build."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs)
+    page = docs / "getting-started" / "install.md"
+    original = page.read_text()
+    for broken in ("[gone](../how-to/no-such-page.md)", "[gone](quickstart.md#no-such-heading)"):
+        page.write_text(original + f"\n{broken}\n")
+        with pytest.raises(Abort, match="warning"):
+            build_site(tmp_path / "site", docs)
+
+
+def test_the_readme_says_how_to_serve_the_site():
+    readme = (REPO / "README.md").read_text()
+    assert 'pip install -e ".[docs]"' in readme and "mkdocs serve" in readme
+    assert os.path.isfile(REPO / "mkdocs.yml")
