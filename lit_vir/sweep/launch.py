@@ -41,6 +41,8 @@ def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
     spec = absolute(spec)
     validate(spec)
     url = storage_url(spec)  # refuses a URL with a password before anything is written
+    if spec.launcher.kind == "local":
+        local_slots(spec, spec.launcher.workers)  # enough cores and GPUs for the workers, or a message now
     plan = Plan.of(spec)
     spec_file = spec.folder / "sweep.yaml"
     keep_identity(spec, spec_file)
