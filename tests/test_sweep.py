@@ -239,6 +239,11 @@ def test_the_reservoir_preset_is_read_off_reservoir_options():
             ["low = 0.01 must be smaller than high = 0.001"],
         ),
         ({"launcher": {"workers": 0}}, ["launcher.workers = 0 is outside the allowed range [1, inf)"]),
+        (
+            {"launcher": {"kind": "local", "workers": 64}},
+            ["launcher.workers = 64 × resources.threads = 1 needs 64 cores"],
+        ),
+        ({"resources": {"gpus": 0.4}}, ["resources.gpus = 0.4: give 0, 1, or 1/k to share a GPU among k workers"]),
         ({"pruner": {"kind": "wilcoxon"}}, ["pruner.kind = 'wilcoxon' compares a trial's seeds: it needs a search"]),
         ({"storage": "postgresql+psycopg2://me:s3cret@db/sweeps"}, ["holds a password", "PGPASSWORD", "***"]),
     ],

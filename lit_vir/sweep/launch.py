@@ -135,7 +135,7 @@ def local_slots(spec: SweepSpec, workers: int) -> list[tuple[list[int] | None, i
         import torch
 
         available = torch.cuda.device_count()
-        per_gpu = round(1 / spec.resources.gpus) if spec.resources.gpus < 1 else 1
+        per_gpu = round(1 / spec.resources.gpus) if spec.resources.gpus < 1 else 1  # 0.333 → 3 workers a GPU
         if workers > available * per_gpu:
             raise ConfigError(
                 f"launcher.workers = {workers} with resources.gpus = {spec.resources.gpus} needs "
