@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from lit_vir.cli import main as lit_vir_main
@@ -624,7 +626,18 @@ def test_quantize_command_reports_every_setting_on_a_trained_checkpoint(tmp_path
     with open(tmp_path / "out" / "quantization.csv") as stream:
         assert len(list(csv.DictReader(stream))) == len(EXPECTED_ROWS)
     table = (tmp_path / "out" / "quantization.md").read_text()
-    assert sum(line.startswith(("| W", "| MP", "| FP32")) for line in table.splitlines()) == len(EXPECTED_ROWS)
+    rows_shown = [line for line in table.splitlines() if line.startswith(("| W", "| MP-", "| FP32"))]
+    assert len(rows_shown) == len(EXPECTED_ROWS)
+    # every row's per-image outcomes are kept; W8A8 against FP32 is McNemar's test on them (scipy's binomial test)
+    outcomes = np.load(tmp_path / "out" / "quantization_outcomes.npz")
+    fp32, w8 = outcomes["float/FP32"], outcomes["MPTQ-ViT/W8A8"]
+    assert fp32.mean() == found[("FP32", "float")]["accuracy"] and len(fp32) == 40
+    only_w8, only_fp32 = int(np.sum((w8 == 1) & (fp32 == 0))), int(np.sum((w8 == 0) & (fp32 == 1)))
+    expected = stats.binomtest(min(only_w8, only_fp32), only_w8 + only_fp32).pvalue if only_w8 + only_fp32 else 1.0
+    assert found[("W8A8", "MPTQ-ViT")]["vs_fp32"]["p"] == pytest.approx(min(1.0, expected))
+    assert found[("W8A8", "MPTQ-ViT")]["vs_fp32"]["difference"] == pytest.approx((only_w8 - only_fp32) / 40)
+    ablations = {(entry["row"], entry["against"]) for entry in report["comparisons"] if entry["against"] != "FP32"}
+    assert ("MPTQ-ViT W4A4", "SQ-b off W4A4") in ablations and ("MPTQ-ViT W4A4", "OPT-m off W4A4") in ablations
 
 
 @pytest.mark.slow  # two `lit-vir quantize` processes: about 45 s of CPU
@@ -669,4 +682,4 @@ def test_results_script_gathers_every_report_of_the_checkpoints(tmp_path, monkey
         for folder in ("results/visiontransformer-mnist-version_0", "results/visiontransformer-mnist-version_0-softmax")
     )
     fp32 = main["rows"][0]
-    assert f"| FP32 | float | — | — | float | 32 | 32 | {100 * fp32['accuracy']:.2f} | +0.00 |" in table
+    assert f"| FP32 | float | — | — | float | 32 | 32 | {100 * fp32['accuracy']:.2f} [" in table
