@@ -35,13 +35,15 @@ records() {  # records FROM TO: each run's config, environment, trial record and
 }
 
 case "${1:?robustness or compare}" in
-  robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again
+  robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again; run it again
+    # once more runs have finished
     for row in $ROBUST_ROWS; do
       for run in "$TABLE/$row"/t*; do
         name=$(basename "$run")
         seed=${name##*-s}
         target="$ROBUST/$row/seed$seed"
         [ -f "$target/corruption_summary.json" ] && continue
+        grep -q "^state: COMPLETE" "$run/trial.yaml" || continue  # a run still training (or failed) is left
         rm -rf "$target"
         lit-vir test -c "$run/config.yaml" -c configs/data/corrupted_fashion_mnist.yaml --ckpt_path "$(best "$run")" \
           --trainer.limit_test_batches "$ROBUST_BATCHES" --trainer.enable_progress_bar false \
