@@ -368,7 +368,8 @@ def figure(groups: list[Group], title: str) -> Figure:
         if interval is not None:
             bar = [[y - 100 * interval.low], [100 * interval.high - y]]
         else:
-            bar = [[100 * statistics.stdev(accuracies)] * 2] if len(accuracies) > 1 else [[0.0], [0.0]]
+            spread = 100 * statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            bar = [[spread], [spread]]  # (2, 1): below and above the one point
         label = group.label + ("" if one_dataset else f" {group.dataset}")
         for axes, (name, x_of) in zip(panels, axes_x, strict=True):
             xs = [x_of(run) for run in group.runs]
