@@ -20,7 +20,7 @@ from lit_vir.config import build_from_config
 from lit_vir.models import ViR
 from lit_vir.models.ridge import NormalEquations, feature_width, normal_equations_bytes, reservoir_features
 from lit_vir.training import RidgeClassifier
-from lit_vir.training.checkpoints import read_checkpoint
+from lit_vir.training.checkpoints import load_classifier, read_checkpoint
 from lit_vir.training.ridge import DEFAULT_RIDGES, available_memory_bytes
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 
@@ -224,6 +224,8 @@ def test_ridge_fit_chooses_lambda_on_validation_tests_its_checkpoint_and_sits_in
     checkpoints = sorted(path.name for path in (run / "checkpoints").iterdir())
     assert checkpoints == [f"epoch000-val_acc{accuracies[best]:.4f}.ckpt", "last.ckpt"]
     state = read_checkpoint(run / "checkpoints" / checkpoints[0])["state_dict"]
+    loaded = load_classifier(run / "checkpoints" / checkpoints[0])  # as the tools load it (dynamics, perturb)
+    assert isinstance(loaded, RidgeClassifier) and torch.equal(loaded.readout_weight, state["readout_weight"])
     weight, bias = solutions[best]
     # the fit saw the same images in other batches, and float32 states differ in their last bits with the batch
     np.testing.assert_allclose(state["readout_weight"].numpy(), weight, rtol=0, atol=1e-4 * np.abs(weight).max())
