@@ -61,8 +61,8 @@ class ReservoirOptions:
         jump_weight: r_j, the two-way jumps' weight (reference 0.5; cycle_jumps).
         background_weight: r_k, the dense background's weight (reference 0.08; cycle_jumps).
         jump_size: ℓ, nodes between two jumps (reference 137; cycle_jumps); smaller than N.
-        density: the fraction of W's N² entries that are non-zero (random_sparse; 0.01 gives N·10 links at any N,
-            as many as small_world's default).
+        density: the fraction of W's N² entries that are non-zero (random_sparse; the default 0.01 gives 10 links
+            per node at N = 1000, as many as small_world's default degree).
         weight_distribution: the values of W's links before scaling: "normal" N(0, 1) or "uniform" U[−1, 1)
             (random_sparse, small_world).
         degree: k, each node's links in the Watts–Strogatz ring lattice, k/2 on each side; even, below N
