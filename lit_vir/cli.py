@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import jsonargparse
-from lightning import Trainer
+from lightning import Callback, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_vir.config import (
@@ -33,7 +34,7 @@ from lit_vir.training.checkpoints import CheckpointError, read_checkpoint
 from lit_vir.training.module import ImageClassifier
 from lit_vir.training.provenance import SaveConfigAndEnvironment
 
-__all__ = ["ViRCLI", "build_from_config", "main"]
+__all__ = ["ViRCLI", "build_from_config", "main", "run"]
 
 
 EXAMPLES = """\
@@ -56,6 +57,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "perturb": ("lit_vir.commands.perturb", "re-evaluate checkpoints with α, W, V perturbed (robustness)"),
     "quantize": ("lit_vir.commands.quantize", "MPTQ-ViT post-training quantisation: accuracy and size per bit width"),
     "slim": ("lit_vir.commands.slim", "ViT-Slim: slim a search checkpoint into smaller ViTs (params, FLOPs, speed)"),
+    "sweep": ("lit_vir.commands.sweep", "grids and searches of many runs on Optuna, local or on SLURM, resumable"),
 }
 
 
@@ -186,6 +188,23 @@ def parser_kwargs() -> dict:
     }
 
 
+def run(args: Sequence[str] | None, callbacks: Sequence[Callback] = ()) -> ViRCLI:
+    """`lit-vir fit|validate|test|predict ARGS` in this process (None: the command line's), with `callbacks` added
+    to the configured ones (how `lit-vir sweep` attaches its Optuna reporter to a trial). Errors propagate."""
+    return ViRCLI(
+        ImageClassifier,
+        ImageDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=SEED,
+        save_config_callback=SaveConfigAndEnvironment,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": list(callbacks)} if callbacks else None,
+        parser_kwargs=parser_kwargs(),
+        args=None if args is None else list(args),
+    )
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the console scripts; `args` (without the program name) allows in-process use."""
     argv = sys.argv[1:] if args is None else list(args)
@@ -195,14 +214,4 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in TOOLS:
             importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
             return
-        ViRCLI(
-            ImageClassifier,
-            ImageDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=SEED,
-            save_config_callback=SaveConfigAndEnvironment,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs=parser_kwargs(),
-            args=args,
-        )
+        run(args)

@@ -89,6 +89,7 @@ DEFAULT_CALLBACKS = [
     {"class_path": "lit_vir.training.callbacks.resources.ResourceMonitor"},
     {"class_path": "lit_vir.training.callbacks.flops.TrainingFlops"},
     {"class_path": "lit_vir.training.callbacks.reservoir_checksum.ReservoirChecksum"},
+    {"class_path": "lit_vir.training.callbacks.test_predictions.TestPredictions"},
     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
     {"class_path": "lightning.pytorch.callbacks.RichModelSummary", "init_args": {"max_depth": 2}},
 ]

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import lightning as L
 
@@ -18,12 +19,19 @@ class WaitForSignal(L.Callback):
     a byte to a pipe this callback is blocked reading; no sleeping, no polling.
     """
 
-    def __init__(self, step: int = 3) -> None:
+    def __init__(self, step: int = 3, once: str | None = None) -> None:
+        """`once`: a file made the first time the run blocks; while it exists, the callback does nothing (a run
+        resumed from a checkpoint taken before `step` then passes it)."""
         self.step = step
+        self.once = once
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step != self.step:
             return
+        if self.once is not None:
+            if os.path.exists(self.once):
+                return
+            open(self.once, "w").close()
         read_end, write_end = os.pipe()
         handlers = {number: signal.getsignal(number) for number in SIGNALS}
 
@@ -45,3 +53,18 @@ class WaitForSignal(L.Callback):
                 signal.signal(number, handler)
             os.close(read_end)
             os.close(write_end)
+
+
+class Rendezvous(L.Callback):
+    """At the start of training, wait until `parties` processes have reached this point (each leaves a file named
+    after its pid in `folder`): runs in several processes are then known to overlap, however loaded the machine."""
+
+    def __init__(self, folder: str, parties: int = 2) -> None:
+        self.folder = folder
+        self.parties = parties
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        open(os.path.join(self.folder, str(os.getpid())), "w").close()
+        while len(os.listdir(self.folder)) < self.parties:
+            time.sleep(0.1)

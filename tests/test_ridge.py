@@ -240,6 +240,7 @@ def test_ridge_fit_chooses_lambda_on_validation_tests_its_checkpoint_and_sits_in
     tokens, nodes, width = 16, 32, 16 + 32
     per_image = 2 * tokens * 4 * 16 + 2 * tokens * 16 * nodes + 2 * (tokens - 1) * nodes**2 + 2 * (width + 1) ** 2
     assert logged["perf/train_flops_per_image"] == [per_image]
+    assert logged["perf/optimizer_steps"] == [1]  # the solve: the run's one update
 
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "lit_vir.training.RidgeClassifier" and saved["optimizer"] is None

@@ -158,7 +158,7 @@ def test_reference_defaults_are_the_specs():
         ("num_nodes", 1, r"num_nodes \(N\) = 1 is outside the allowed range \[2, inf\)"),
         ("leak_rate", 1.5, r"leak_rate \(a\) = 1.5 is outside the allowed range \(0, 1\]"),
         ("input_sparsity", 0.0, r"input_sparsity \(SD\) = 0.0 is outside the allowed range \(0, 1\]"),
-        ("jump_size", 1000, r"jump_size \(ℓ\) = 1000 is outside the allowed range \(-inf, 1000\)"),
+        ("jump_size", 1000, r"jump_size \(ℓ\) = 1000 is outside the allowed range \[1, 1000\)"),
         ("input_scaling", 30.0, r"density of V\) = 1.5"),
     ],
 )

@@ -1,5 +1,6 @@
 """Plain PyTorch models: reservoir topology, ViR and the ViT family. No Lightning in here."""
 
+from lit_vir.models.baselines import PixelLinear, PixelMLP, SmallCNN
 from lit_vir.models.counting import ParameterCount, count_parameters
 from lit_vir.models.mobilevit import (
     EXMOBILEVIT_BACKBONE,
@@ -21,10 +22,13 @@ __all__ = [
     "EXMOBILEVIT_BACKBONE",
     "MobileViT",
     "ParameterCount",
+    "PixelLinear",
+    "PixelMLP",
     "ReViT",
     "Reservoir",
     "SearchableViT",
     "SlimViT",
+    "SmallCNN",
     "TimmModel",
     "ViR",
     "ViTAEStage",

@@ -36,9 +36,13 @@ TOPOLOGIES = tuple(TOPOLOGY_OPTIONS)
 WEIGHT_DISTRIBUTIONS = ("normal", "uniform")
 
 
-def hyperparameter(default: Any, symbol: str = "", **allowed: Any) -> Any:
-    """A dataclass field carrying its paper symbol and its `check_range` bounds (low, high, ..., hint)."""
-    return field(default=default, metadata={"symbol": symbol, "allowed": allowed})
+def hyperparameter(
+    default: Any, symbol: str = "", search: tuple[float, float, bool] | None = None, **allowed: Any
+) -> Any:
+    """A dataclass field carrying its paper symbol, its `check_range` bounds (low, high, ..., hint) and, for the
+    hyperparameters worth tuning, the range a search draws it from: `(low, high, log)`, inside the allowed range
+    (`lit-vir sweep`'s `reservoir` preset is generated from these)."""
+    return field(default=default, metadata={"symbol": symbol, "allowed": allowed, "search": search})
 
 
 def one_of(default: str, choices: tuple[str, ...]) -> Any:
@@ -79,9 +83,14 @@ class ReservoirOptions:
         checkpoint_recurrence: recompute the states in backward instead of storing them (serial BPTT memory).
     """
 
-    num_nodes: int = hyperparameter(1000, "N", low=2)
+    num_nodes: int = hyperparameter(1000, "N", search=(200, 2000, True), low=2)
     spectral_radius: float = hyperparameter(
-        0.9, "α", low=0, low_inclusive=False, hint="Typical values lie in 0.5–1.5; the reference uses 0.9."
+        0.9,
+        "α",
+        search=(0.5, 1.5, False),
+        low=0,
+        low_inclusive=False,
+        hint="Typical values lie in 0.5–1.5; the reference uses 0.9.",
     )
     topology: str = one_of("cycle_jumps", TOPOLOGIES)
     cycle_weight: float = hyperparameter(0.05, "r_i", low=0)
@@ -92,10 +101,10 @@ class ReservoirOptions:
     weight_distribution: str = one_of("normal", WEIGHT_DISTRIBUTIONS)
     degree: int = hyperparameter(10, "k", low=2)
     rewiring_probability: float = hyperparameter(0.1, "p", low=0, high=1)
-    input_sparsity: float = hyperparameter(0.05, "SD", low=0, high=1, low_inclusive=False)
-    input_scaling: float = hyperparameter(1.0, "", low=0, low_inclusive=False)
+    input_sparsity: float = hyperparameter(0.05, "SD", search=(0.01, 0.5, True), low=0, high=1, low_inclusive=False)
+    input_scaling: float = hyperparameter(1.0, "", search=(0.2, 2.0, True), low=0, low_inclusive=False)
     signed_input: bool = False
-    leak_rate: float = hyperparameter(1.0, "a", low=0, high=1, low_inclusive=False)
+    leak_rate: float = hyperparameter(1.0, "a", search=(0.05, 1.0, True), low=0, high=1, low_inclusive=False)
     bias_scaling: float = hyperparameter(0.0, "", low=0)
     memoryless: bool = False
     autocast_recurrence: bool = False
@@ -117,6 +126,7 @@ class ReservoirOptions:
                 owner,
                 "jump_size (ℓ)",
                 self.jump_size,
+                low=1,
                 high=self.num_nodes,
                 high_inclusive=False,
                 hint=f"It must be smaller than num_nodes (N = {self.num_nodes}); the reference uses 137.",

@@ -161,13 +161,16 @@ class ImageClassifier(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
         """Loss and torchmetrics accuracy of each test set (Lightning suffixes `/dataloader_idx_k` when there
-        are several); the predictions are returned for callbacks such as `CorruptionReport`."""
+        are several); each image's prediction and the probability given to it are returned for callbacks such as
+        `CorruptionReport` and `TestPredictions`."""
         loss, logits, labels = self.model_step(batch)
         metrics = self.test_metrics[dataloader_idx]
         metrics.update(logits, labels)
         self.log(f"{self.test_prefix}/loss", loss, on_epoch=True, sync_dist=True)
         self.log_dict({f"{self.test_prefix}/{name}": metric for name, metric in metrics.items()})
-        return {"predictions": logits.argmax(dim=-1), "labels": labels}
+        predictions = logits.argmax(dim=-1)  # (B,)
+        probabilities = logits.float().softmax(dim=-1).gather(1, predictions[:, None])[:, 0]  # (B,)
+        return {"predictions": predictions, "labels": labels, "probabilities": probabilities}
 
     def predict_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0

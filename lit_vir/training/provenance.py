@@ -50,6 +50,30 @@ def cpu_name() -> str:
     return f"{model} × {os.cpu_count()}"
 
 
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES")
+
+
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (what else ran beside the run), where the OS has them."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def threads() -> dict[str, Any]:
+    """How much of the machine the run had: torch's intra- and inter-op threads, the thread settings of its
+    environment, and the cores it may run on (its CPU affinity, e.g. set by `taskset` or a sweep's worker)."""
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_affinity": affinity,
+        "cpu_count": os.cpu_count(),
+        **{name: os.environ.get(name) for name in THREAD_SETTINGS},
+    }
+
+
 def environment() -> dict[str, Any]:
     return {
         "lit_vir": lit_vir.__version__,
@@ -60,6 +84,8 @@ def environment() -> dict[str, Any]:
         "machine": platform.platform(),
         "cpu": cpu_name(),
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "threads": threads(),
+        "load_average_start": load_average(),
         "command": list(sys.argv),
     }
 
@@ -80,8 +106,8 @@ def write_hparams_summary(logger: TensorBoardLogger, config: dict) -> None:
 
 
 class SaveConfigAndEnvironment(SaveConfigCallback):
-    """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, command) and the run's
-    row in TensorBoard's HPARAMS tab."""
+    """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, threads and CPU affinity, the
+    load average at start and at the end, command) and the run's row in TensorBoard's HPARAMS tab."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         """Runs on rank zero only, so it must not call collectives (`trainer.log_dir` broadcasts)."""
@@ -91,6 +117,16 @@ class SaveConfigAndEnvironment(SaveConfigCallback):
         target = Path(folder) / "environment.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(environment(), sort_keys=False))
+        self.environment_file = target
         tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if tensorboard:
             write_hparams_summary(tensorboard[0], yaml.safe_load(self.parser.dump(self.config, skip_none=False)))
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        """The load average at the end, beside the one at the start (after an interruption too)."""
+        target = getattr(self, "environment_file", None)
+        if target is None or not trainer.is_global_zero or not target.is_file():
+            return
+        record = yaml.safe_load(target.read_text())
+        record["load_average_end"] = load_average()
+        target.write_text(yaml.safe_dump(record, sort_keys=False))

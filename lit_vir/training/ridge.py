@@ -139,9 +139,6 @@ class RidgeClassifier(ImageClassifier):
         if self.equations is None:
             self.equations = NormalEquations(self.width, self.num_classes)
         self.equations.add(reservoir_features(self.backbone, images, self.pooling).cpu(), labels.cpu())
-        # Count the batch as a step: Lightning counts optimiser steps (none here), and checkpointing by val/acc
-        # and the logged steps key on that count; without it the best checkpoint is never written.
-        self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_completed()
 
     def on_validation_epoch_start(self) -> None:
         """Solve for every λ of the grid once the pass is done (not in the sanity check: nothing is added yet)."""
@@ -174,6 +171,9 @@ class RidgeClassifier(ImageClassifier):
         self.readout_weight.copy_(weights[best])
         self.readout_bias.copy_(biases[best])
         self.ridge.fill_(self.ridges[best])
+        # The solve is the run's one update: count it as Lightning counts optimiser steps, which its checkpointing
+        # keys on (without a step the best checkpoint is never written) and `perf/optimizer_steps` reports.
+        self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.increment_completed()
         self.candidates = self.equations = None  # the solution is kept; free the (F+1)² sums
         for index, (ridge, accuracy) in enumerate(zip(self.ridges, accuracies, strict=True)):
             for logger in self.loggers:

@@ -24,7 +24,25 @@ def peak_memory_mib(device: torch.device) -> float:
 
 class ResourceMonitor(L.Callback):
     """Logs `perf/epoch_time_s` (training epoch, without validation), `perf/train_images_per_s`,
-    `perf/peak_memory_mib` and, at the end of fit, `perf/fit_time_s`."""
+    `perf/peak_memory_mib` and, at the end of fit, how much work the run did: `perf/fit_time_s`,
+    `perf/images_seen` (training images, every rank), `perf/optimizer_steps` and `perf/epochs_completed`
+    (images seen / training-set size: fractional, so a time-budgeted run says how far it got, not which epoch
+    it began). The totals are kept in checkpoints, so a resumed run reports the whole run's."""
+
+    def __init__(self) -> None:
+        self.images_seen = 0
+        self.seconds_before = 0.0  # fit time of the attempts before a resume
+        self.fit_started = time.perf_counter()
+
+    def state_dict(self) -> dict[str, float]:
+        return {"images_seen": self.images_seen, "fit_time_s": self.fit_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.images_seen = int(state_dict.get("images_seen", 0))
+        self.seconds_before = float(state_dict.get("fit_time_s", 0.0))
+
+    def fit_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.fit_started
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_started = time.perf_counter()
@@ -43,6 +61,7 @@ class ResourceMonitor(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.images += len(batch[0])
+        self.images_seen += len(batch[0]) * trainer.world_size  # every rank takes a batch of the same size
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -59,5 +78,23 @@ class ResourceMonitor(L.Callback):
         )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        totals = {
+            "perf/fit_time_s": self.fit_seconds(),
+            "perf/images_seen": self.images_seen,
+            "perf/optimizer_steps": trainer.global_step,
+        }
+        size = training_set_size(trainer)
+        if size:
+            totals["perf/epochs_completed"] = self.images_seen / size
         for logger in trainer.loggers:
-            logger.log_metrics({"perf/fit_time_s": time.perf_counter() - self.fit_started}, step=trainer.global_step)
+            logger.log_metrics(totals, step=trainer.global_step)
+
+
+def training_set_size(trainer: L.Trainer) -> int | None:
+    """Images in the training split (not the batches a `limit_train_batches` run took of it)."""
+    loader = trainer.train_dataloader
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:  # an iterable dataset without a length
+        return None
