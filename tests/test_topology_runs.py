@@ -22,6 +22,8 @@ from lit_vir.commands.dynamics import main as dynamics
 from lit_vir.config import build_from_config
 from lit_vir.models.reservoir_options import TOPOLOGIES
 from lit_vir.models.topology import ring
+from lit_vir.sweep.spec import cells, read_spec
+from lit_vir.sweep.validate import validate
 from lit_vir.training.callbacks.dynamics import ReservoirDynamics
 from lit_vir.training.labels import model_label, recipe_label, run_hyperparameters
 from tests.conftest import CONFIGS, TINY_VIR
@@ -140,3 +142,20 @@ def test_the_topology_field_is_in_every_resolved_run_config(capsys):
         main(["fit", "-c", str(CONFIGS / "vir.yaml"), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["init_args"]["backbone"]["init_args"]["topology"] == "cycle_jumps"
+
+
+def test_the_topology_sweep_runs_each_piece_with_the_results_protocol(monkeypatch):
+    """configs/sweep/fmnist_topology.yaml, the lead's accuracy runs: one row per topology piece, 3 seeds, the
+    15-minute budget; every cell parses and builds (here with a 32-node model, as the engine checks it first)."""
+    monkeypatch.chdir(CONFIGS.parent)  # the spec names its pieces from the repository root
+    spec = read_spec(CONFIGS / "sweep" / "fmnist_topology.yaml")
+    assert spec.base == ["configs/vir.yaml", "configs/data/fashion_mnist.yaml", "configs/recipe/budget.yaml"]
+    assert spec.grid.seeds == [1, 2, 3] and spec.overrides["trainer.max_time"] == "00:00:15:00"
+    assert spec.overrides["test_after_fit"] is True and spec.launcher.cores == [1]
+    found = cells(spec)
+    assert [cell.name for cell in found] == list(TOPOLOGIES)
+    for cell, name in zip(found, TOPOLOGIES, strict=True):
+        assert cell.argv[:2] == ("-c", f"configs/topology/{name}.yaml")
+    tiny = {key[2:]: value for key, value in zip(SMALL[::2], SMALL[1::2], strict=True)}
+    spec.overrides.update(tiny)
+    assert [cell.name for cell in validate(spec)] == list(TOPOLOGIES)
