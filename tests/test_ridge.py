@@ -261,6 +261,14 @@ def test_ridge_fit_refuses_a_run_without_validation(tmp_path, monkeypatch, capsy
     assert "λ is chosen on the validation split; enable validation" in capsys.readouterr().err
 
 
+def test_ridge_fit_that_ends_before_its_validation_is_an_error_not_a_zero_readout(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *DIGITS, *PATCH_2, "-c", str(RIDGE), "--trainer.check_val_every_n_epoch", "2"])
+    assert exit_info.value.code == 2
+    assert "the fit ended before validation solved the normal equations" in capsys.readouterr().err
+
+
 def test_ridge_memory_refusal_reaches_the_command_line_before_data_or_files(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
