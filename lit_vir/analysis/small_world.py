@@ -66,10 +66,16 @@ class SmallWorld:
         cls, graph: tuple[float, float], random: tuple[float, float], lattice: tuple[float, float], edges: int
     ) -> SmallWorld:
         """The record of (C, L) measured on the graph and on its random and lattice references, with
-        σ = (C/C_r)/(L/L_r) (7) and ω = L_r/L − C/C_l (8)."""
+        σ = (C/C_r)/(L/L_r) (7) and ω = L_r/L − C/C_l (8); NaN where a reference has no triangles (C_r or C_l = 0,
+        as for a ring or a delay line and their references), since a ratio to 0 says nothing."""
         (c, length), (c_r, length_r), (c_l, length_l) = graph, random, lattice
-        sigma, omega = (c / c_r) / (length / length_r), length_r / length - c / c_l
+        sigma = _ratio(_ratio(c, c_r), _ratio(length, length_r))
+        omega = _ratio(length_r, length) - _ratio(c, c_l)
         return cls(c, length, c_r, length_r, c_l, length_l, sigma, omega, edges)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator != 0 else float("nan")
 
 
 def edge_strength(weight: torch.Tensor) -> torch.Tensor:
