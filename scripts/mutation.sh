@@ -38,6 +38,12 @@ declare -A SELECTION=(
     -k 'not command and not help'"
   [lit_vir/analysis/lyapunov.py]="tests/test_analysis.py"
   [lit_vir/analysis/memory.py]="tests/test_analysis.py"
+  [lit_vir/analysis/small_world.py]="tests/test_analysis.py"
+  [lit_vir/analysis/spectrum.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/echo_state.py]="tests/test_analysis.py"
+  [lit_vir/analysis/states.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/drives.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/cores.py]="tests/test_analysis.py"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
@@ -45,7 +51,8 @@ ORDER=(
   lit_vir/models/reservoir.py lit_vir/models/topology.py lit_vir/models/vir.py lit_vir/models/vit.py
   lit_vir/models/revit.py lit_vir/quantization/quantizers.py lit_vir/quantization/modules.py
   lit_vir/quantization/mixed_precision.py lit_vir/analysis/lyapunov.py lit_vir/analysis/memory.py
-  lit_vir/training/module.py
+  lit_vir/training/module.py lit_vir/analysis/small_world.py lit_vir/analysis/spectrum.py
+  lit_vir/analysis/echo_state.py lit_vir/analysis/states.py lit_vir/analysis/drives.py lit_vir/analysis/cores.py
 )
 
 command -v mutmut > /dev/null || { echo "scripts/mutation.sh: mutmut not found; pip install -e '.[dev]'" >&2; exit 2; }
