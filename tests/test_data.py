@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from lit_vir.checks import ConfigError
 from lit_vir.data import (
@@ -18,7 +19,7 @@ from lit_vir.data import (
     FashionMNISTDataModule,
     MNISTDataModule,
 )
-from tests.fakedata import write_cifar10, write_cifar100, write_idx, write_mnist
+from tests.fakedata import labelled_images, write_cifar10, write_cifar100, write_idx, write_mnist
 
 MNIST_FILES = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -29,13 +30,33 @@ def ready(datamodule, stage=None):
     return datamodule
 
 
+def generated_labels(images: np.ndarray, labels: np.ndarray) -> dict[bytes, int]:
+    """Each image of a dataset's files (its bytes) → its label: the images are distinct, so an image served by a
+    loader, mapped back to bytes, names its label in the files whatever the split and the shuffling did."""
+    known = {image.tobytes(): int(label) for image, label in zip(images, labels, strict=True)}
+    assert len(known) == len(images)
+    return known
+
+
+def as_bytes(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], layout: str) -> bytes:
+    """A normalised (C, H, W) image back to the uint8 bytes of its file (`layout` "HW" for MNIST, "CHW" for the
+    CIFAR pickles' rows)."""
+    pixels = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    raw = (pixels * 255).round().to(torch.uint8)
+    return (raw[0] if layout == "HW" else raw).numpy().tobytes()
+
+
 def test_mnist_reads_idx_files_and_splits_validation(tmp_path):
     write_mnist(tmp_path, train=300, test=100)
     data = ready(MNISTDataModule(root=str(tmp_path), batch_size=32, val_size=0.1, download=False))
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (270, 30, 100)
     images, labels = next(iter(data.train_dataloader()))
-    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    known = generated_labels(*labelled_images(300, (28, 28), 10, seed=0))  # write_mnist's training files
+    assert labels.tolist() == [known[as_bytes(image, (0.1307,), (0.3081,), "HW")] for image in images]
+    served = [as_bytes(data.train_set[i][0], (0.1307,), (0.3081,), "HW") for i in range(len(data.train_set))]
+    served += [as_bytes(data.val_set[i][0], (0.1307,), (0.3081,), "HW") for i in range(len(data.val_set))]
+    assert sorted(served) == sorted(known)  # every training image once, in one of the two splits
 
 
 def test_validation_split_is_seeded_and_disjoint(tmp_path):
@@ -132,11 +153,19 @@ def test_images_and_labels_of_different_length_are_refused(tmp_path):
 
 def test_cifar10_pickles_load_without_checksums(tmp_path):
     write_cifar10(tmp_path, per_batch=40, test=50)
-    data = ready(CIFAR10DataModule(root=str(tmp_path), download=False, verify_checksums=False, val_size=20))
+    options = dict(root=str(tmp_path), download=False, verify_checksums=False, val_size=20)
+    data = ready(CIFAR10DataModule(**options, augment=False))  # unaugmented: each image maps back to its file's
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (180, 20, 50)
-    image, label = data.train_set[0]
-    assert image.shape == (3, 32, 32) and 0 <= label < 10
     assert (data.num_classes, data.image_size, data.in_channels) == (10, 32, 3)
+    known = {}  # write_cifar10's five training batches, seeds 0..4
+    for seed in range(5):
+        images, labels = labelled_images(40, (3, 32, 32), 10, seed)
+        known |= generated_labels(images.reshape(40, -1), labels)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as the reference (torchvision's docs)
+    for split in (data.train_set, data.val_set):
+        for index in range(len(split)):
+            image, label = split[index]
+            assert image.shape == (3, 32, 32) and label == known[as_bytes(image, mean, std, "CHW")]
 
 
 def test_cifar10_checksum_failure_names_the_switch(tmp_path):
@@ -162,8 +191,19 @@ def test_cifar100_uses_fine_labels(tmp_path):
 def test_digits_are_real_8x8_images_with_a_held_out_test_split():
     data = ready(DigitsDataModule(test_size=0.2, val_size=0.1))
     assert len(data.test_set) == 359 and len(data.train_set) + len(data.val_set) == 1797 - 359
-    image, label = data.test_set[0]
-    assert image.shape == (1, 8, 8) and 0 <= label < 10
+    digits = load_digits()  # 0..16 integers, scaled to [0, 1] by 1/16: each served image maps back exactly
+    pixels, levels = digits.images / 16, digits.images.astype(np.uint8)
+    assert DigitsDataModule.mean[0] == pytest.approx(pixels.mean(), abs=5e-5)  # the constants, 4 decimals
+    assert DigitsDataModule.std[0] == pytest.approx(pixels.std(), abs=5e-5)
+    known = generated_labels(levels, digits.target)
+    served = []
+    for split in (data.train_set, data.val_set, data.test_set):
+        for index in range(len(split)):
+            image, label = split[index]
+            raw = (image[0] * torch.tensor(DigitsDataModule.std) + torch.tensor(DigitsDataModule.mean)) * 16
+            served.append(raw.round().to(torch.uint8).numpy().tobytes())
+            assert image.shape == (1, 8, 8) and label == known[served[-1]]
+    assert sorted(served) == sorted(known)  # every image once, in one of the three splits
 
 
 def test_bad_validation_size_is_a_config_error():

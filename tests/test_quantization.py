@@ -59,6 +59,20 @@ from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
 
+def checkout_commit() -> str | None:
+    """The commit of the checkout that lit_vir is imported from, asked of git here; None outside a checkout (an
+    unpacked release, a mutation tool's copy of the tree)."""
+    import lit_vir
+
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(Path(lit_vir.__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+    except OSError:  # no git at all
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def with_trained_looking_norms(model: nn.Module) -> nn.Module:
     """Give every LayerNorm the uneven, off-centre affine a trained model has (init is γ = 1, β = 0), so that
     SQ-b has real shifts and scales to fold."""
@@ -620,7 +634,8 @@ def test_quantize_command_reports_every_setting_on_a_trained_checkpoint(tmp_path
             assert set(mixed["unit_bits"]["weights"]) < set(report["coverage"]["mptq"]["layers"])
             assert set(mixed["fixed_bits"].values()) == {8}
     assert found[("W8A8", "SQ-b off")]["sq_b"] is False and found[("W8A8", "OPT-m off")]["opt_m"] is False
-    assert report["sq_b_pairs"] and report["coverage"]["mptq"]["opt_m"] and report["environment"]["lit_vir_commit"]
+    assert report["sq_b_pairs"] and report["coverage"]["mptq"]["opt_m"]
+    assert report["environment"]["lit_vir_commit"] == checkout_commit()  # None in a copy of the tree without .git
     with open(tmp_path / "out" / "quantization.csv") as stream:
         assert len(list(csv.DictReader(stream))) == len(EXPECTED_ROWS)
     table = (tmp_path / "out" / "quantization.md").read_text()
