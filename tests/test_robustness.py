@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_vir.cli import build_from_config, main
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
 from lit_vir.models import ViR, VisionTransformer
+from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.topology import spectral_radius
 from lit_vir.robustness.metrics import load_summary, summarize
 from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
@@ -99,6 +101,16 @@ def test_lit_vir_test_on_generated_corruptions_writes_every_cell(tmp_path, train
     assert "robustness/heatmap" in events.Tags()["images"]
 
 
+def counted_accuracy(model: torch.nn.Module, datamodule) -> float:
+    """Top-1 accuracy over the test split, counted here."""
+    correct = seen = 0
+    with torch.no_grad():
+        for images, labels in datamodule.test_dataloader():
+            correct += int((model(images).argmax(dim=1) == labels).sum())
+            seen += len(labels)
+    return correct / seen
+
+
 def tiny_vir(**options) -> ViR:
     return ViR(
         num_classes=10,
@@ -140,13 +152,29 @@ def test_spectral_radius_factor_rescales_alpha():
     assert torch.equal(model.reservoirs[0].weight[0], tiny_vir().reservoirs[0].weight[0])  # original untouched
 
 
-def test_relative_noise_keeps_the_sparsity_pattern_of_v():
-    model = tiny_vir(input_sparsity=0.2)
-    noisy = perturbed(model, Perturbation("noise", 0.05))
-    before, after = model.reservoirs[0].input_weight, noisy.reservoirs[0].input_weight
-    assert torch.equal(before == 0, after == 0) and not torch.equal(before, after)
-    relative = (after - before)[before != 0] / before[before != 0]  # ε·Z with Z ~ N(0, 1)
-    assert relative.std() == pytest.approx(0.05, rel=0.3)
+def with_relative_noise(model: ViR, scale: float, seed: int) -> ViR:
+    """M ← M ⊙ (1 + ε·Z) by hand: Z ~ N(0, 1) in float64 from `seed`, W then V of each bank in module order."""
+    noisy, generator = copy.deepcopy(model), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bank in (module for module in noisy.modules() if isinstance(module, Reservoir)):
+            for matrix in (bank.weight, bank.input_weight):
+                draw = torch.randn(matrix.shape, generator=generator, dtype=torch.float64)
+                matrix.copy_(matrix.double() * (1 + scale * draw))
+    return noisy
+
+
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_relative_noise_multiplies_w_and_v_by_one_plus_epsilon_z_and_keeps_the_zeros(mode):
+    model = tiny_vir(input_sparsity=0.2, depth=2, mode=mode)
+    noisy, expected = perturbed(model, Perturbation("noise", 0.05), seed=3), with_relative_noise(model, 0.05, 3)
+    for bank, by_hand, before in zip(noisy.reservoirs, expected.reservoirs, model.reservoirs, strict=True):
+        for name in ("weight", "input_weight"):
+            after = getattr(bank, name)
+            torch.testing.assert_close(after, getattr(by_hand, name), rtol=1e-6, atol=0)
+            assert torch.equal(getattr(before, name) == 0, after == 0)
+    assert not torch.equal(
+        perturbed(model, Perturbation("noise", 0.05)).reservoirs[0].weight, noisy.reservoirs[0].weight
+    )
 
 
 def test_redrawn_input_matrix_has_the_new_density_and_keeps_w():
@@ -194,13 +222,32 @@ def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_acc
         ("reservoir_seed", 42.0),
         ("reservoir_seed", 3.0),
     }
-    _, data = build_from_config(["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"])
+    # every row against the model built by hand (or by the config, at the perturbed hyperparameter), counted here
+    config = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"]
+    _, data = build_from_config(config)
     data.prepare_data()
     data.setup("test")
-    plain = accuracy(load_classifier(trained_vir).backbone, data.test_dataloader())
+    trained = load_classifier(trained_vir).backbone.eval()
+    scaled = copy.deepcopy(trained)
+    with torch.no_grad():
+        scaled.reservoirs[0].weight.mul_(0.8)
+
+    def rebuilt(option: str, value: str, redrawn: str) -> torch.nn.Module:
+        """The config's ViR built at `option` = `value`, holding the trained weights but its own `redrawn`."""
+        model, _ = build_from_config([*config, f"--model.backbone.init_args.{option}", value])
+        kept = {key: tensor for key, tensor in trained.state_dict().items() if key != f"reservoirs.0.{redrawn}"}
+        assert len(kept) == len(trained.state_dict()) - 1
+        model.backbone.load_state_dict(kept, strict=False)
+        return model.backbone.eval()
+
+    expected = {
+        ("spectral_radius", 0.8): scaled,
+        ("noise", 0.1): with_relative_noise(trained, 0.1, seed=0),  # perturb's default --seed
+        ("input_sparsity", 0.1): rebuilt("input_sparsity", "0.1", "input_weight"),
+        ("reservoir_seed", 3.0): rebuilt("seed", "3", "weight"),
+    } | dict.fromkeys([("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)], trained)
     for row in rows:
-        if (row["kind"], row["level"]) in {("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)}:
-            assert row["accuracy"] == plain
+        assert row["accuracy"] == counted_accuracy(expected[row["kind"], row["level"]], data), row
     assert (output / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(output / "perturbation.csv") as stream:
         assert [(row["kind"], float(row["level"]), float(row["accuracy"])) for row in csv.DictReader(stream)] == [
