@@ -20,6 +20,9 @@ cd "$(dirname "$0")/.."
 
 # The fast tests of each module: pytest arguments, as mutmut's pytest_add_cli_args_test_selection. mutmut then
 # runs, for each mutant, only the selected tests that call the mutated function.
+# The quantisation package's unit tests (its own quantize command runs fits and are left out).
+QUANTIZATION_TESTS="tests/test_quantizers.py tests/test_quantization.py tests/test_quantization_modules.py
+  tests/test_quantization_levels.py tests/test_mixed_precision.py -k 'not command and not help'"
 declare -A SELECTION=(
   [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
     tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
@@ -44,6 +47,20 @@ declare -A SELECTION=(
   [lit_vir/analysis/states.py]="tests/test_analysis.py tests/test_recurrence.py"
   [lit_vir/analysis/drives.py]="tests/test_analysis.py tests/test_recurrence.py"
   [lit_vir/analysis/cores.py]="tests/test_analysis.py"
+  [lit_vir/analysis/report.py]="tests/test_analysis.py tests/test_dynamics_command.py tests/test_dynamics_callbacks.py
+    -k 'not ddp and not help'"
+  [lit_vir/analysis/attention.py]="tests/test_revit.py tests/test_vit.py -k 'not piece_trains'"
+  [lit_vir/analysis/figures.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
+  [lit_vir/quantization/calibration.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/gelu.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/observers.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/precision.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/size.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/smoothing.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/softmax.py]="$QUANTIZATION_TESTS"
+  [lit_vir/robustness/metrics.py]="tests/test_robustness.py"
+  [lit_vir/robustness/perturb.py]="tests/test_robustness.py tests/test_timm_model.py -k 'not pretrained'"
+  [lit_vir/robustness/report.py]="tests/test_robustness.py"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
@@ -53,6 +70,11 @@ ORDER=(
   lit_vir/quantization/mixed_precision.py lit_vir/analysis/lyapunov.py lit_vir/analysis/memory.py
   lit_vir/training/module.py lit_vir/analysis/small_world.py lit_vir/analysis/spectrum.py
   lit_vir/analysis/echo_state.py lit_vir/analysis/states.py lit_vir/analysis/drives.py lit_vir/analysis/cores.py
+  lit_vir/analysis/report.py lit_vir/analysis/attention.py lit_vir/analysis/figures.py
+  lit_vir/quantization/calibration.py lit_vir/quantization/gelu.py lit_vir/quantization/observers.py
+  lit_vir/quantization/precision.py lit_vir/quantization/size.py lit_vir/quantization/smoothing.py
+  lit_vir/quantization/softmax.py lit_vir/robustness/metrics.py lit_vir/robustness/perturb.py
+  lit_vir/robustness/report.py
 )
 
 command -v mutmut > /dev/null || { echo "scripts/mutation.sh: mutmut not found; pip install -e '.[dev]'" >&2; exit 2; }
