@@ -15,6 +15,7 @@ from lit_vir.data import (
     DigitsDataModule,
     corrupt,
 )
+from lit_vir.data.corruptions.contract import corruption
 from tests.conftest import CONFIGS, TINY_VIR
 
 # Corruptions that draw random numbers; the others are deterministic functions of the image.
@@ -96,12 +97,30 @@ def test_deterministic_corruptions_ignore_the_seed(name):
 
 @pytest.mark.parametrize("name", CORRUPTIONS)
 @pytest.mark.parametrize(("channels", "side", "dtype"), SHAPES)
-def test_output_keeps_shape_dtype_and_stays_in_the_unit_interval(name, channels, side, dtype):
+def test_output_keeps_shape_and_dtype(name, channels, side, dtype):
     images = natural_images(4, channels, side).to(dtype)
     for severity in (1, 5):
         corrupted = corrupt(images, name, severity, seeded(0))
         assert corrupted.shape == images.shape and corrupted.dtype == dtype
-        assert corrupted.min() >= 0 and corrupted.max() <= 1
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_every_corruption_is_wrapped_by_the_contract(name):
+    """The [0, 1] clip and the dtype round trip are the contract's wrapper (checked on the published formulas
+    below), so what can go wrong for a corruption is to be registered without it."""
+    assert CORRUPTIONS[name].__code__ is corruption(lambda images, severity, generator: images).__code__
+    assert CORRUPTIONS[name].__wrapped__.__name__ == name
+
+
+def test_noise_and_brightness_are_clipped_to_the_unit_interval_as_published():
+    """The published recipe: np.clip(x + N(0, σ²), 0, 1), and V ← np.clip(V + c, 0, 1) in HSV (grey: x + c).
+    Pixels from 0 to 1 leave the interval at both ends before the clip."""
+    images = torch.linspace(0, 1, 3 * 32 * 32).reshape(1, 3, 32, 32).expand(2, 3, 32, 32).contiguous()
+    noise = 0.10 * torch.randn(images.shape, generator=seeded(3))  # σ of severity 5, one draw per value
+    assert torch.equal(corrupt(images, "gaussian_noise", 5, seeded(3)), (images + noise).clamp(0, 1))
+    assert ((images + noise) > 1).any() and ((images + noise) < 0).any()
+    grey = images[:, :1]
+    torch.testing.assert_close(corrupt(grey, "brightness", 5, seeded(0)), (grey + 0.3).clamp(max=1), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

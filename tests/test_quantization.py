@@ -331,8 +331,16 @@ def test_revit_gets_every_part_of_the_vit_quantization():
     assert covered.attention_products == ["blocks.0.attn", "blocks.1.attn"] and covered.float_attention_products == []
     test_images = images(seed=1)
     torch.testing.assert_close(quantized(test_images), model(test_images), atol=1e-5, rtol=0)
-    set_precision(quantized, 8)
-    assert 0 < float((quantized(test_images) - model(test_images)).abs().max()) < 0.1
+    error = {}
+    for bits in (4, 8):
+        set_precision(quantized, bits)
+        with torch.no_grad():
+            error[bits] = float((quantized(test_images) - model(test_images)).abs().max())
+    # A b-bit grid's step is range/(2^(b−1) − 1): at 8 bits 7/127 of the 4-bit step, and rounding errors this small
+    # reach the logits linearly. The edges (patch embedding, head) stay at 8 bits in both, so the 8-bit error is
+    # at most 7/127 of the 4-bit one, doubled for the nonlinear parts (softmax, GELU). A quantiser one bit short
+    # at 8 bits has twice the step: measured 0.0082 against 0.0032 here, above this bound of 0.0048.
+    assert 0 < error[8] < 2 * (7 / 127) * error[4]
 
 
 def test_an_attention_whose_products_run_elsewhere_is_listed_float():
