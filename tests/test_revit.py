@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -12,7 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_vir.analysis.attention import attention_maps, cross_layer_similarity, mean_cross_layer_similarity
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
+from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.models import ReViT, VisionTransformer, count_parameters, revit_small
+from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER
 from tests.fakedata import write_mnist
 
@@ -207,8 +210,34 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
     main(["attention", *[item for path in checkpoints for item in ("--ckpt_path", str(path))], "--images", "8"])
     curves = json.loads((tmp_path / "attention" / "attention_similarity.json").read_text())
     assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
-    assert all(len(values) == 2 and all(-1 <= value <= 1 + 1e-6 for value in values) for values in curves.values())
+    # against the first 8 test images' maps computed here: the ViT's read from timm's twin of it (its unfused
+    # attention's softmax), ReViT's from its own maps (checked against the mixing rule and timm above); the
+    # cosines of consecutive blocks' rows in numpy
+    data = datamodule_from_configs([checkpoints[0].parent.parent / "config.yaml"])
+    data.setup("test")
+    first = torch.stack([data.test_set[index][0] for index in range(8)])
+    vit, revit = (load_classifier(path).backbone.eval() for path in checkpoints)
+    with torch.no_grad():
+        expected = {"VisionTransformer-3": timm_attention_maps(vit, first), "ReViT-3": revit.attention_maps(first)}
+    for name, values in curves.items():
+        maps = expected[name.split(" ")[0]].double().numpy()  # (L, B, H, T+1, T+1)
+        earlier, later = maps[:-1], maps[1:]
+        cosines = (earlier * later).sum(-1) / np.linalg.norm(earlier, axis=-1) / np.linalg.norm(later, axis=-1)
+        assert values == pytest.approx(cosines.mean(axis=(1, 2, 3)).tolist(), rel=1e-5), name
     assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0
+
+
+def timm_attention_maps(vit: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """Every block's softmax attention (L, B, H, T+1, T+1) as timm's ViT with the same weights computes it: its
+    unfused attention path, read at the attention dropout (identity in eval mode) that follows the softmax."""
+    from tests.vit_oracle import timm_twin
+
+    twin, maps = timm_twin(vit), []
+    for block in twin.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: maps.append(output))
+    twin(images)
+    return torch.stack(maps)
 
 
 # ------------------------------------------------------------------------------------- oracle: timm's ViT
