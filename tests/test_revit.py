@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,8 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
         tmp_path / "logs" / name / "version_0" / "checkpoints" / "last.ckpt"
         for name in ("visiontransformer-mnist", "revit-mnist")
     ]
+    for path in checkpoints:
+        spread_blocks(path)
     main(["attention", *[item for path in checkpoints for item in ("--ckpt_path", str(path))], "--images", "8"])
     curves = json.loads((tmp_path / "attention" / "attention_similarity.json").read_text())
     assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
@@ -225,6 +228,17 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
         cosines = (earlier * later).sum(-1) / np.linalg.norm(earlier, axis=-1) / np.linalg.norm(later, axis=-1)
         assert values == pytest.approx(cosines.mean(axis=(1, 2, 3)).tolist(), rel=1e-5), name
     assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0
+
+
+def spread_blocks(checkpoint: Path) -> None:
+    """Move the blocks' weights in the checkpoint far from their near-zero initialisation: after three batches of
+    training every attention map is nearly uniform, so the similarities are ≈ 1 for any images."""
+    saved = torch.load(checkpoint, weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in saved["state_dict"].items():
+        if name.startswith("backbone.blocks.") and tensor.is_floating_point():
+            tensor.add_(0.3 * torch.randn(tensor.shape, generator=generator))
+    torch.save(saved, checkpoint)
 
 
 def timm_attention_maps(vit: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
