@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -425,17 +426,26 @@ def test_every_rank_stops_when_any_rank_has_a_non_finite_loss(world_size, others
 # --- setup, checkpoint hooks, parameter counts ----------------------------------------------------------------
 
 
-class Images(L.LightningDataModule):
+class Batches(L.LightningDataModule):
+    """A datamodule without the image attributes of lit_vir's."""
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(labelled(4, 0))
+
+
+class Images(Batches):
     image_size, in_channels = 6, 3
 
 
-@pytest.mark.parametrize("datamodule", [None, L.LightningDataModule(), Images()])
+@pytest.mark.parametrize("datamodule", [None, Batches(), Images()])
 def test_setup_gives_the_summary_an_input_of_the_datamodules_image_shape(datamodule):
-    module = ImageClassifier(Linear())
+    module = ImageClassifier(Linear(), optimizer=frozen_sgd)
     module.setup("fit")  # no trainer: nothing to read
     assert module.example_input_array is None
-    module._trainer = SimpleNamespace(datamodule=datamodule)
-    module.setup("fit")
+    if datamodule is None:
+        trainer(max_steps=1).fit(module, loader(labelled(4, 0)))
+    else:
+        trainer(max_steps=1).fit(module, datamodule=datamodule)  # a real fit calls setup("fit")
     if isinstance(datamodule, Images):
         assert torch.equal(module.example_input_array, torch.zeros(1, 3, 6, 6))
     else:
@@ -446,7 +456,10 @@ def draws() -> tuple[float, float]:
     return torch.rand(()).item(), random.random()
 
 
-@pytest.mark.parametrize(("stage", "restored"), [("fit", True), ("validate", False), (None, False)])
+@pytest.mark.parametrize(
+    ("stage", "restored"),
+    [(TrainerFn.FITTING, True), (TrainerFn.VALIDATING, False), (TrainerFn.TESTING, False), (None, False)],
+)
 def test_a_resumed_fit_continues_the_random_streams_where_the_checkpoint_left_them(stage, restored):
     module = ImageClassifier(Linear())
     torch.manual_seed(3)
@@ -454,8 +467,9 @@ def test_a_resumed_fit_continues_the_random_streams_where_the_checkpoint_left_th
     checkpoint: dict = {}
     module.on_save_checkpoint(checkpoint)
     following = draws()
-    if stage is not None:
-        module._trainer = SimpleNamespace(state=SimpleNamespace(fn=stage))
+    if stage is not None:  # a real Trainer in the state its fit, validate or test call puts it in
+        module.trainer = trainer()
+        module.trainer.state.fn = stage
     module.on_load_checkpoint(checkpoint)
     assert (draws() == following) is restored
     module.on_load_checkpoint({})  # an older checkpoint without the streams loads all the same
