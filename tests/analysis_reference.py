@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
+import pytest
 import torch
 
 from lit_vir.analysis import iid_scalar_input
@@ -277,3 +278,78 @@ def reference_small_world(weights, num_references: int = 2, path_sources: int = 
     c_l, length_l = clustering_and_path_length(reference_ring_lattice(weights), sources)
     sigma, omega = (c / c_r) / (length / length_r), length_r / length - c / c_l
     return ReferenceSmallWorld(c, length, c_r, length_r, c_l, length_l, sigma, omega, len(upper_edges(weights)[2]))
+
+
+# --- a whole core, as `lit-vir dynamics` and the ReservoirDynamics callback report it ------------------------------
+
+# memory_capacity's protocol apart from k_max and the seed (its documented defaults)
+MEMORY_PROTOCOL = dict(steps=1000, train_sequences=8, test_sequences=2, ridge=1e-6, amplitude=0.8)
+
+
+def reference_core_fields(
+    weight,
+    input_weight,
+    bias,
+    leak_rate: float,
+    tokens=None,
+    *,
+    max_delay: int = 200,
+    path_sources: int = 100,
+    strongest_edges: int = 10,
+    num_references: int = 2,
+    jacobian_samples: int = 8,
+    iid_sequences: int = 4,
+    iid_steps: int = 300,
+    iid_washout: int = 50,
+    seed: int = 0,
+) -> dict:
+    """Every number field of one core's record (`lit_vir.analysis.report`), computed here: the drive x_t·V + b of the
+    core's tokens (B, T, D), or without tokens u(t)·v + b of the i.i.d. protocol (u(t) = 0.8·(2·U − 1) from `seed`,
+    v drawn like a row of V); the measures by the module docstrings' equations, the graphs by networkx."""
+    weight, input_weight = np.asarray(weight, dtype=np.float64), np.asarray(input_weight, dtype=np.float64)
+    bias = np.zeros(len(weight)) if bias is None else np.asarray(bias, dtype=np.float64)
+    density, signed = (input_weight != 0).mean(), bool((input_weight < 0).any())
+    vector = reference_scalar_input_vector(len(weight), density, signed, seed)
+    if tokens is None:
+        uniform = torch.rand(
+            iid_sequences, iid_steps, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+        )
+        drive, washout = 0.8 * (2 * uniform.numpy() - 1)[:, :, None] * vector + bias, iid_washout
+    else:
+        drive, washout = np.asarray(tokens, dtype=np.float64) @ input_weight + bias, 0
+    states, outputs = reference_trajectory(weight, drive, leak_rate)
+    after = outputs[:, washout:].reshape(-1, len(weight))  # (B·T', N), sequence-major
+    chosen = np.round(np.linspace(0, len(after) - 1, min(jacobian_samples, len(after)))).astype(int)
+    radii = [np.abs(np.linalg.eigvals(reference_jacobian(weight, after[i], leak_rate))).max() for i in chosen]
+    curve = reference_echo_state_distance(weight, drive, leak_rate, seed=seed).mean(axis=0)
+    capacity = reference_memory_capacity(
+        weight, vector, leak_rate, bias, max_delay=max_delay, washout=max_delay, seed=seed, **MEMORY_PROTOCOL
+    )
+    strength = reference_edge_strength(weight)
+    graphs = {
+        "weighted": reference_small_world(strength, num_references, path_sources, seed),
+        "strongest": reference_small_world(
+            reference_strongest_edges(strength, strongest_edges, seed), num_references, path_sources, seed
+        ),
+    }
+    return {
+        "num_nodes": len(weight),
+        "lyapunov_jacobian": float(np.mean(np.log(radii))),
+        "lyapunov_perturbation": float(reference_tangent_growth(weight, drive, leak_rate, seed)[:, washout:].mean()),
+        "memory_capacity": float(capacity.sum()),
+        "memory_capacity_per_delay": capacity.tolist(),
+        "spectral_radius": float(np.abs(np.linalg.eigvals(weight)).max()),
+        "echo_state_distance": float(curve[-1] / curve[0]),
+        "echo_state_curve": curve.tolist(),
+        **{f"state_{name}": float(value) for name, value in reference_state_statistics(states, outputs).items()},
+        **{f"{graph}_{name}": value for graph, measures in graphs.items() for name, value in vars(measures).items()},
+    }
+
+
+def assert_core_fields_match(record: dict, expected: dict) -> None:
+    """Each field to its method's accuracy: ln ρ(J_t) from float32 eigensolves (1e-5), the twin trajectory at
+    ε = 1e-8 (1e-6), everything else float64 sums in another order."""
+    loose = {"lyapunov_jacobian": 1e-5, "lyapunov_perturbation": 1e-6}
+    for name, value in expected.items():
+        tolerance = dict(abs=loose[name]) if name in loose else dict(rel=1e-7, abs=1e-12)
+        assert record[name] == pytest.approx(value, **tolerance), name
