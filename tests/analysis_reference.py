@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from lit_vir.analysis import iid_scalar_input
+from lit_vir.models import ViR
 
 
 def reference_trajectory(weight, drive, leak_rate=1.0, bias=None, activation=np.tanh, initial=None):
@@ -346,10 +347,41 @@ def reference_core_fields(
     }
 
 
-def assert_core_fields_match(record: dict, expected: dict) -> None:
+def assert_core_fields_match(record: dict, expected: dict, relative: float = 1e-7) -> None:
     """Each field to its method's accuracy: ln ρ(J_t) from float32 eigensolves (1e-5), the twin trajectory at
-    ε = 1e-8 (1e-6), everything else float64 sums in another order."""
+    ε = 1e-8 (1e-6), everything else float64 sums in another order (`relative`: 1e-6 for TensorBoard's float32)."""
     loose = {"lyapunov_jacobian": 1e-5, "lyapunov_perturbation": 1e-6}
     for name, value in expected.items():
-        tolerance = dict(abs=loose[name]) if name in loose else dict(rel=1e-7, abs=1e-12)
+        tolerance = dict(abs=loose[name]) if name in loose else dict(rel=relative, abs=1e-12)
         assert record[name] == pytest.approx(value, **tolerance), name
+
+
+def core_tokens(model: ViR, images: torch.Tensor) -> list[torch.Tensor]:
+    """What each core reads, computed here: the patch tokens for every parallel core; in serial mode core i
+    reads core i − 1's outputs z (its readout of tokens and states, then its block)."""
+    with torch.no_grad():
+        tokens = model.eval().embed(images)  # (B, T, D)
+        if model.mode == "parallel":
+            return [tokens] * model.depth
+        read = []
+        for reservoir, readout, block in zip(model.reservoirs, model.readouts, model.blocks, strict=True):
+            read.append(tokens)
+            tokens = block(readout(tokens, reservoir(tokens)[0]))
+        return read
+
+
+def expected_records(model: ViR, images: torch.Tensor | None, **budgets) -> list[dict]:
+    """Every core's fields computed here from the model's W, V, b and a, and the tokens each core reads."""
+    tensors = [(bank, index) for bank in model.reservoirs for index in range(bank.num_reservoirs)]
+    tokens = [None] * len(tensors) if images is None else core_tokens(model, images)
+    return [
+        reference_core_fields(
+            bank.weight[index],
+            bank.input_weight[index],
+            None if bank.bias is None else bank.bias[index],
+            bank.leak_rate,
+            None if read is None else read.double(),
+            **budgets,
+        )
+        for (bank, index), read in zip(tensors, tokens, strict=True)
+    ]

@@ -11,9 +11,8 @@ import torch
 from lit_vir.cli import build_from_config
 from lit_vir.cli import main as cli_main
 from lit_vir.commands.dynamics import main
-from lit_vir.models import ViR
 from lit_vir.training.checkpoints import load_classifier
-from tests.analysis_reference import assert_core_fields_match, reference_core_fields
+from tests.analysis_reference import assert_core_fields_match, expected_records
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
@@ -63,37 +62,6 @@ def check_reservoir_record(record: dict, drive: str, expected: dict) -> None:
     assert record["drive"] == drive
     assert_core_fields_match(record, expected)
     assert set(record["seconds"]) == {"states", "echo_state", "spectrum", "lyapunov", "memory", "small_world"}
-
-
-def core_tokens(model: ViR, images: torch.Tensor) -> list[torch.Tensor]:
-    """What each core reads, computed here: the patch tokens for every parallel core; in serial mode core i
-    reads core i − 1's outputs z (its readout of tokens and states, then its block)."""
-    with torch.no_grad():
-        tokens = model.eval().embed(images)  # (B, T, D)
-        if model.mode == "parallel":
-            return [tokens] * model.depth
-        read = []
-        for reservoir, readout, block in zip(model.reservoirs, model.readouts, model.blocks, strict=True):
-            read.append(tokens)
-            tokens = block(readout(tokens, reservoir(tokens)[0]))
-        return read
-
-
-def expected_records(model: ViR, images: torch.Tensor | None, **budgets) -> list[dict]:
-    """Every core's fields computed here from the model's W, V, b and a, and the tokens each core reads."""
-    tensors = [(bank, index) for bank in model.reservoirs for index in range(bank.num_reservoirs)]
-    tokens = [None] * len(tensors) if images is None else core_tokens(model, images)
-    return [
-        reference_core_fields(
-            bank.weight[index],
-            bank.input_weight[index],
-            None if bank.bias is None else bank.bias[index],
-            bank.leak_rate,
-            None if read is None else read.double(),
-            **budgets,
-        )
-        for (bank, index), read in zip(tensors, tokens, strict=True)
-    ]
 
 
 def first_test_images(config: list[str], count: int) -> torch.Tensor:
