@@ -170,6 +170,16 @@ def test_memory_capacity_equals_the_equation_written_out(case):
     assert capacity.total == pytest.approx(expected.sum(), rel=1e-9)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_memory_capacity_runs_where_w_is_with_a_bias_given_anywhere():
+    """The protocol's inputs (drawn on the CPU) and a CPU bias follow a GPU W."""
+    weight, vector, options = memory_case("leaky, with bias, seed 3, amplitude 0.5")
+    on_cpu = memory_capacity(weight, vector, **options).per_delay
+    on_gpu = memory_capacity(weight.cuda(), vector.cuda(), **options).per_delay  # options["bias"] on the CPU
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-9)
+
+
 def test_memory_capacity_of_a_delay_line_is_one_per_node_it_can_hold():
     """W shifts node i to node i + 1 and v feeds node 0, so h_t = (u(t), u(t − 1), …, u(t − N + 1)): a linear
     readout recalls u(t − k) exactly for k < N (MC_k = 1) and not at all beyond (MC_k ≈ 0): MC = N − 1."""
