@@ -170,6 +170,18 @@ def test_memory_capacity_equals_the_equation_written_out(case):
     assert capacity.total == pytest.approx(expected.sum(), rel=1e-9)
 
 
+@pytest.mark.parametrize("silenced", ["input_vector", "amplitude"])
+def test_a_reservoir_that_no_input_reaches_remembers_nothing(silenced):
+    """Constant states leave no correlation to measure: MC = 0 (not a failed ridge solve, nor NaN)."""
+    weight, vector = reference_topology(12), scalar_input_vector(12, density=1.0, signed=True, seed=2)
+    options = dict(max_delay=5, washout=20, steps=100)
+    if silenced == "amplitude":
+        capacity = memory_capacity(weight, vector, amplitude=0.0, **options)
+    else:
+        capacity = memory_capacity(weight, torch.zeros(12, dtype=torch.float64), **options)
+    assert torch.equal(capacity.per_delay, torch.zeros(5, dtype=torch.float64)) and capacity.total == 0.0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_memory_capacity_runs_where_w_is_with_a_bias_given_anywhere():
     """The protocol's inputs (drawn on the CPU) and a CPU bias follow a GPU W."""
