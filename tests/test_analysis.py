@@ -43,6 +43,7 @@ from lit_vir.models import Reservoir, ViR
 from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import nearly_fully_connected
 from tests.analysis_reference import (
+    as_graph,
     reference_echo_state_distance,
     reference_edge_strength,
     reference_log_radii,
@@ -484,9 +485,13 @@ def test_clustering_and_path_length_match_networkx_on_weighted_and_binary_graphs
         graph[u][v]["distance"] = 1 / graph[u][v]["weight"]
     weighted, binary, everyone = as_matrix(graph, "weight"), as_matrix(graph), torch.arange(60)
     assert clustering(weighted).mean().item() == pytest.approx(nx.average_clustering(graph, weight="weight"))
-    scaled = clustering(3 * weighted.float())  # normalised by the largest weight (here 3), in float64
+    # float32 weights, normalised by the largest (here 3) and computed in float64: networkx on the same float32 values
+    single = 3 * weighted.float()
+    scaled, rounded = clustering(single), as_graph(single.double().numpy())
     assert scaled.dtype == torch.float64
-    assert scaled.mean().item() == pytest.approx(nx.average_clustering(graph, weight="weight"), rel=1e-6)
+    assert scaled.mean().item() == pytest.approx(nx.average_clustering(rounded, weight="weight"), rel=1e-13)
+    expected = nx.average_shortest_path_length(rounded, weight="distance")
+    assert characteristic_path_length(single, everyone) == pytest.approx(expected, rel=1e-13)
     assert clustering(binary).mean().item() == pytest.approx(nx.average_clustering(graph))
     assert characteristic_path_length(binary, everyone) == pytest.approx(nx.average_shortest_path_length(graph))
     expected = nx.average_shortest_path_length(graph, weight="distance")
@@ -563,7 +568,7 @@ def test_strongest_edges_never_link_what_has_no_strength():
     assert strongest_edges(strength, 3).sum() == 4  # two edges, both ends
 
 
-@pytest.mark.parametrize("nodes", [7, 8])
+@pytest.mark.parametrize("nodes", [6, 7, 8])
 def test_the_references_place_the_weights_as_documented(nodes):
     """Every pair weighted distinctly, so the lattice reaches the diameter of an even ring."""
     rows, columns = np.triu_indices(nodes, k=1)
@@ -602,6 +607,13 @@ def test_a_graph_without_edges_has_an_infinite_path_length():
     assert characteristic_path_length(empty, torch.arange(4)) == float("inf")
     lengths = shortest_path_lengths(empty, torch.tensor([1]))
     assert lengths[0, 1] == 0 and torch.isinf(lengths[0, [0, 2, 3]]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_small_world_of_a_gpu_matrix_equals_the_cpus():
+    weight = reference_topology(30)
+    expected = reservoir_small_world(weight, strongest=4, path_sources=10)
+    assert reservoir_small_world(weight.cuda(), strongest=4, path_sources=10) == pytest.approx(expected)
 
 
 def test_small_world_makes_its_tensors_where_the_weights_are():

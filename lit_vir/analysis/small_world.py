@@ -169,7 +169,8 @@ def lattice_reference(weights: torch.Tensor) -> torch.Tensor:
 def small_world(
     weights: torch.Tensor, *, num_references: int = 2, path_sources: int = 100, seed: int = 0
 ) -> SmallWorld:
-    """C, L, σ and ω (equations 5–8) of an undirected graph given by its weights (N, N).
+    """C, L, σ and ω (equations 5–8) of an undirected graph given by its weights (N, N): symmetric, w ≥ 0 (0: no
+    edge), zero diagonal (no self-loops), as `edge_strength` and `strongest_edges` make them.
 
     Path lengths are sampled from `path_sources` seeded random nodes (the same for every reference);
     C_r, L_r average `num_references` random references; the lattice reference is deterministic.
