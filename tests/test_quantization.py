@@ -291,6 +291,8 @@ def test_eight_bits_change_the_logits_less_than_four_bits(architecture):
     for bits in (8, 4):
         set_precision(quantized, bits)
         deviation[bits] = float((quantized(test_images) - reference).abs().mean())
+    # monotone only: the edges stay at 8 bits in both (ViR's embedding and head set a floor of about 0.115 of the
+    # 4-bit deviation); the bound from the grids' steps is checked on ReViT in test_revit_gets_every_part_...
     assert 0 < deviation[8] < deviation[4]
 
 
