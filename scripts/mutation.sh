@@ -61,6 +61,19 @@ declare -A SELECTION=(
   [lit_vir/robustness/metrics.py]="tests/test_robustness.py"
   [lit_vir/robustness/perturb.py]="tests/test_robustness.py tests/test_timm_model.py -k 'not pretrained'"
   [lit_vir/robustness/report.py]="tests/test_robustness.py"
+  [lit_vir/data/base.py]="tests/test_data.py tests/test_recipe.py tests/test_cifar10c.py tests/test_corruptions.py
+    -k 'not config'"
+  [lit_vir/data/files.py]="tests/test_data.py tests/test_cifar10c.py"
+  [lit_vir/data/mnist.py]="tests/test_data.py"
+  [lit_vir/data/cifar.py]="tests/test_data.py"
+  [lit_vir/data/digits.py]="tests/test_data.py tests/test_corruptions.py -k 'test_data or digits or corrupted'"
+  [lit_vir/training/schedulers.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
+    -k 'test_image_classifier or test_recipe or warmup'"
+  [lit_vir/training/mixing.py]="tests/test_recipe.py tests/test_image_classifier.py"
+  [lit_vir/training/callbacks/ema.py]="tests/test_recipe_runs.py tests/test_recipe.py"
+  [lit_vir/training/weight_decay.py]="tests/test_recipe.py tests/test_image_classifier.py tests/test_vit.py
+    tests/test_revit.py -k 'not command and not piece_trains'"
+  [lit_vir/training/labels.py]="tests/test_compare.py tests/test_run_records.py"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
@@ -74,7 +87,9 @@ ORDER=(
   lit_vir/quantization/calibration.py lit_vir/quantization/gelu.py lit_vir/quantization/observers.py
   lit_vir/quantization/precision.py lit_vir/quantization/size.py lit_vir/quantization/smoothing.py
   lit_vir/quantization/softmax.py lit_vir/robustness/metrics.py lit_vir/robustness/perturb.py
-  lit_vir/robustness/report.py
+  lit_vir/robustness/report.py lit_vir/data/base.py lit_vir/data/files.py lit_vir/data/mnist.py
+  lit_vir/data/cifar.py lit_vir/data/digits.py lit_vir/training/schedulers.py lit_vir/training/mixing.py
+  lit_vir/training/callbacks/ema.py lit_vir/training/weight_decay.py lit_vir/training/labels.py
 )
 
 command -v mutmut > /dev/null || { echo "scripts/mutation.sh: mutmut not found; pip install -e '.[dev]'" >&2; exit 2; }
