@@ -672,6 +672,21 @@ def test_reservoir_tensors_are_the_banks_buffers_in_float64():
         reservoir_tensors(bank, -1)
 
 
+def test_scalar_drive_is_in_the_input_vectors_dtype():
+    inputs = iid_scalar_input(2, 4)  # float64
+    vector = torch.tensor([0.0, 0.5, -1.0], dtype=torch.float32)
+    drive = scalar_drive(inputs, vector, torch.tensor([0.1, 0.2, 0.3]))
+    assert drive.dtype == torch.float32
+    expected = inputs.float().numpy()[..., None] * vector.numpy() + np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    np.testing.assert_array_equal(drive.numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_iid_input_vector_follows_a_gpu_reservoir():
+    tensors = reservoir_tensors(Reservoir(5, num_nodes=20, jump_size=4).cuda())
+    assert tensors.input_vector().is_cuda
+
+
 def test_token_drive_casts_the_tokens_to_vs_dtype():
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randn(2, 3, 5, generator=generator)  # float32
