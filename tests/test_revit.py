@@ -161,6 +161,26 @@ def test_uniform_against_one_hot_attention_has_similarity_one_over_root_n():
     assert cross_layer_similarity(maps).item() == pytest.approx(1 / math.sqrt(tokens))
 
 
+def test_a_model_without_readable_attention_is_refused_by_name():
+    with pytest.raises(TypeError) as error:
+        attention_maps(torch.nn.Linear(4, 4), images())
+    assert str(error.value) == (
+        "attention_maps: Linear has no attention_maps(images) method and is not the baseline VisionTransformer, "
+        "whose blocks this function knows how to read."
+    )
+
+
+def test_the_similarities_refuse_maps_of_the_wrong_shape_or_too_few_blocks():
+    with pytest.raises(ValueError) as error:
+        cross_layer_similarity(torch.ones(2, 3, 4, 4))
+    assert str(error.value) == "cross_layer_similarity: expected maps of shape (L, B, H, N, N), got (2, 3, 4, 4)."
+    one_block = torch.full((1, 3, 2, 4, 4), 0.25)  # 3 images, so the batch is not taken for the blocks
+    with pytest.raises(ValueError) as error:
+        mean_cross_layer_similarity(one_block)
+    assert str(error.value) == "mean_cross_layer_similarity: needs at least 2 blocks' maps, got 1."
+    assert mean_cross_layer_similarity(one_block.expand(2, -1, -1, -1, -1)) == pytest.approx(1.0)  # 2 suffice
+
+
 def test_revit_piece_trains_and_logs_the_learned_alpha(tmp_path, monkeypatch):
     write_mnist(tmp_path / "data", train=120, test=40)
     monkeypatch.chdir(tmp_path)
