@@ -11,6 +11,10 @@ import pytest
 import torch
 
 from lit_vir.analysis import (
+    MEASURES,
+    AnalysisSettings,
+    ReservoirCore,
+    analyse_core,
     echo_state_distance,
     eigenvalue_spectrum,
     iid_scalar_input,
@@ -44,6 +48,8 @@ from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import nearly_fully_connected
 from tests.analysis_reference import (
     as_graph,
+    assert_core_fields_match,
+    reference_core_fields,
     reference_echo_state_distance,
     reference_edge_strength,
     reference_log_radii,
@@ -730,6 +736,40 @@ def test_serial_core_reads_the_previous_core_outputs():
 
 def test_cores_without_images_have_no_tokens():
     assert all(core.tokens is None for core in reservoir_cores(tiny_vir(depth=2)))
+
+
+# --- one core's report, every budget and the seed away from its default ---------------------------------------
+
+STATE_FIELDS = ("mean_abs", "std", "saturated_fraction", "mean_gain")
+BUDGETS = dict(
+    jacobian_samples=5, iid_sequences=2, iid_steps=40, iid_washout=7, max_delay=10, strongest_edges=4,
+    num_references=3, path_sources=8, seed=3,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("driven_by", ["tokens", "iid"])
+def test_analyse_core_gives_every_field_computed_here(driven_by):
+    """A leaky reservoir with a bias, its i.i.d. input vector signed like its V, and a seed of 3, so that leaving
+    out any of them (or any budget) changes a field."""
+    bank = Reservoir(6, num_nodes=20, jump_size=4, leak_rate=0.5, bias_scaling=0.3, signed_input=True)
+    tensors = reservoir_tensors(bank)
+    tokens = torch.randn(2, 9, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    core = ReservoirCore("core0", tensors, tokens if driven_by == "tokens" else None)
+    fields = analyse_core(core, AnalysisSettings(**BUDGETS))
+    expected = reference_core_fields(tensors.weight, tensors.input_weight, tensors.bias, 0.5, core.tokens, **BUDGETS)
+    assert fields["name"] == "core0" and fields["drive"] == driven_by
+    assert_core_fields_match(fields, expected)
+    assert set(fields) == set(expected) | {"name", "drive"}
+
+
+def test_analyse_core_gives_the_chosen_measures_and_refuses_unknown_ones():
+    core = ReservoirCore("core2", reservoir_tensors(Reservoir(6, num_nodes=20, jump_size=4)), None)
+    settings = AnalysisSettings(**BUDGETS)
+    fields = analyse_core(core, settings, ("spectrum", "states"))
+    assert set(fields) == {"name", "num_nodes", "drive", "spectral_radius", *(f"state_{name}" for name in STATE_FIELDS)}
+    with pytest.raises(ValueError) as error:
+        analyse_core(core, settings, ("spectrum", "lyapunovs", "memry"))
+    assert str(error.value) == f"unknown measures ['lyapunovs', 'memry']; choose from {list(MEASURES)}"
 
 
 # --- the anchors of the spec at the reference settings (N 1000, α 0.9) ------------------------------------------
