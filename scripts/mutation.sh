@@ -74,9 +74,39 @@ declare -A SELECTION=(
   [lit_vir/training/weight_decay.py]="tests/test_recipe.py tests/test_image_classifier.py tests/test_vit.py
     tests/test_revit.py -k 'not command and not piece_trains'"
   [lit_vir/training/labels.py]="tests/test_compare.py tests/test_run_records.py"
+  [lit_vir/models/vitae.py]="tests/test_vitae.py tests/test_recipe.py -k 'not fast_dev_run'"
+  [lit_vir/models/mobilevit.py]="tests/test_mobilevit.py tests/test_recipe.py -k 'not fast_dev_run'"
+  [lit_vir/models/vit_slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
+  [lit_vir/models/timm_model.py]="tests/test_timm_model.py tests/test_recipe.py -k 'not pretrained'"
+  [lit_vir/models/counting.py]="tests/test_vir.py tests/test_vit.py tests/test_ablations.py tests/test_run_records.py
+    tests/test_recipe_runs.py -k 'count or flops or param'"
+  [lit_vir/models/state_cache.py]="tests/test_engine.py tests/test_vir.py -k 'cache and not cannot_fit'"
+  [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
+  [lit_vir/data/corrupted.py]="tests/test_corruptions.py tests/test_robustness.py -k 'corrupted or Corrupted or corruption'"
+  [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
+  [lit_vir/training/guards.py]="tests/test_image_classifier.py tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/rng.py]="tests/test_image_classifier.py tests/test_recipe_runs.py"
+  [lit_vir/training/checkpoints.py]="tests/test_reliability.py tests/test_recipe_runs.py tests/test_vit_slim.py
+    -k 'not ddp and not command_line'"
+  [lit_vir/training/slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
+  [lit_vir/training/callbacks/corruption_report.py]="tests/test_robustness.py -k corruptions"
+  [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
+  [lit_vir/training/callbacks/flops.py]="tests/test_run_records.py tests/test_recipe_runs.py -k flops"
+  [lit_vir/training/callbacks/reservoir_checksum.py]="tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/callbacks/resources.py]="tests/test_reliability.py tests/test_run_records.py -k 'not ddp'"
+  [lit_vir/training/callbacks/revit.py]="tests/test_revit.py -k piece_trains"
+  [lit_vir/training/callbacks/state_cache.py]="tests/test_engine.py -k 'cache'"
+  [lit_vir/commands/bench.py]="tests/test_engine.py tests/test_tool_configs.py -k bench"
+  [lit_vir/commands/slim.py]="tests/test_vit_slim.py -k 'command_line'"
+  [lit_vir/commands/quantize.py]="tests/test_quantization.py -k 'command and not slow'"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
+# The corruption library: every module against the corruption tests.
+CORRUPTIONS=(lit_vir/data/corruptions/{__init__,contract,sampling,noise,blur,weather,digital,filters,colour,textures}.py)
+for module in "${CORRUPTIONS[@]}"; do
+  SELECTION[$module]="tests/test_corruptions.py"
+done
 ORDER=(
   lit_vir/models/reservoir.py lit_vir/models/topology.py lit_vir/models/vir.py lit_vir/models/vit.py
   lit_vir/models/revit.py lit_vir/quantization/quantizers.py lit_vir/quantization/modules.py
@@ -90,6 +120,14 @@ ORDER=(
   lit_vir/robustness/report.py lit_vir/data/base.py lit_vir/data/files.py lit_vir/data/mnist.py
   lit_vir/data/cifar.py lit_vir/data/digits.py lit_vir/training/schedulers.py lit_vir/training/mixing.py
   lit_vir/training/callbacks/ema.py lit_vir/training/weight_decay.py lit_vir/training/labels.py
+  lit_vir/models/vitae.py lit_vir/models/mobilevit.py lit_vir/models/vit_slim.py lit_vir/models/timm_model.py
+  lit_vir/models/counting.py lit_vir/models/state_cache.py lit_vir/models/drop_path.py lit_vir/data/corrupted.py
+  lit_vir/data/cifar10c.py "${CORRUPTIONS[@]}" lit_vir/training/guards.py lit_vir/training/rng.py
+  lit_vir/training/checkpoints.py lit_vir/training/slim.py lit_vir/training/callbacks/corruption_report.py
+  lit_vir/training/callbacks/dynamics.py lit_vir/training/callbacks/flops.py
+  lit_vir/training/callbacks/reservoir_checksum.py lit_vir/training/callbacks/resources.py
+  lit_vir/training/callbacks/revit.py lit_vir/training/callbacks/state_cache.py lit_vir/commands/bench.py
+  lit_vir/commands/slim.py lit_vir/commands/quantize.py
 )
 
 command -v mutmut > /dev/null || { echo "scripts/mutation.sh: mutmut not found; pip install -e '.[dev]'" >&2; exit 2; }
