@@ -85,9 +85,63 @@ def test_training_loss_uses_the_soft_targets_and_accuracy_the_hard_labels():
     assert module.train_metrics["acc"].compute().item() == pytest.approx(expected)
 
 
+def mixed_by_cutmix(mixed: torch.Tensor, images: torch.Tensor) -> bool:
+    """CutMix takes every pixel of image 0 from image 0 or from its partner (the last image); MixUp blends them."""
+    return bool(((mixed[0] == images[0]) | (mixed[0] == images[-1])).all())
+
+
+def test_the_defaults_are_deits_and_switch_prob_chooses_cutmix():
+    """DeiT's recipe: MixUp α 0.8, CutMix α 1.0, one of them per batch with even odds, every batch mixed."""
+    default = BatchMixing()
+    assert (default.mixup_alpha, default.cutmix_alpha, default.switch_prob, default.prob) == (0.8, 1.0, 0.5, 1.0)
+    mixup, cutmix = default.transform(10).transforms
+    assert (type(mixup).__name__, mixup.alpha, type(cutmix).__name__, cutmix.alpha) == ("MixUp", 0.8, "CutMix", 1.0)
+    assert default.transform(10).p == [0.5, 0.5]
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8)
+    for switch_prob, cutmix_expected in ((1.0, True), (0.0, False)):
+        for seed in range(4):
+            torch.manual_seed(seed)
+            mixed, _ = BatchMixing(switch_prob=switch_prob)(images, labels, 8)
+            assert mixed_by_cutmix(mixed, images) is cutmix_expected
+    assert BatchMixing(mixup_alpha=0, switch_prob=0.0).transform(10).p == [1.0]  # the only one left always runs
+    assert BatchMixing(cutmix_alpha=0, switch_prob=1.0).transform(10).p == [1.0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_prob_is_the_chance_that_a_batch_is_mixed(seed):
+    """A batch is mixed when a draw of U[0, 1) from the global stream is below `prob`; otherwise it passes with
+    one-hot targets."""
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8) % 5
+    torch.manual_seed(seed)
+    mixed_here = torch.rand(()).item() < 0.4
+    torch.manual_seed(seed)
+    mixed, targets = BatchMixing(prob=0.4)(images, labels, 5)
+    if mixed_here:
+        assert not torch.equal(mixed, images)
+    else:
+        assert torch.equal(mixed, images) and torch.equal(targets, torch.nn.functional.one_hot(labels, 5).float())
+    never = BatchMixing(prob=0.0)(images, labels, 5)
+    assert torch.equal(never[0], images) and torch.equal(never[1], torch.nn.functional.one_hot(labels, 5).float())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mixup_alpha": -0.1}, r"mixup_alpha = -0.1 is outside the allowed range \[0, inf\)"),
+        ({"cutmix_alpha": -1}, r"cutmix_alpha = -1 is outside the allowed range \[0, inf\)"),
+        ({"switch_prob": 1.5}, r"switch_prob = 1.5 is outside the allowed range \[0, 1\]"),
+        ({"prob": -0.5}, r"prob = -0.5 is outside the allowed range \[0, 1\]"),
+    ],
+)
+def test_mixing_values_outside_their_ranges_are_refused(options, message):
+    with pytest.raises(ConfigError, match=r"^BatchMixing: " + message):
+        BatchMixing(**options)
+
+
 def test_both_alphas_zero_is_refused():
-    with pytest.raises(ConfigError, match="both 0"):
+    with pytest.raises(ConfigError) as error:
         BatchMixing(mixup_alpha=0, cutmix_alpha=0)
+    assert str(error.value) == "BatchMixing: mixup_alpha and cutmix_alpha are both 0: nothing would be mixed; drop it."
 
 
 def expected_exempt(model: torch.nn.Module) -> set[str]:
