@@ -15,6 +15,7 @@ from lit_vir.analysis import (
     AnalysisSettings,
     ReservoirCore,
     analyse_core,
+    core_drive,
     echo_state_distance,
     eigenvalue_spectrum,
     iid_scalar_input,
@@ -760,6 +761,12 @@ def test_analyse_core_gives_every_field_computed_here(driven_by):
     assert fields["name"] == "core0" and fields["drive"] == driven_by
     assert_core_fields_match(fields, expected)
     assert set(fields) == set(expected) | {"name", "drive"}
+    drive = core_drive(core, AnalysisSettings(**BUDGETS))  # what the measures above were driven with
+    assert (drive.kind, drive.washout) == ((driven_by, 0) if driven_by == "tokens" else (driven_by, 7))
+    if driven_by == "tokens":
+        np.testing.assert_allclose(
+            drive.values.numpy(), tokens.numpy() @ tensors.input_weight.numpy() + tensors.bias.numpy()
+        )
 
 
 def test_analyse_core_gives_the_chosen_measures_and_refuses_unknown_ones():
