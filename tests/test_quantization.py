@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from lit_vir.checks import ConfigError
 from lit_vir.cli import main as lit_vir_main
 from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.commands.quantize import calibration_images
@@ -268,6 +269,38 @@ def test_two_scale_softmax_quantizer_keeps_more_of_each_row_than_one_uniform_gri
     chosen = quantizer.fitted[4]
     single = two_scale_quantize(rows, chosen.scale, 0, 4)  # m = 0: both grids the same, one 3-bit grid
     assert chosen.m >= 1 and (quantizer(rows) - rows).square().mean() < (single - rows).square().mean()
+
+
+def test_calibration_runs_every_pass_at_the_given_batch_size():
+    """SQ-b's range pass and the observing pass both go through the images in batches of `batch_size` (they bound
+    the memory of calibration; the default is 64)."""
+    seen: list[int] = []
+    model = tiny_vit()
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))  # copied with the model
+    calibrated_copy(model, images(100), batch_size=30)
+    assert seen == [30, 30, 30, 10] * 2  # the float copy's ranges for SQ-b, then the quantised copy's observation
+    seen.clear()
+    calibrated_copy(model, images(100))
+    assert seen == [64, 36] * 2
+    seen.clear()
+    calibrated_copy(model, images(100), Recipe(sq_b=False), batch_size=30)
+    assert seen == [30, 30, 30, 10]  # no SQ-b: the observation only
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_a_migration_strength_outside_zero_to_one_is_refused(alpha):
+    with pytest.raises(ConfigError) as error:
+        Recipe(alpha=alpha)
+    assert str(error.value) == (
+        f"Recipe: alpha (SmoothQuant migration strength) = {alpha} is outside the allowed range [0, 1]."
+    )
+    assert Recipe(alpha=0.0).alpha == 0.0 and Recipe(alpha=1.0).alpha == 1.0
+
+
+def test_an_unknown_softmax_quantizer_is_refused_with_the_choices():
+    with pytest.raises(ConfigError) as error:
+        Recipe(softmax="log")
+    assert str(error.value) == "Recipe: softmax = 'log' is not one of 'two_scale', 'log2', 'uniform'."
 
 
 # --------------------------------------------------------------------------------------- quantised models
