@@ -53,6 +53,8 @@ from lit_vir.quantization import (
     unit_sizes,
     weight_units,
 )
+from lit_vir.quantization.gelu import TwinGrid
+from lit_vir.quantization.observers import RowSample
 from lit_vir.quantization.quantizers import UniformGrid, fake_quantize, signed_levels
 from lit_vir.quantization.softmax import SoftmaxStatistics, softmax_statistics
 from lit_vir.training.checkpoints import load_classifier
@@ -177,6 +179,46 @@ def test_opt_m_with_m_zero_is_the_single_scale_quantizer():
     values = torch.linspace(-3, 3, 601)
     low, high = signed_levels(4)
     assert torch.equal(twin_quantize(values, 0.4, 0, 4), fake_quantize(values, 0.4, 0, low, high))
+
+
+def test_opt_m_quantizes_each_side_on_its_own_grid_by_hand():
+    """x ≥ 0: clamp(⌊x/Δ⌉, 0, 7)·Δ; x < 0: clamp(⌊x·2^m/Δ⌉, −8, 0)·Δ/2^m (4 bits, Δ 0.4, m 2: step 0.1 below 0)."""
+    values = torch.tensor([-1.0, -0.17, -0.06, -0.04, 0.0, 0.19, 0.21, 2.7, 3.0])
+    expected = torch.tensor([-0.8, -0.2, -0.1, -0.0, 0.0, 0.0, 0.4, 2.8, 2.8])
+    torch.testing.assert_close(twin_quantize(values, 0.4, 2, 4), expected, rtol=0, atol=1e-7)
+
+
+def test_opt_m_searches_m_up_to_max_m_on_the_consumers_error():
+    """Δ is the single-scale grid fitted on FC2's output error (here the consumer reads only the small channels, so
+    that grid is clipped to half the plain one's step), and m runs over 0..max_m (the best m is 5 here: max_m 2
+    gives 2)."""
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.cat([torch.full((16,), 4.0), torch.full((16,), 0.5)])
+    hidden = nn.functional.gelu(torch.randn(512, 32, generator=generator) * spread)  # (R, M)
+    consumer = torch.cat([torch.zeros(8, 16), torch.randn(8, 16, generator=generator)], dim=1)
+    single = observed(ActivationQuantizer("symmetric"), hidden)
+    assert single.fit(4, consumer).scale == pytest.approx(single.fit(4, None).scale / 2)
+
+    def error(scale: float, m: int) -> float:
+        return float(((twin_quantize(hidden, scale, m, 4) - hidden) @ consumer.T).square().mean())
+
+    scale = single.fit(4, consumer).scale
+    for max_m, expected in ((8, 5), (2, 2)):
+        quantizer = observed(TwinScaleQuantizer(max_m=max_m), hidden)
+        quantizer.set_bits(4, consumer)
+        assert quantizer.fitted[4] == TwinGrid(scale, expected, 4)
+        assert expected == min(range(max_m + 1), key=lambda m: error(scale, m))
+        assert repr(quantizer) == f"TwinScaleQuantizer(bits=4, m={expected})"
+    assert repr(TwinScaleQuantizer()) == "TwinScaleQuantizer(bits=None)"
+
+
+def test_opt_m_samples_its_rows_with_its_seed():
+    rows = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    expected = RowSample(max_values=40, seed=5)
+    expected.add(rows)
+    quantizer = observed(TwinScaleQuantizer(max_values=40, seed=5), rows)
+    assert torch.equal(quantizer.sample.rows, expected.rows)
+    assert not torch.equal(observed(TwinScaleQuantizer(max_values=40), rows).sample.rows, expected.rows)
 
 
 def test_opt_m_search_is_no_worse_than_a_single_scale_on_the_calibration_batch():
