@@ -212,6 +212,17 @@ def test_opt_m_searches_m_up_to_max_m_on_the_consumers_error():
     assert repr(TwinScaleQuantizer()) == "TwinScaleQuantizer(bits=None)"
 
 
+def test_opt_m_searches_m_up_to_8_and_keeps_2_to_the_20_numbers_by_default():
+    """Negative values 3000 times finer than the positive tail want m ≈ 11: the default search stops at 8."""
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.cat([10 * torch.rand(256, 8, generator=generator), -0.003 * torch.rand(256, 8, generator=generator)])
+    for quantizer, m in ((TwinScaleQuantizer(), 8), (TwinScaleQuantizer(max_m=12), 12)):
+        observed(quantizer, rows).set_bits(4, None)
+        assert quantizer.fitted[4].m == m
+    many = observed(TwinScaleQuantizer(), torch.zeros(2**18 + 5, 4))
+    assert many.sample.rows.shape == (2**18, 4) and many.sample.seen == 4 * (2**18 + 5)
+
+
 def test_opt_m_samples_its_rows_with_its_seed():
     rows = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
     expected = RowSample(max_values=40, seed=5)
