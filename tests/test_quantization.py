@@ -212,6 +212,21 @@ def test_opt_m_searches_m_up_to_max_m_on_the_consumers_error():
     assert repr(TwinScaleQuantizer()) == "TwinScaleQuantizer(bits=None)"
 
 
+def test_opt_m_is_chosen_by_the_consumers_error_not_the_activations():
+    """Only the first 16 channels go negative, and FC2 reads only the other 16: every m gives FC2 the same error,
+    so the smallest (0) is kept; on the activations' own error a finer negative step would win."""
+    generator = torch.Generator().manual_seed(0)
+    negative = nn.functional.gelu(3 * torch.randn(512, 16, generator=generator))
+    hidden = torch.cat([negative, 3 * torch.rand(512, 16, generator=generator)], dim=1)
+    consumer = torch.cat([torch.zeros(8, 16), torch.randn(8, 16, generator=generator)], dim=1)
+    quantizer = observed(TwinScaleQuantizer(), hidden)
+    quantizer.set_bits(4, consumer)
+    assert quantizer.fitted[4].m == 0
+    plain = observed(TwinScaleQuantizer(), hidden)
+    plain.set_bits(4, None)
+    assert plain.fitted[4].m > 0
+
+
 def test_opt_m_searches_m_up_to_8_and_keeps_2_to_the_20_numbers_by_default():
     """Negative values 3000 times finer than the positive tail want m ≈ 11: the default search stops at 8."""
     generator = torch.Generator().manual_seed(0)
@@ -229,7 +244,10 @@ def test_opt_m_samples_its_rows_with_its_seed():
     expected.add(rows)
     quantizer = observed(TwinScaleQuantizer(max_values=40, seed=5), rows)
     assert torch.equal(quantizer.sample.rows, expected.rows)
-    assert not torch.equal(observed(TwinScaleQuantizer(max_values=40), rows).sample.rows, expected.rows)
+    default = RowSample(max_values=40)  # seed 0
+    default.add(rows)
+    assert torch.equal(observed(TwinScaleQuantizer(max_values=40), rows).sample.rows, default.rows)
+    assert not torch.equal(default.rows, expected.rows)
 
 
 def test_opt_m_search_is_no_worse_than_a_single_scale_on_the_calibration_batch():
