@@ -473,8 +473,12 @@ class RawWeightParent(nn.Module):
 
 def test_a_linear_whose_forward_never_runs_is_an_error_not_a_float_layer():
     quantized = calibrated_copy(RawWeightParent(), torch.randn(8, 6), Recipe(sq_b=False))
-    with pytest.raises(ValueError, match=r"no calibration data reached \['linear'\]"):
+    with pytest.raises(ValueError) as error:
         set_precision(quantized, 4)
+    assert str(error.value) == (
+        "set_precision: no calibration data reached ['linear'] (their forward never ran: does the parent module "
+        "compute with their weights directly?); calibrate with `calibrated_copy`, or they cannot be quantised."
+    )
 
 
 def test_a_deep_copy_of_a_quantized_model_quantizes_with_its_own_quantizers():
@@ -509,8 +513,18 @@ def test_set_precision_names_every_unit():
     set_precision(quantized, precision)
     assert quantized.blocks[0].attn.qkv.weight_bits == 6 and quantized.blocks[0].attn.av.activation_bits == 5
     del precision.activations["blocks.1.attn.qk"]
-    with pytest.raises(ValueError, match=r"missing \['blocks.1.attn.qk'\]"):
+    precision.activations["blocks.9.mlp"] = 4
+    with pytest.raises(ValueError) as error:
         set_precision(quantized, precision)
+    assert str(error.value) == (
+        "set_precision: activation widths must name every activation unit; missing ['blocks.1.attn.qk'], "
+        "unknown ['blocks.9.mlp']."
+    )
+    weights_only = Precision({"head.extra": 4}, dict.fromkeys(activation_units(quantized), 5))
+    with pytest.raises(ValueError) as error:
+        set_precision(quantized, weights_only)
+    assert str(error.value).startswith("set_precision: weight widths must name every weight unit; missing ['blocks.")
+    assert str(error.value).endswith("], unknown ['head.extra'].")
 
 
 @pytest.mark.parametrize(("text", "budget"), [("5", Budget(5, 5)), ("W4A6", Budget(4, 6)), ("w4.5a5", Budget(4.5, 5))])
