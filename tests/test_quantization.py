@@ -680,6 +680,21 @@ def test_model_size_counts_a_known_layer():
     assert model_size(model).bits == (12 * 5 + 5) * 32
 
 
+def test_model_size_adds_up_two_known_layers():
+    """Each layer's weights at its width plus a 32-bit scale per output channel, each input quantiser's scale, and
+    the float biases: the parts of every layer, not only the last one's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 3))
+    quantized = quantized_copy(model)
+    observe(quantized, torch.randn(20, 12))
+    set_precision(quantized, Precision({"0": 4, "2": 6}, {"0": 8, "2": 8}))
+    size = model_size(quantized)
+    assert size.weight_bits == 12 * 5 * 4 + 5 * 3 * 6
+    assert size.quantizer_bits == (5 + 3) * 32 + 2 * 32  # per-channel weight scales, one scale per input
+    assert size.float_bits == (5 + 3) * 32  # the biases
+    assert size.megabytes == (size.weight_bits + size.quantizer_bits + size.float_bits) / 8 / 1e6
+
+
 def test_model_size_puts_the_edges_at_8_bits():
     quantized = calibrated_copy(tiny_vit(), images())
     set_precision(quantized, 4)
