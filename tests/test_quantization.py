@@ -126,6 +126,44 @@ def test_sq_b_folding_leaves_the_float_logits_unchanged(architecture, shift):
     torch.testing.assert_close(smoothed(test_images), model(test_images), atol=1e-5, rtol=0)
 
 
+def test_sq_b_pairs_are_named_by_their_layernorm():
+    assert [pair.name for pair in smoothing_pairs(tiny_vit())] == [
+        "blocks.0.norm1", "blocks.0.norm2", "blocks.1.norm1", "blocks.1.norm2", "norm",
+    ]  # fmt: skip
+    assert [pair.name for pair in smoothing_pairs(tiny_vir())] == ["blocks.0.norm", "head.norm"]
+    vit = tiny_vit()
+    vit.blocks[0].norm1 = nn.LayerNorm(16, bias=False)  # γ but no β: no shift to fold into
+    vit.blocks[1].norm2 = nn.LayerNorm(16, elementwise_affine=False)  # neither
+    assert [pair.name for pair in smoothing_pairs(vit)] == ["blocks.0.norm2", "blocks.1.norm1", "norm"]
+
+
+@pytest.mark.parametrize(
+    ("options", "alpha", "shift"), [({}, 0.5, "midrange"), ({"alpha": 0.8, "shift": "mean"}, 0.8, "mean")]
+)
+def test_sq_b_folds_the_shift_and_scale_of_the_docstring(options, alpha, shift):
+    """γ' = γ/ε, β' = (β − μ)/ε, W' = W·diag(ε), b' = b + W·μ with μ the midpoint (or the mean) of each channel's
+    calibrated LayerNorm output and ε = max|X − μ|^α / max|W_:,j|^(1−α), written out here in float64 from the
+    LayerNorm outputs a hook records (defaults: α 0.5, the midpoint, 64 images a pass)."""
+    model, calibration = tiny_vit(), images(100)
+    recorded = []
+    norm, linear = model.blocks[1].norm2, model.blocks[1].mlp.fc1
+    norm.register_forward_hook(lambda module, inputs, output: recorded.append(output.detach().double()))
+    smoothed = smoothed_copy(model, calibration, **options)
+    assert [len(batch) for batch in recorded] == [64, 36]  # the range pass, in batches of 64
+    rows = torch.cat(recorded).reshape(-1, 16)  # (tokens, C)
+    center = (rows.amax(0) + rows.amin(0)) / 2 if shift == "midrange" else rows.mean(0)
+    reach = torch.maximum(rows.amax(0) - center, center - rows.amin(0))
+    weight = linear.weight.double()
+    epsilon = reach**alpha / weight.abs().amax(0) ** (1 - alpha)
+    folded_norm, folded_linear = smoothed.blocks[1].norm2, smoothed.blocks[1].mlp.fc1
+    torch.testing.assert_close(folded_norm.weight.double(), norm.weight.double() / epsilon, rtol=1e-6, atol=0)
+    torch.testing.assert_close(folded_norm.bias.double(), (norm.bias.double() - center) / epsilon, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(folded_linear.weight.double(), weight * epsilon, rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        folded_linear.bias.double(), linear.bias.double() + weight @ center, rtol=1e-5, atol=1e-6
+    )
+
+
 @pytest.mark.parametrize("architecture", list(BUILDERS))
 def test_sq_b_centres_every_layernorm_output_channel(architecture):
     model = BUILDERS[architecture]()
