@@ -56,7 +56,7 @@ from lit_vir.quantization import (
 from lit_vir.quantization.gelu import TwinGrid
 from lit_vir.quantization.observers import RowSample
 from lit_vir.quantization.quantizers import UniformGrid, fake_quantize, signed_levels
-from lit_vir.quantization.softmax import SoftmaxStatistics, softmax_statistics
+from lit_vir.quantization.softmax import SoftmaxStatistics, TwoScaleGrid, softmax_statistics
 from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
@@ -328,6 +328,71 @@ def test_two_scale_softmax_quantizer_takes_the_nearest_of_its_two_grids(bits, m)
     quantized = two_scale_quantize(values, scale, m, bits)
     torch.testing.assert_close(quantized, nearest_level(values, union), atol=1e-7, rtol=0)
     assert torch.unique(quantized).numel() <= 2**bits
+
+
+def test_two_scale_ties_go_to_the_fine_grid():
+    """0.9375 is 0.0625 from the fine grid's top (7·0.125) and from the coarse level 1.0 (Δ 0.5, m 2, 4 bits)."""
+    values = torch.tensor([0.9375, 0.3125, 0.0])
+    assert two_scale_quantize(values, 0.5, 2, 4).tolist() == [0.875, 0.25, 0.0]  # 0.3125: 0.25 and 0.375 tie too
+
+
+def brute_force_two_scale(rows: torch.Tensor, bits: int, max_m: int) -> TwoScaleGrid:
+    """The V-2SF search written out: Δ = r·max/(2^(b−1) − 1) for r = 1, 0.95, …, 0.3, m = 1..max_m, the least
+    squared error of the rows, the first such (Δ, m) in that order."""
+    best, best_error = None, float("inf")
+    for step in range(15):
+        scale = (1.0 - 0.05 * step) * float(rows.max()) / (2 ** (bits - 1) - 1)
+        for m in range(1, max_m + 1):
+            error = float((two_scale_quantize(rows, scale, m, bits) - rows).double().square().sum())
+            if error < best_error:
+                best, best_error = TwoScaleGrid(scale, m, bits), error
+    return best
+
+
+@pytest.mark.parametrize(("bits", "max_m"), [(4, 8), (3, 8), (4, 1)])
+def test_two_scale_softmax_quantizer_fits_the_grid_a_brute_force_search_finds(bits, max_m):
+    rows = peaked_attention(rows=500)
+    quantizer = observed(TwoScaleSoftmaxQuantizer(max_m=max_m), rows)
+    quantizer.set_bits(bits)
+    expected = brute_force_two_scale(rows, bits, max_m)
+    assert quantizer.fitted[bits].m == expected.m and quantizer.fitted[bits].scale == pytest.approx(expected.scale)
+    assert repr(quantizer) == f"TwoScaleSoftmaxQuantizer(bits={bits}, m={expected.m})"
+
+
+def test_two_scale_search_starts_at_m_1_and_stops_at_8_by_default():
+    """Rows on the coarse grid already: every m fits them exactly, and the first, m = 1, is kept. Rows of one 1
+    and values below 10⁻³ want a fine step of about 10⁻⁴ (m ≈ 10 with Δ = 1/7): the default search stops at 8."""
+    exact = observed(TwoScaleSoftmaxQuantizer(), torch.tensor([[0.0, 1 / 7, 3 / 7, 1.0]]))
+    exact.set_bits(4)
+    assert exact.fitted[4].m == 1
+    tiny = torch.rand(64, 31, generator=torch.Generator().manual_seed(0)) * 1e-3
+    rows = torch.cat([torch.ones(64, 1), tiny], dim=1)
+    unbounded = brute_force_two_scale(rows, 4, 14).m
+    assert unbounded > 8
+    for quantizer, m in ((TwoScaleSoftmaxQuantizer(), 8), (TwoScaleSoftmaxQuantizer(max_m=14), unbounded)):
+        observed(quantizer, rows).set_bits(4)
+        assert quantizer.fitted[4].m == m
+    assert repr(TwoScaleSoftmaxQuantizer()) == "TwoScaleSoftmaxQuantizer(bits=None)"
+    log2 = observed(Log2Quantizer(), rows)
+    assert repr(log2) == "Log2Quantizer(log2, bits=None)"
+    log2.set_bits(3)
+    assert repr(log2) == "Log2Quantizer(log2, bits=3)"
+
+
+@pytest.mark.parametrize("quantizer_class", [TwoScaleSoftmaxQuantizer, Log2Quantizer])
+def test_softmax_quantizers_sample_their_rows_with_their_seed(quantizer_class):
+    rows = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    for seed in (0, 5):
+        expected = RowSample(max_values=40, seed=seed)
+        expected.add(rows)
+        options = {} if seed == 0 else {"seed": seed}
+        assert torch.equal(observed(quantizer_class(max_values=40, **options), rows).sample.rows, expected.rows)
+
+
+def test_an_unknown_softmax_kind_is_refused_with_the_choices():
+    with pytest.raises(ConfigError) as error:
+        softmax_quantizer("log10")
+    assert str(error.value) == "softmax quantizer: kind = 'log10' is not one of 'two_scale', 'log2', 'uniform'."
 
 
 def test_log2_quantizer_rounds_the_exponent():
