@@ -216,3 +216,98 @@ def test_real_fashion_mnist_from_the_debian_package_if_installed(tmp_path):
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     data = ready(FashionMNISTDataModule(root=str(tmp_path), download=False, val_size=0.1))
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (54_000, 6_000, 10_000)
+
+
+# --- the loaders, the stages and the shuffling state (ImageDataModule) -----------------------------------------
+
+
+def test_loaders_batch_shuffle_and_seed_as_configured():
+    data = ready(DigitsDataModule(batch_size=32, eval_batch_size=50, val_size=0.1))
+    train, val, test, predict = (
+        data.train_dataloader(),
+        data.val_dataloader(),
+        data.test_dataloader(),
+        data.predict_dataloader(),
+    )
+    assert (train.batch_size, val.batch_size, test.batch_size, predict.batch_size) == (32, 50, 50, 50)
+    assert type(train.sampler).__name__ == "RandomSampler" and train.generator is data.shuffle_generator
+    for loader in (val, test, predict):  # in order, on a throwaway generator (never the global stream's)
+        assert type(loader.sampler).__name__ == "SequentialSampler" and loader.generator is not data.shuffle_generator
+    assert predict.dataset is data.test_set and val.dataset is data.val_set
+    assert not any(loader.drop_last or loader.pin_memory for loader in (train, val, test))
+    assert (train.num_workers, train.persistent_workers) == (0, False)
+    assert DigitsDataModule(batch_size=7).eval_batch_size == 7  # the training batch size by default
+    workers = DigitsDataModule(num_workers=2, pin_memory=True, persistent_workers=True)
+    workers.setup("fit")
+    loader = workers.train_dataloader()
+    assert (loader.num_workers, loader.pin_memory, loader.persistent_workers) == (2, True, True)
+    assert DigitsDataModule(persistent_workers=True).persistent_workers is False  # no workers to keep
+
+
+@pytest.mark.parametrize(
+    ("stage", "built"),
+    [("fit", {"train", "val"}), ("validate", {"train", "val"}), ("test", {"test"}), ("predict", {"test"}),
+     (None, {"train", "val", "test"})],
+)  # fmt: skip
+def test_setup_builds_the_splits_its_stage_needs_once(stage, built):
+    data = DigitsDataModule()
+    data.setup(stage)
+    assert {name for name in ("train", "val", "test") if getattr(data, f"{name}_set") is not None} == built
+    kept = data.train_set, data.test_set
+    data.setup(stage)
+    assert (data.train_set, data.test_set) == kept  # not read again
+
+
+def test_a_loader_of_a_split_not_built_yet_is_refused():
+    with pytest.raises(RuntimeError, match=r"^DigitsDataModule: setup\(\) has not built this split yet\.$"):
+        DigitsDataModule().train_dataloader()
+
+
+def test_a_restored_shuffle_state_shuffles_as_the_saved_run_did():
+    data = ready(DigitsDataModule(batch_size=64), "fit")
+    state = data.state_dict()
+    first = [labels for _, labels in data.train_dataloader()]
+    restored = ready(DigitsDataModule(batch_size=64), "fit")
+    restored.load_state_dict(state)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first, (labels for _, labels in restored.train_dataloader()), strict=True)
+    )
+    assert set(state) == {"shuffle_generator"}
+
+
+@pytest.mark.parametrize(("val_size", "counts"), [(0.25, (1346, 449)), (100, (1695, 100)), (0.5, (897, 898))])
+def test_the_validation_split_is_a_rounded_fraction_or_a_count(val_size, counts):
+    """test_size 0.001 holds out round(1.797) = 2 of digits' 1797 images; of the 1795 left a fraction is rounded
+    (0.25·1795 = 448.75 → 449; 897.5 → 898, half to even), a count is taken as it is."""
+    data = ready(DigitsDataModule(val_size=val_size, test_size=0.001), "fit")
+    assert (len(data.train_set), len(data.val_set)) == counts
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size = 0 is outside the allowed range \[1, inf\)\."),
+        ({"num_workers": -1}, r"num_workers = -1 is outside the allowed range \[0, inf\)\."),
+        (
+            {"val_size": 0},
+            r"val_size = 0 is outside the allowed range \(0, inf\)\. Give a fraction in \(0, 1\) or a number of "
+            r"images\.",
+        ),
+        ({"auto_augment": "auto"}, r"auto_augment = 'auto' is not one of 'rand_augment', 'trivial_augment'\."),
+        ({"rand_augment_ops": 0}, r"rand_augment_ops = 0 is outside the allowed range \[1, inf\)\."),
+        ({"rand_augment_magnitude": 31}, r"rand_augment_magnitude = 31 is outside the allowed range \[0, 30\]\."),
+        ({"random_erasing": 1.5}, r"random_erasing = 1.5 is outside the allowed range \[0, 1\]\."),
+    ],
+)
+def test_loader_options_outside_their_ranges_are_refused_with_the_range(options, message):
+    with pytest.raises(ConfigError, match=r"^DigitsDataModule: " + message + "$"):
+        DigitsDataModule(**options)
+
+
+def test_a_validation_split_that_leaves_no_training_image_is_refused_with_the_counts():
+    with pytest.raises(ConfigError) as error:
+        ready(DigitsDataModule(val_size=1438), "fit")
+    assert str(error.value) == (
+        "DigitsDataModule: val_size = 1438 leaves 0 training and 1438 validation images out of 1438; both must be at "
+        "least 1."
+    )
