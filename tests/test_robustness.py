@@ -18,6 +18,7 @@ from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.topology import spectral_radius
 from lit_vir.robustness.metrics import load_summary, summarize
 from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
+from lit_vir.robustness.report import corruption_table, write_corruption_files
 from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
@@ -47,6 +48,52 @@ def test_corruption_errors_relative_to_a_reference_model(tmp_path):
     # rCE_fog = ((0.2 − 0.1) + (0.4 − 0.1)) / ((0.4 − 0.2) + (0.6 − 0.2)); rCE_contrast = 0.15 / 0.3
     assert ours.relative_corruption_errors == {"fog": pytest.approx(200 / 3), "contrast": pytest.approx(50.0)}
     assert ours.relative_mce == pytest.approx((200 / 3 + 50) / 2)
+
+
+def table_cells(table) -> tuple[list[str], list[list[str]], str]:
+    """A Rich table's column headers, its rows of cells as shown, and its caption."""
+    columns = [str(column.header) for column in table.columns]
+    rows = [[str(column._cells[index]) for column in table.columns] for index in range(table.row_count)]
+    return columns, rows, table.caption
+
+
+def test_the_corruption_table_shows_each_cell_mean_ce_and_rce():
+    """The numbers of test_corruption_errors_relative_to_a_reference_model, as the table shows them: percentages
+    of two decimals, CE and rCE of one, benchmark corruptions first, an extra one last and marked."""
+    reference = summarize({("clean", 0): 0.8, ("fog", 1): 0.6, ("fog", 2): 0.4, ("contrast", 1): 0.5})
+    cells = {("clean", 0): 0.9, ("speckle_noise", 2): 0.3, ("fog", 1): 0.8, ("fog", 2): 0.6, ("contrast", 1): 0.75}
+    ours = summarize(cells, reference, reference_name="vit")
+    columns, rows, caption = table_cells(corruption_table(ours, title="T"))
+    assert columns == ["corruption", "s1", "s2", "mean", "CE %", "rCE %"]
+    assert rows == [
+        ["fog", "80.00", "60.00", "70.00", "60.0", "66.7"],
+        ["contrast", "75.00", "", "75.00", "50.0", "50.0"],
+        ["speckle_noise (extra)", "", "30.00", "30.00", "", ""],
+    ]
+    assert caption == (
+        "clean 90.00%; mean corruption accuracy 72.50% over 2 benchmark corruptions (CIFAR mCE 27.50); "
+        "mCE 55.0% vs vit; relative mCE 58.3%"
+    )
+    columns, rows, caption = table_cells(corruption_table(summarize({("fog", 3): 0.25})))
+    assert columns == ["corruption", "s3", "mean"] and rows == [["fog", "25.00", "25.00"]]
+    assert caption == "mean corruption accuracy 25.00% over 1 benchmark corruptions (CIFAR mCE 75.00)"
+
+
+def test_the_corruption_files_hold_every_cell_and_the_summary(tmp_path):
+    summary = summarize({("clean", 0): 0.9, ("fog", 2): 0.6, ("fog", 1): 0.8})
+    written = write_corruption_files(summary, tmp_path / "out")
+    assert [path.name for path in written] == [
+        "corruption_accuracy.csv",
+        "corruption_summary.json",
+        "corruption_heatmap.png",
+    ]
+    with open(written[0]) as stream:
+        assert list(csv.DictReader(stream)) == [
+            {"corruption": "fog", "severity": "1", "accuracy": "0.8", "error": str(1 - 0.8)},
+            {"corruption": "fog", "severity": "2", "accuracy": "0.6", "error": str(1 - 0.6)},
+        ]
+    assert load_summary(written[1]) == summary
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
