@@ -1,11 +1,9 @@
-"""MkDocs hooks of the documentation site (mkdocs.yml `hooks:`), three jobs:
+"""MkDocs hooks of the documentation site (mkdocs.yml `hooks:`), two jobs:
 
 1. `<!-- help: lit-vir TOOL [SUBCOMMAND] -->` in a page becomes the `--help` of that command, run in this process
    when the site is built, so the options on the site are the code's and cannot drift from it.
 2. Every folder under docs/measurements/ gets an index page listing its files, and a page's link to such a folder
    (`measurements/results-fmnist/`, which GitHub shows as a listing) is pointed at it, so it opens a page, not a 404.
-3. A nav entry for a page another branch is bringing (`OPTIONAL_PAGES`) is left out while the file is missing,
-   and only such an entry: any other missing page still fails `mkdocs build --strict`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
-OPTIONAL_PAGES = {"topology.md"}  # docs/topology.md: Concepts → Reservoir topologies, from another branch
 HELP = re.compile(r"^(?P<indent>[ \t]*)<!-- help: lit-vir(?P<argv>(?: [\w-]+)*) -->$", re.M)
 HELP_COLUMNS = "100"  # the width argparse wraps the help to, whatever terminal builds the site
 MEASUREMENTS = "measurements"
@@ -74,22 +71,6 @@ def folder_index(folder: Path, docs: Path) -> str:
         else:
             lines.append(f"- [{entry.name}]({entry.name}) ({entry.stat().st_size:,} bytes)")
     return "\n".join(lines) + "\n"
-
-
-def on_config(config):
-    """Leave out the nav entry of an optional page that has not landed yet."""
-    docs = Path(config["docs_dir"])
-
-    def present(item) -> bool:
-        if isinstance(item, dict):
-            ((title, target),) = item.items()
-            if isinstance(target, str):
-                return target not in OPTIONAL_PAGES or (docs / target).is_file()
-            item[title] = [entry for entry in target if present(entry)]
-        return True
-
-    config["nav"] = [entry for entry in config["nav"] if present(entry)]
-    return config
 
 
 def on_files(files: Files, config) -> Files:

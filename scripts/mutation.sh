@@ -20,6 +20,9 @@ cd "$(dirname "$0")/.."
 
 # The fast tests of each module: pytest arguments, as mutmut's pytest_add_cli_args_test_selection. mutmut then
 # runs, for each mutant, only the selected tests that call the mutated function.
+# The quantisation package's unit tests (its own quantize command runs fits and are left out).
+QUANTIZATION_TESTS="tests/test_quantizers.py tests/test_quantization.py tests/test_quantization_modules.py
+  tests/test_quantization_levels.py tests/test_mixed_precision.py -k 'not command and not help'"
 declare -A SELECTION=(
   [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
     tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
@@ -38,14 +41,93 @@ declare -A SELECTION=(
     -k 'not command and not help'"
   [lit_vir/analysis/lyapunov.py]="tests/test_analysis.py"
   [lit_vir/analysis/memory.py]="tests/test_analysis.py"
+  [lit_vir/analysis/small_world.py]="tests/test_analysis.py"
+  [lit_vir/analysis/spectrum.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/echo_state.py]="tests/test_analysis.py"
+  [lit_vir/analysis/states.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/drives.py]="tests/test_analysis.py tests/test_recurrence.py"
+  [lit_vir/analysis/cores.py]="tests/test_analysis.py"
+  [lit_vir/analysis/report.py]="tests/test_analysis.py tests/test_dynamics_command.py tests/test_dynamics_callbacks.py
+    -k 'not ddp and not help'"
+  [lit_vir/analysis/attention.py]="tests/test_revit.py tests/test_vit.py -k 'not piece_trains'"
+  [lit_vir/analysis/figures.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
+  [lit_vir/quantization/calibration.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/gelu.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/observers.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/precision.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/size.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/smoothing.py]="$QUANTIZATION_TESTS"
+  [lit_vir/quantization/softmax.py]="$QUANTIZATION_TESTS"
+  [lit_vir/robustness/metrics.py]="tests/test_robustness.py"
+  [lit_vir/robustness/perturb.py]="tests/test_robustness.py tests/test_timm_model.py -k 'not pretrained'"
+  [lit_vir/robustness/report.py]="tests/test_robustness.py"
+  [lit_vir/data/base.py]="tests/test_data.py tests/test_recipe.py tests/test_cifar10c.py tests/test_corruptions.py
+    -k 'not config'"
+  [lit_vir/data/files.py]="tests/test_data.py tests/test_cifar10c.py"
+  [lit_vir/data/mnist.py]="tests/test_data.py"
+  [lit_vir/data/cifar.py]="tests/test_data.py"
+  [lit_vir/data/digits.py]="tests/test_data.py tests/test_corruptions.py -k 'test_data or digits or corrupted'"
+  [lit_vir/training/schedulers.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
+    -k 'test_image_classifier or test_recipe or warmup'"
+  [lit_vir/training/mixing.py]="tests/test_recipe.py tests/test_image_classifier.py"
+  [lit_vir/training/callbacks/ema.py]="tests/test_recipe_runs.py tests/test_recipe.py"
+  [lit_vir/training/weight_decay.py]="tests/test_recipe.py tests/test_image_classifier.py tests/test_vit.py
+    tests/test_revit.py -k 'not command and not piece_trains'"
+  [lit_vir/training/labels.py]="tests/test_labels.py tests/test_compare.py tests/test_run_records.py"
+  [lit_vir/models/vitae.py]="tests/test_vitae.py tests/test_recipe.py -k 'not fast_dev_run'"
+  [lit_vir/models/mobilevit.py]="tests/test_mobilevit.py tests/test_recipe.py -k 'not fast_dev_run'"
+  [lit_vir/models/vit_slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
+  [lit_vir/models/timm_model.py]="tests/test_timm_model.py tests/test_recipe.py -k 'not pretrained'"
+  [lit_vir/models/counting.py]="tests/test_vir.py tests/test_vit.py tests/test_ablations.py tests/test_run_records.py
+    tests/test_recipe_runs.py -k 'count or flops or param'"
+  [lit_vir/models/state_cache.py]="tests/test_engine.py tests/test_vir.py -k 'cache and not cannot_fit'"
+  [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
+  [lit_vir/data/corrupted.py]="tests/test_corruptions.py tests/test_robustness.py -k 'corrupted or Corrupted or corruption'"
+  [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
+  [lit_vir/training/guards.py]="tests/test_image_classifier.py tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/rng.py]="tests/test_image_classifier.py tests/test_recipe_runs.py"
+  [lit_vir/training/checkpoints.py]="tests/test_reliability.py tests/test_recipe_runs.py tests/test_vit_slim.py
+    -k 'not ddp and not command_line'"
+  [lit_vir/training/slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
+  [lit_vir/training/callbacks/corruption_report.py]="tests/test_robustness.py -k corruptions"
+  [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
+  [lit_vir/training/callbacks/flops.py]="tests/test_run_records.py tests/test_recipe_runs.py -k flops"
+  [lit_vir/training/callbacks/reservoir_checksum.py]="tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/callbacks/resources.py]="tests/test_reliability.py tests/test_run_records.py -k 'not ddp'"
+  [lit_vir/training/callbacks/revit.py]="tests/test_revit.py -k piece_trains"
+  [lit_vir/training/callbacks/state_cache.py]="tests/test_engine.py -k 'cache'"
+  [lit_vir/commands/bench.py]="tests/test_engine.py tests/test_tool_configs.py -k bench"
+  [lit_vir/commands/slim.py]="tests/test_vit_slim.py -k 'command_line'"
+  [lit_vir/commands/quantize.py]="tests/test_quantization.py -k 'command and not slow'"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
+# The corruption library: every module against the corruption tests.
+CORRUPTIONS=(lit_vir/data/corruptions/{__init__,contract,sampling,noise,blur,weather,digital,filters,colour,textures}.py)
+for module in "${CORRUPTIONS[@]}"; do
+  SELECTION[$module]="tests/test_corruptions.py"
+done
 ORDER=(
   lit_vir/models/reservoir.py lit_vir/models/topology.py lit_vir/models/vir.py lit_vir/models/vit.py
   lit_vir/models/revit.py lit_vir/quantization/quantizers.py lit_vir/quantization/modules.py
   lit_vir/quantization/mixed_precision.py lit_vir/analysis/lyapunov.py lit_vir/analysis/memory.py
-  lit_vir/training/module.py
+  lit_vir/training/module.py lit_vir/analysis/small_world.py lit_vir/analysis/spectrum.py
+  lit_vir/analysis/echo_state.py lit_vir/analysis/states.py lit_vir/analysis/drives.py lit_vir/analysis/cores.py
+  lit_vir/analysis/report.py lit_vir/analysis/attention.py lit_vir/analysis/figures.py
+  lit_vir/quantization/calibration.py lit_vir/quantization/gelu.py lit_vir/quantization/observers.py
+  lit_vir/quantization/precision.py lit_vir/quantization/size.py lit_vir/quantization/smoothing.py
+  lit_vir/quantization/softmax.py lit_vir/robustness/metrics.py lit_vir/robustness/perturb.py
+  lit_vir/robustness/report.py lit_vir/data/base.py lit_vir/data/files.py lit_vir/data/mnist.py
+  lit_vir/data/cifar.py lit_vir/data/digits.py lit_vir/training/schedulers.py lit_vir/training/mixing.py
+  lit_vir/training/callbacks/ema.py lit_vir/training/weight_decay.py lit_vir/training/labels.py
+  lit_vir/models/vitae.py lit_vir/models/mobilevit.py lit_vir/models/vit_slim.py lit_vir/models/timm_model.py
+  lit_vir/models/counting.py lit_vir/models/state_cache.py lit_vir/models/drop_path.py lit_vir/data/corrupted.py
+  lit_vir/data/cifar10c.py "${CORRUPTIONS[@]}" lit_vir/training/guards.py lit_vir/training/rng.py
+  lit_vir/training/checkpoints.py lit_vir/training/slim.py lit_vir/training/callbacks/corruption_report.py
+  lit_vir/training/callbacks/dynamics.py lit_vir/training/callbacks/flops.py
+  lit_vir/training/callbacks/reservoir_checksum.py lit_vir/training/callbacks/resources.py
+  lit_vir/training/callbacks/revit.py lit_vir/training/callbacks/state_cache.py lit_vir/commands/bench.py
+  lit_vir/commands/slim.py lit_vir/commands/quantize.py
 )
 
 command -v mutmut > /dev/null || { echo "scripts/mutation.sh: mutmut not found; pip install -e '.[dev]'" >&2; exit 2; }

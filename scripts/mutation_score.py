@@ -6,8 +6,10 @@
 
 The score counts a mutant as killed when its tests failed, timed out or crashed (mutmut's killed, timeout and
 segfault). Survivors named in the "Equivalent mutants" section of docs/testing.md are left out of the
-denominator: score = killed / (mutants − equivalent). Every other survivor is unexplained and listed with its
-diff, to be killed by a test or argued equivalent in docs/testing.md.
+denominator: score = killed / (mutants − equivalent). Survivors named in its "Survivors these machines cannot
+kill" section (a difference only a GPU shows, or one mutmut's trampoline hides) stay in the denominator and are
+listed apart. Every other survivor is unexplained and listed with its diff, to be killed by a test or argued
+equivalent in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def configure(pyproject: Path, module: str, selection: str) -> None:
     pyproject.write_text(text)
 
 
-def equivalent_mutants(document: Path) -> set[str]:
-    """Mutant names in backticks in the "## Equivalent mutants" section of docs/testing.md."""
+EQUIVALENT = "## Equivalent mutants"
+CANNOT_KILL_HERE = "## Survivors these machines cannot kill"
+
+
+def listed_mutants(document: Path, heading: str = EQUIVALENT) -> set[str]:
+    """Mutant names in backticks in one section of docs/testing.md: the equivalent mutants (left out of the
+    score's denominator) or the survivors these machines cannot kill (counted as survivors, listed apart)."""
     text = document.read_text() if document.exists() else ""
-    section = text.split("## Equivalent mutants", 1)[1].split("\n## ", 1)[0] if "## Equivalent mutants" in text else ""
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0] if heading in text else ""
     return set(MUTANT_NAME.findall(section))
 
 
@@ -71,11 +78,13 @@ def score(work: Path, module: str, commit: str, seconds: int, command: str) -> N
     status = {name: status_by_exit_code[code] for name, code in exit_codes.items()}
     counts = Counter(status.values())
     killed = sum(counts[name] for name in CAUGHT)
-    listed = equivalent_mutants(REPO / "docs" / "testing.md")
+    listed = listed_mutants(REPO / "docs" / "testing.md")
+    elsewhere = listed_mutants(REPO / "docs" / "testing.md", CANNOT_KILL_HERE)
     equivalent = sorted(name for name, state in status.items() if state not in CAUGHT and name in listed)
-    wrongly_listed = sorted(name for name, state in status.items() if state in CAUGHT and name in listed)
-    survivors = (name for name, state in status.items() if state not in CAUGHT and name not in listed)
-    unexplained = sorted(survivors, key=natural)
+    wrongly_listed = sorted(name for name, state in status.items() if state in CAUGHT and name in listed | elsewhere)
+    survivors = [name for name, state in status.items() if state not in CAUGHT and name not in listed]
+    cannot_kill_here = sorted((name for name in survivors if name in elsewhere), key=natural)
+    unexplained = sorted((name for name in survivors if name not in elsewhere), key=natural)
     considered = len(status) - len(equivalent)
     result = {
         "module": module,
@@ -83,9 +92,11 @@ def score(work: Path, module: str, commit: str, seconds: int, command: str) -> N
         "killed": killed,
         "equivalent": len(equivalent),
         "unexplained": len(unexplained),
+        "cannot_kill_here": len(cannot_kill_here),
         "score": killed / considered if considered else None,
         "statuses": dict(counts),
         "unexplained_survivors": unexplained,
+        "survivors_these_machines_cannot_kill": cannot_kill_here,
         "listed_as_equivalent_but_killed": wrongly_listed,
         "commit": commit,
         "seconds": seconds,
@@ -96,12 +107,13 @@ def score(work: Path, module: str, commit: str, seconds: int, command: str) -> N
     percent = "n/a" if result["score"] is None else f"{100 * result['score']:.1f}%"
     summary = (
         f"{module}: {killed} killed of {len(status)} mutants, {len(equivalent)} equivalent, "
+        f"{len(cannot_kill_here)} only killable on a GPU or outside mutmut, "
         f"{len(unexplained)} unexplained survivors: score {killed}/{considered} = {percent} "
         f"({dict(counts)}; commit {commit}; {seconds} s on {result['machine']})"
     )
     diffs = [f"--- {name} ({status[name]})\n{show(work, name)}" for name in unexplained]
     if wrongly_listed:
-        diffs.append("killed, yet listed as equivalent in docs/testing.md: " + ", ".join(wrongly_listed))
+        diffs.append("killed, yet listed as surviving in docs/testing.md: " + ", ".join(wrongly_listed))
     (work.parent / f"{work.name}.txt").write_text("\n".join([summary, "", *diffs]) + "\n")
     print(summary)
     for name in unexplained:
@@ -127,7 +139,7 @@ if __name__ == "__main__":
     elif step == "score":
         score(Path(arguments[0]), arguments[1], arguments[2], int(arguments[3]), arguments[4])
     elif step == "survivors":  # one per line: the earlier run's survivors not listed as equivalent since
-        listed = equivalent_mutants(REPO / "docs" / "testing.md")
+        listed = listed_mutants(REPO / "docs" / "testing.md")
         earlier = json.loads(Path(arguments[0]).read_text())["unexplained_survivors"]
         for name in earlier:
             if name not in listed:

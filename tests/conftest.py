@@ -52,6 +52,17 @@ def console_script(name: str) -> str:
     return str(script)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def subprocesses_import_this_tree():
+    """Every subprocess a test starts (the console script, `python -m lit_vir`, `python -c`) imports lit_vir and
+    tests/ from this tree, wherever it lives: the environment's editable install may point at another checkout,
+    and a copy of the tree (an unpacked release, a mutation tool's copy) is not installed at all."""
+    paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys(paths)))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread per test process: on a 2-core machine shared with subprocess runs, OpenMP threads

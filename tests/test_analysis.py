@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import networkx as nx
 import numpy as np
@@ -10,6 +11,11 @@ import pytest
 import torch
 
 from lit_vir.analysis import (
+    MEASURES,
+    AnalysisSettings,
+    ReservoirCore,
+    analyse_core,
+    core_drive,
     echo_state_distance,
     eigenvalue_spectrum,
     iid_scalar_input,
@@ -26,16 +32,39 @@ from lit_vir.analysis import (
     spectral_radius,
     state_statistics,
 )
+from lit_vir.analysis.drives import token_drive
 from lit_vir.analysis.small_world import (
+    SmallWorld,
     characteristic_path_length,
     clustering,
     edge_strength,
+    lattice_reference,
+    random_reference,
     reservoir_small_world,
+    shortest_path_lengths,
     strongest_edges,
 )
 from lit_vir.models import Reservoir, ViR
 from lit_vir.models.reservoir_options import ReservoirOptions
 from lit_vir.models.topology import nearly_fully_connected
+from tests.analysis_reference import (
+    as_graph,
+    assert_core_fields_match,
+    reference_core_fields,
+    reference_echo_state_distance,
+    reference_edge_strength,
+    reference_log_radii,
+    reference_memory_capacity,
+    reference_random_graph,
+    reference_ring_lattice,
+    reference_scalar_input_vector,
+    reference_small_world,
+    reference_spectrum,
+    reference_state_statistics,
+    reference_strongest_edges,
+    reference_tangent_growth,
+    reference_trajectory,
+)
 
 
 def reference_topology(num_nodes: int, spectral_radius: float = 0.9, seed: int = 42) -> torch.Tensor:
@@ -58,126 +87,6 @@ def iid_drive(weight: torch.Tensor, amplitude: float = 0.8, sequences: int = 4, 
 
 def as_matrix(graph: nx.Graph, weight: str | None = None) -> torch.Tensor:
     return torch.tensor(nx.to_numpy_array(graph, weight=weight))
-
-
-# --- independent references: the module docstrings' equations in numpy float64, one step at a time -------------
-
-
-def reference_trajectory(weight, drive, leak_rate=1.0, bias=None, activation=np.tanh):
-    """h_t = (1 − a)·h_{t−1} + a·s_t, s_t = φ(h_{t−1}·W + u_t + b) from h_0 = 0: states and s_t, (B, T, N) each."""
-    weight, drive = np.asarray(weight, dtype=np.float64), np.asarray(drive, dtype=np.float64)
-    state = np.zeros((drive.shape[0], drive.shape[2]))
-    states, outputs = np.zeros(drive.shape), np.zeros(drive.shape)
-    for step in range(drive.shape[1]):
-        preactivation = state @ weight + drive[:, step] + (0.0 if bias is None else np.asarray(bias, np.float64))
-        outputs[:, step] = activation(preactivation)
-        state = (1 - leak_rate) * state + leak_rate * outputs[:, step]
-        states[:, step] = state
-    return states, outputs
-
-
-def reference_jacobian(weight, output, leak_rate):
-    """J_t = (1 − a)·I + a·diag(1 − s_t²)·Wᵀ, the column-form Jacobian ∂h_t/∂h_{t−1} at one step's s_t (N,)."""
-    weight = np.asarray(weight, dtype=np.float64)
-    return (1 - leak_rate) * np.eye(len(output)) + leak_rate * np.diag(1 - output**2) @ weight.T
-
-
-def reference_log_radii(weight, drive, leak_rate):
-    """ln ρ(J_t) for every (sequence, step), sequence-major: (B·T,)."""
-    _, outputs = reference_trajectory(weight, drive, leak_rate)
-    jacobians = [reference_jacobian(weight, output, leak_rate) for output in outputs.reshape(-1, outputs.shape[-1])]
-    return np.array([np.log(np.abs(np.linalg.eigvals(jacobian)).max()) for jacobian in jacobians])
-
-
-def seeded_normal(*shape, seed=0):
-    """The seeded float64 normal draw the estimators start their tangent directions from."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
-
-
-def reference_tangent_growth(weight, drive, leak_rate, seed=0):
-    """ln ‖J_t·u_{t−1}‖ with u_t = J_t·u_{t−1}/‖J_t·u_{t−1}‖ from the seeded direction u_0: (B, T).
-
-    The perturbation method's twin trajectory at distance ε follows this tangent map up to O(ε)."""
-    _, outputs = reference_trajectory(weight, drive, leak_rate)
-    batch, steps, _ = outputs.shape
-    directions = seeded_normal(batch, drive.shape[2], seed=seed)
-    growth = np.zeros((batch, steps))
-    for sequence in range(batch):
-        direction = directions[sequence] / np.linalg.norm(directions[sequence])
-        for step in range(steps):
-            mapped = reference_jacobian(weight, outputs[sequence, step], leak_rate) @ direction
-            growth[sequence, step] = np.log(np.linalg.norm(mapped))
-            direction = mapped / np.linalg.norm(mapped)
-    return growth
-
-
-def gram_schmidt(matrix):
-    """Orthonormal columns of `matrix` (N, k) and the lengths |R_ii| they were divided by (k,)."""
-    columns, lengths = [], []
-    for column in matrix.T:
-        for previous in columns:
-            column = column - (previous @ column) * previous
-        lengths.append(np.linalg.norm(column))
-        columns.append(column / lengths[-1])
-    return np.stack(columns, axis=1), np.array(lengths)
-
-
-def reference_spectrum(weight, drive, leak_rate, num_exponents, washout, seed=0):
-    """Benettin's λ_i = mean_t ln|R_t[i, i]| with Gram–Schmidt instead of a QR routine: (k,)."""
-    _, outputs = reference_trajectory(weight, drive, leak_rate)
-    batch, steps, nodes = outputs.shape
-    starts = seeded_normal(batch, nodes, num_exponents, seed=seed)
-    logs = np.zeros((batch, steps, num_exponents))
-    for sequence in range(batch):
-        tangents, _ = gram_schmidt(starts[sequence])
-        for step in range(steps):
-            mapped = reference_jacobian(weight, outputs[sequence, step], leak_rate) @ tangents
-            tangents, lengths = gram_schmidt(mapped)
-            logs[sequence, step] = np.log(lengths)
-    return logs[:, washout:].mean(axis=(0, 1))
-
-
-def reference_memory_capacity(
-    weight,
-    vector,
-    leak_rate=1.0,
-    bias=None,
-    *,
-    max_delay,
-    washout,
-    steps,
-    train_sequences,
-    test_sequences,
-    ridge,
-    amplitude,
-    activation=np.tanh,
-    seed,
-):
-    """Equation (4) of `memory.py` written out: ridge readouts per delay, corr² on the test sequences."""
-    sequences = train_sequences + test_sequences
-    inputs = iid_scalar_input(sequences, washout + steps, amplitude=amplitude, seed=seed).numpy()  # the protocol
-    drive = inputs[:, :, None] * np.asarray(vector, dtype=np.float64)
-    states, _ = reference_trajectory(weight, drive, leak_rate, bias, activation)
-    start = max(washout, max_delay)
-    times = range(start, washout + steps)
-    features = states[:, start:]  # (S, n_s, N)
-    targets = np.stack([[inputs[s, [t - k for t in times]] for k in range(1, max_delay + 1)] for s in range(sequences)])
-    targets = targets.transpose(0, 2, 1)  # (S, n_s, k_max): column k − 1 is u(t − k)
-    train_x = features[:train_sequences].reshape(-1, features.shape[-1])
-    train_y = targets[:train_sequences].reshape(-1, max_delay)
-    mean_x = train_x.mean(axis=0)
-    centred_x, centred_y = train_x - mean_x, train_y - train_y.mean(axis=0)
-    gram = centred_x.T @ centred_x
-    regularised = gram + ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
-    readout = np.linalg.solve(regularised, centred_x.T @ centred_y)
-    predicted = (features[train_sequences:].reshape(-1, features.shape[-1]) - mean_x) @ readout
-    observed = targets[train_sequences:].reshape(-1, max_delay)
-    capacity = np.zeros(max_delay)
-    for delay in range(max_delay):
-        p, y = predicted[:, delay] - predicted[:, delay].mean(), observed[:, delay] - observed[:, delay].mean()
-        if (p @ p) * (y @ y) > 0:
-            capacity[delay] = (p @ y) ** 2 / ((p @ p) * (y @ y))
-    return capacity
 
 
 def saturating_drive(nodes: int = 12, sequences: int = 2, steps: int = 10, amplitude: float = 4.0) -> torch.Tensor:
@@ -267,6 +176,28 @@ def test_memory_capacity_equals_the_equation_written_out(case):
     assert capacity.per_delay.dtype == torch.float64
     np.testing.assert_allclose(capacity.per_delay.numpy(), expected, rtol=1e-7, atol=1e-10)
     assert capacity.total == pytest.approx(expected.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("silenced", ["input_vector", "amplitude"])
+def test_a_reservoir_that_no_input_reaches_remembers_nothing(silenced):
+    """Constant states leave no correlation to measure: MC = 0 (not a failed ridge solve, nor NaN)."""
+    weight, vector = reference_topology(12), scalar_input_vector(12, density=1.0, signed=True, seed=2)
+    options = dict(max_delay=5, washout=20, steps=100)
+    if silenced == "amplitude":
+        capacity = memory_capacity(weight, vector, amplitude=0.0, **options)
+    else:
+        capacity = memory_capacity(weight, torch.zeros(12, dtype=torch.float64), **options)
+    assert torch.equal(capacity.per_delay, torch.zeros(5, dtype=torch.float64)) and capacity.total == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_memory_capacity_runs_where_w_is_with_a_bias_given_anywhere():
+    """The protocol's inputs (drawn on the CPU) and a CPU bias follow a GPU W."""
+    weight, vector, options = memory_case("leaky, with bias, seed 3, amplitude 0.5")
+    on_cpu = memory_capacity(weight, vector, **options).per_delay
+    on_gpu = memory_capacity(weight.cuda(), vector.cuda(), **options).per_delay  # options["bias"] on the CPU
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-9)
 
 
 def test_memory_capacity_of_a_delay_line_is_one_per_node_it_can_hold():
@@ -425,6 +356,25 @@ ESTIMATORS = {
 }
 
 
+@pytest.mark.parametrize("estimator", ["perturbation", "spectrum"])
+def test_the_seeded_draws_are_made_on_the_generators_device(estimator):
+    """The random starts are drawn by a CPU generator whatever torch's default device (which a user may have set
+    to a GPU; here the meta device) and follow the drive."""
+    run, weight, drive = ESTIMATORS[estimator], chaotic_reservoir(), saturating_drive()
+    expected = run(weight, drive)
+    with torch.device("meta"):
+        placed = run(weight, drive)
+    assert torch.equal(placed, expected)
+
+
+def test_echo_state_and_iid_draws_are_made_on_the_generators_device():
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    expected = echo_state_distance(weight, drive), iid_scalar_input(2, 5)
+    with torch.device("meta"):
+        placed = echo_state_distance(weight, drive), iid_scalar_input(2, 5)
+    assert all(torch.equal(a, b) for a, b in zip(placed, expected, strict=True))
+
+
 @pytest.mark.parametrize("estimator", list(ESTIMATORS))
 def test_estimators_run_in_the_drives_dtype(estimator):
     """A float32 W is cast to a float64 drive; a float32 drive gives float32 values, close to float64's."""
@@ -434,6 +384,15 @@ def test_estimators_run_in_the_drives_dtype(estimator):
     in_float32 = run(weight, drive.float())
     assert in_float32.dtype == torch.float32
     torch.testing.assert_close(in_float32.double(), in_float64, rtol=0, atol=1e-3)
+
+
+def test_jacobian_method_casts_a_float64_w_to_a_float32_drive():
+    """J_t is formed in the drive's dtype: a float64 W with a float32 drive gives exactly what the float32 W
+    gives (formed in float64, the Jacobians would differ in their last float32 digits, which a float64
+    eigensolve shows)."""
+    weight, drive = chaotic_reservoir(), saturating_drive().float()
+    in_float32 = lyapunov_jacobian(weight.float(), drive, 0.3, eig_dtype=torch.float64).local
+    assert torch.equal(lyapunov_jacobian(weight, drive, 0.3, eig_dtype=torch.float64).local, in_float32)
 
 
 def test_qr_spectrum_is_ordered_and_starts_at_the_largest_exponent():
@@ -446,6 +405,15 @@ def test_qr_spectrum_is_ordered_and_starts_at_the_largest_exponent():
 
 
 # --- spectrum, echo-state property, states ---------------------------------------------------------------------
+
+
+def test_spectrum_is_numpys_in_complex128_by_decreasing_modulus():
+    weight = reference_topology(30).float()  # computed in float64 all the same
+    eigenvalues = eigenvalue_spectrum(weight)
+    expected = np.linalg.eigvals(weight.double().numpy())
+    assert eigenvalues.dtype == torch.complex128
+    np.testing.assert_allclose(eigenvalues.abs().numpy(), np.sort(np.abs(expected))[::-1], rtol=0, atol=1e-12)
+    assert spectral_radius(eigenvalues) == pytest.approx(np.abs(expected).max(), rel=1e-12)
 
 
 def test_spectral_radius_matches_alpha():
@@ -462,6 +430,48 @@ def test_echo_state_distance_vanishes_at_alpha_09_and_not_at_alpha_3():
     assert (distance[:, 0] > 1).all() and (distance[:, -1] < 1e-8).all()
     chaotic = reference_topology(100, spectral_radius=3.0)
     assert (echo_state_distance(chaotic, iid_drive(chaotic, amplitude=0.01))[:, -1] > 0.1).all()
+
+
+@pytest.mark.parametrize(("leak_rate", "seed"), [(1.0, 0), (0.3, 5)])
+def test_echo_state_distance_follows_both_trajectories_from_the_seeded_start(leak_rate, seed):
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    run = (
+        (lambda: echo_state_distance(weight, drive))
+        if seed == 0
+        else (lambda: echo_state_distance(weight, drive, leak_rate, seed=seed))
+    )
+    distance, expected = run(), reference_echo_state_distance(weight, drive, leak_rate, seed=seed)
+    assert distance.shape == (2, 11) and distance.dtype == torch.float64
+    np.testing.assert_allclose(distance.numpy(), expected, rtol=1e-10, atol=1e-12)
+    in_float32 = echo_state_distance(weight.float(), drive.float(), leak_rate, seed=seed)
+    assert in_float32.dtype == torch.float32  # the drive's dtype, the start's norm included
+    np.testing.assert_allclose(in_float32.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_start_state_is_run_in_the_drives_dtype():
+    weight, drive = chaotic_reservoir(), saturating_drive().float()
+    start = torch.linspace(-1, 1, 12, dtype=torch.float64).expand(2, 12)
+    trajectory = run_reservoir(weight, drive, 0.3, initial_state=start)
+    assert trajectory.states.dtype == trajectory.activations.dtype == torch.float32
+    states, outputs = reference_trajectory(weight, drive, 0.3, initial=start.numpy())
+    np.testing.assert_allclose(trajectory.states.numpy(), states, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(trajectory.activations.numpy(), outputs, rtol=0, atol=1e-5)
+
+
+def test_state_statistics_equal_numpys_over_every_state():
+    weight, drive = chaotic_reservoir(), saturating_drive()
+    trajectory = run_reservoir(weight, drive)
+    states, outputs = reference_trajectory(weight, drive)
+    expected = reference_state_statistics(states, outputs)
+    assert 0 < expected["saturated_fraction"] < 1  # the threshold is crossed by some states, not all
+    assert asdict(state_statistics(trajectory)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_state_at_exactly_099_is_not_saturated():
+    """The saturated fraction counts |h| > 0.99: linear nodes driven to exactly ±0.99 and to 0.995."""
+    drive = torch.tensor([0.99, -0.99, 0.995, 0.5], dtype=torch.float64).expand(1, 3, 4)
+    statistics = state_statistics(run_reservoir(torch.zeros(4, 4), drive, activation="identity"))
+    assert statistics.saturated_fraction == 0.25
 
 
 def test_state_statistics_of_silent_and_saturated_reservoirs():
@@ -482,6 +492,13 @@ def test_clustering_and_path_length_match_networkx_on_weighted_and_binary_graphs
         graph[u][v]["distance"] = 1 / graph[u][v]["weight"]
     weighted, binary, everyone = as_matrix(graph, "weight"), as_matrix(graph), torch.arange(60)
     assert clustering(weighted).mean().item() == pytest.approx(nx.average_clustering(graph, weight="weight"))
+    # float32 weights, normalised by the largest (here 3) and computed in float64: networkx on the same float32 values
+    single = 3 * weighted.float()
+    scaled, rounded = clustering(single), as_graph(single.double().numpy())
+    assert scaled.dtype == torch.float64
+    assert scaled.mean().item() == pytest.approx(nx.average_clustering(rounded, weight="weight"), rel=1e-13)
+    expected = nx.average_shortest_path_length(rounded, weight="distance")
+    assert characteristic_path_length(single, everyone) == pytest.approx(expected, rel=1e-13)
     assert clustering(binary).mean().item() == pytest.approx(nx.average_clustering(graph))
     assert characteristic_path_length(binary, everyone) == pytest.approx(nx.average_shortest_path_length(graph))
     expected = nx.average_shortest_path_length(graph, weight="distance")
@@ -496,6 +513,8 @@ def test_sigma_is_above_one_on_a_watts_strogatz_graph():
 
 def test_sigma_is_about_one_on_an_erdos_renyi_graph():
     measures = small_world(as_matrix(nx.gnm_random_graph(300, 3000, seed=0)), num_references=4)
+    # σ = 1 only in expectation over random graphs (the graph is one, its references four others); the fields
+    # themselves are checked exactly against networkx in test_reservoir_small_world_equals_networkx_...
     assert measures.sigma == pytest.approx(1.0, abs=0.1)
     assert measures.omega > 0.7
 
@@ -512,11 +531,177 @@ def test_strongest_edges_graph_breaks_ties_without_making_hubs():
     assert degree.min() >= 10 and degree.max() <= 30
 
 
-def test_reservoir_small_world_reports_both_graphs():
-    graphs = reservoir_small_world(reference_topology(100), strongest=6, path_sources=30)
-    assert set(graphs) == {"weighted", "strongest"}
-    assert graphs["weighted"].edges == 100 * 99 // 2  # one zeroed entry of W still leaves its mirror
-    assert all(math.isfinite(measures.sigma) and math.isfinite(measures.omega) for measures in graphs.values())
+def test_reservoir_small_world_equals_networkx_on_both_graphs_built_by_hand():
+    """Every field of both graphs — C, L, their random and lattice references, σ, ω and the edge count —
+    against networkx on graphs built here (numpy strengths, a hand-written tie-break, hand-placed references)."""
+    weight = reference_topology(40)
+    graphs = reservoir_small_world(weight, strongest=6, num_references=3, path_sources=15, seed=4)
+    strength = reference_edge_strength(weight)
+    expected = {
+        "weighted": reference_small_world(strength, num_references=3, path_sources=15, seed=4),
+        "strongest": reference_small_world(reference_strongest_edges(strength, 6, seed=4), 3, 15, seed=4),
+    }
+    assert set(graphs) == set(expected)
+    for name, measures in graphs.items():
+        assert asdict(measures) == pytest.approx(asdict(expected[name]), rel=1e-9), name
+    assert graphs["weighted"].edges == 40 * 39 // 2  # one zeroed entry of W still leaves its mirror
+
+
+def test_small_world_defaults_are_two_references_100_sources_and_seed_0():
+    """At N = 120 > 100 the default number of path sources shows (all nodes would be another L)."""
+    weights = as_matrix(nx.watts_strogatz_graph(120, 6, 0.1, seed=3))
+    expected = reference_small_world(weights.numpy(), num_references=2, path_sources=100, seed=0)
+    assert asdict(small_world(weights)) == pytest.approx(asdict(expected), rel=1e-9)
+    strength = reference_edge_strength(reference_topology(120))
+    strongest = reference_small_world(reference_strongest_edges(strength, 10, seed=0), 2, 100, seed=0)
+    assert asdict(reservoir_small_world(reference_topology(120))["strongest"]) == pytest.approx(asdict(strongest))
+
+
+def test_edge_strength_and_strongest_edges_equal_the_hand_made_ones():
+    weight = reference_topology(30, seed=1)
+    strength = edge_strength(weight.float())  # in float64 whatever W's dtype
+    assert strength.dtype == torch.float64
+    np.testing.assert_allclose(strength.numpy(), reference_edge_strength(weight), rtol=1e-7, atol=0)
+    for k, seed in ((3, 0), (7, 2)):
+        chosen = strongest_edges(edge_strength(weight), k, seed=seed)
+        assert np.array_equal(chosen.numpy(), reference_strongest_edges(reference_edge_strength(weight), k, seed))
+    assert torch.equal(strongest_edges(edge_strength(weight), 3), strongest_edges(edge_strength(weight), 3, seed=0))
+
+
+def test_strongest_edges_never_link_what_has_no_strength():
+    """A node with fewer than k partners of non-zero strength keeps only those."""
+    strength = torch.zeros(5, 5, dtype=torch.float64)
+    strength[0, 1] = strength[1, 0] = 2.0
+    strength[2, 3] = strength[3, 2] = 1.0
+    assert torch.equal(strongest_edges(strength, 3), torch.tensor(reference_strongest_edges(strength.numpy(), 3)))
+    assert strongest_edges(strength, 3).sum() == 4  # two edges, both ends
+
+
+@pytest.mark.parametrize("nodes", [6, 7, 8])
+def test_the_references_place_the_weights_as_documented(nodes):
+    """Every pair weighted distinctly, so the lattice reaches the diameter of an even ring."""
+    rows, columns = np.triu_indices(nodes, k=1)
+    weights = np.zeros((nodes, nodes))
+    weights[rows, columns] = weights[columns, rows] = 1 + np.arange(len(rows))
+    lattice = lattice_reference(torch.tensor(weights))
+    assert np.array_equal(lattice.numpy(), reference_ring_lattice(weights))
+    assert lattice[0, 1] == len(rows) and lattice[0, nodes // 2] > 0  # the strongest on the nearest pair
+    sparse = weights * (weights > len(rows) - 5)  # 5 edges: a lattice of nearest neighbours only
+    assert np.array_equal(lattice_reference(torch.tensor(sparse)).numpy(), reference_ring_lattice(sparse))
+    for seed in (0, 1):
+        placed = random_reference(torch.tensor(sparse), torch.Generator().manual_seed(seed))
+        expected = reference_random_graph(sparse, torch.Generator().manual_seed(seed))
+        assert np.array_equal(placed.numpy(), expected)
+
+
+def test_sigma_and_omega_of_measured_values_by_hand():
+    measures = SmallWorld.of((0.5, 2.0), (0.25, 1.6), (0.6, 3.0), edges=7)
+    assert asdict(measures) == pytest.approx(
+        dict(
+            clustering=0.5,
+            path_length=2.0,
+            random_clustering=0.25,
+            random_path_length=1.6,
+            lattice_clustering=0.6,
+            lattice_path_length=3.0,
+            sigma=(0.5 / 0.25) / (2.0 / 1.6),
+            omega=1.6 / 2.0 - 0.5 / 0.6,
+            edges=7,
+        )
+    )
+
+
+def test_a_graph_without_edges_has_an_infinite_path_length():
+    empty = torch.zeros(4, 4, dtype=torch.float64)
+    assert characteristic_path_length(empty, torch.arange(4)) == float("inf")
+    lengths = shortest_path_lengths(empty, torch.tensor([1]))
+    assert lengths[0, 1] == 0 and torch.isinf(lengths[0, [0, 2, 3]]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_small_world_of_a_gpu_matrix_equals_the_cpus():
+    weight = reference_topology(30)
+    expected = reservoir_small_world(weight, strongest=4, path_sources=10)
+    assert reservoir_small_world(weight.cuda(), strongest=4, path_sources=10) == pytest.approx(expected)
+
+
+def test_small_world_makes_its_tensors_where_the_weights_are():
+    """Not on torch's default device, which a user may have set to a GPU (here: to the meta device)."""
+    weight = reference_topology(30)
+    expected = reservoir_small_world(weight, strongest=4, path_sources=10)
+    with torch.device("meta"):
+        placed = reservoir_small_world(weight, strongest=4, path_sources=10)
+    assert placed == expected
+
+
+# --- drives ---------------------------------------------------------------------------------------------------
+
+
+def test_iid_input_is_uniform_on_plus_minus_the_amplitude_from_its_seed():
+    draws = torch.rand(3, 50, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    assert torch.equal(iid_scalar_input(3, 50, amplitude=0.5, seed=9), 0.5 * (2 * draws - 1))
+    default = iid_scalar_input(3, 50)  # amplitude 0.8, seed 0
+    draws = torch.rand(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(default, 0.8 * (2 * draws - 1)) and default.min() < -0.7 and default.max() > 0.7
+
+
+@pytest.mark.parametrize(("density", "signed", "seed"), [(0.05, False, 0), (0.3, True, 4)])
+def test_scalar_input_vector_is_drawn_as_documented(density, signed, seed):
+    vector = scalar_input_vector(60, density=density, signed=signed, seed=seed)
+    assert vector.dtype == torch.float64
+    np.testing.assert_array_equal(vector.numpy(), reference_scalar_input_vector(60, density, signed, seed))
+    np.testing.assert_array_equal(scalar_input_vector(60).numpy(), reference_scalar_input_vector(60, 0.05, False, 0))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_the_iid_input_vector_of_a_reservoir_is_drawn_like_a_row_of_its_v(signed):
+    bank = Reservoir(5, num_nodes=40, jump_size=6, input_sparsity=0.2, signed_input=signed, num_reservoirs=2)
+    tensors = reservoir_tensors(bank, 1)
+    assert int((tensors.input_weight != 0).sum()) == 40  # round(0.2 · 5 · 40)
+    for seed in (0, 3):  # V's density 0.2 → round(0.2 · 40) = 8 non-zeros
+        expected = reference_scalar_input_vector(40, 0.2, signed, seed)
+        np.testing.assert_array_equal(tensors.input_vector(seed).numpy(), expected)
+    np.testing.assert_array_equal(tensors.input_vector().numpy(), reference_scalar_input_vector(40, 0.2, signed, 0))
+
+
+def test_reservoir_tensors_are_the_banks_buffers_in_float64():
+    bank = Reservoir(5, num_nodes=20, jump_size=4, bias_scaling=0.5, leak_rate=0.3, num_reservoirs=2)
+    for index in (0, 1):
+        tensors = reservoir_tensors(bank, index)
+        for name in ("weight", "input_weight", "bias"):
+            field = getattr(tensors, name)
+            assert field.dtype == torch.float64 and torch.equal(field, getattr(bank, name)[index].double())
+        assert tensors.leak_rate == 0.3 and tensors.num_nodes == 20
+    assert reservoir_tensors(Reservoir(5, num_nodes=20, jump_size=4)).bias is None
+    with pytest.raises(IndexError, match=r"^reservoir index 2 is outside the bank of 2 reservoirs$"):
+        reservoir_tensors(bank, 2)
+    with pytest.raises(IndexError, match=r"^reservoir index -1 is outside the bank of 2 reservoirs$"):
+        reservoir_tensors(bank, -1)
+
+
+def test_scalar_drive_is_in_the_input_vectors_dtype():
+    inputs = iid_scalar_input(2, 4)  # float64
+    vector = torch.tensor([0.0, 0.5, -1.0], dtype=torch.float32)
+    drive = scalar_drive(inputs, vector, torch.tensor([0.1, 0.2, 0.3]))
+    assert drive.dtype == torch.float32
+    expected = inputs.float().numpy()[..., None] * vector.numpy() + np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    np.testing.assert_array_equal(drive.numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_iid_input_vector_follows_a_gpu_reservoir():
+    tensors = reservoir_tensors(Reservoir(5, num_nodes=20, jump_size=4).cuda())
+    assert tensors.input_vector().is_cuda
+
+
+def test_token_drive_casts_the_tokens_to_vs_dtype():
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(2, 3, 5, generator=generator)  # float32
+    weight, bias = torch.randn(5, 7, generator=generator, dtype=torch.float64), torch.linspace(-1, 1, 7)
+    drive = token_drive(tokens, weight, bias.double())
+    assert drive.dtype == torch.float64
+    np.testing.assert_allclose(drive.numpy(), tokens.double().numpy() @ weight.numpy() + bias.double().numpy())
+    np.testing.assert_allclose(token_drive(tokens, weight).numpy(), tokens.double().numpy() @ weight.numpy())
 
 
 # --- a ViR's reservoirs ----------------------------------------------------------------------------------------
@@ -552,6 +737,46 @@ def test_serial_core_reads_the_previous_core_outputs():
 
 def test_cores_without_images_have_no_tokens():
     assert all(core.tokens is None for core in reservoir_cores(tiny_vir(depth=2)))
+
+
+# --- one core's report, every budget and the seed away from its default ---------------------------------------
+
+STATE_FIELDS = ("mean_abs", "std", "saturated_fraction", "mean_gain")
+BUDGETS = dict(
+    jacobian_samples=5, iid_sequences=2, iid_steps=40, iid_washout=7, max_delay=10, strongest_edges=4,
+    num_references=3, path_sources=8, seed=3,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("driven_by", ["tokens", "iid"])
+def test_analyse_core_gives_every_field_computed_here(driven_by):
+    """A leaky reservoir with a bias, its i.i.d. input vector signed like its V, and a seed of 3, so that leaving
+    out any of them (or any budget) changes a field."""
+    bank = Reservoir(6, num_nodes=20, jump_size=4, leak_rate=0.5, bias_scaling=0.3, signed_input=True)
+    tensors = reservoir_tensors(bank)
+    tokens = torch.randn(2, 9, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    core = ReservoirCore("core0", tensors, tokens if driven_by == "tokens" else None)
+    fields = analyse_core(core, AnalysisSettings(**BUDGETS))
+    expected = reference_core_fields(tensors.weight, tensors.input_weight, tensors.bias, 0.5, core.tokens, **BUDGETS)
+    assert fields["name"] == "core0" and fields["drive"] == driven_by
+    assert_core_fields_match(fields, expected)
+    assert set(fields) == set(expected) | {"name", "drive"}
+    drive = core_drive(core, AnalysisSettings(**BUDGETS))  # what the measures above were driven with
+    assert (drive.kind, drive.washout) == ((driven_by, 0) if driven_by == "tokens" else (driven_by, 7))
+    if driven_by == "tokens":
+        np.testing.assert_allclose(
+            drive.values.numpy(), tokens.numpy() @ tensors.input_weight.numpy() + tensors.bias.numpy()
+        )
+
+
+def test_analyse_core_gives_the_chosen_measures_and_refuses_unknown_ones():
+    core = ReservoirCore("core2", reservoir_tensors(Reservoir(6, num_nodes=20, jump_size=4)), None)
+    settings = AnalysisSettings(**BUDGETS)
+    fields = analyse_core(core, settings, ("spectrum", "states"))
+    assert set(fields) == {"name", "num_nodes", "drive", "spectral_radius", *(f"state_{name}" for name in STATE_FIELDS)}
+    with pytest.raises(ValueError) as error:
+        analyse_core(core, settings, ("spectrum", "lyapunovs", "memry"))
+    assert str(error.value) == f"unknown measures ['lyapunovs', 'memry']; choose from {list(MEASURES)}"
 
 
 # --- the anchors of the spec at the reference settings (N 1000, α 0.9) ------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from lit_vir.checks import ConfigError
 from lit_vir.data import (
@@ -18,7 +19,7 @@ from lit_vir.data import (
     FashionMNISTDataModule,
     MNISTDataModule,
 )
-from tests.fakedata import write_cifar10, write_cifar100, write_idx, write_mnist
+from tests.fakedata import labelled_images, write_cifar10, write_cifar100, write_idx, write_mnist
 
 MNIST_FILES = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -29,13 +30,33 @@ def ready(datamodule, stage=None):
     return datamodule
 
 
+def generated_labels(images: np.ndarray, labels: np.ndarray) -> dict[bytes, int]:
+    """Each image of a dataset's files (its bytes) → its label: the images are distinct, so an image served by a
+    loader, mapped back to bytes, names its label in the files whatever the split and the shuffling did."""
+    known = {image.tobytes(): int(label) for image, label in zip(images, labels, strict=True)}
+    assert len(known) == len(images)
+    return known
+
+
+def as_bytes(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], layout: str) -> bytes:
+    """A normalised (C, H, W) image back to the uint8 bytes of its file (`layout` "HW" for MNIST, "CHW" for the
+    CIFAR pickles' rows)."""
+    pixels = image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    raw = (pixels * 255).round().to(torch.uint8)
+    return (raw[0] if layout == "HW" else raw).numpy().tobytes()
+
+
 def test_mnist_reads_idx_files_and_splits_validation(tmp_path):
     write_mnist(tmp_path, train=300, test=100)
     data = ready(MNISTDataModule(root=str(tmp_path), batch_size=32, val_size=0.1, download=False))
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (270, 30, 100)
     images, labels = next(iter(data.train_dataloader()))
-    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    known = generated_labels(*labelled_images(300, (28, 28), 10, seed=0))  # write_mnist's training files
+    assert labels.tolist() == [known[as_bytes(image, (0.1307,), (0.3081,), "HW")] for image in images]
+    served = [as_bytes(data.train_set[i][0], (0.1307,), (0.3081,), "HW") for i in range(len(data.train_set))]
+    served += [as_bytes(data.val_set[i][0], (0.1307,), (0.3081,), "HW") for i in range(len(data.val_set))]
+    assert sorted(served) == sorted(known)  # every training image once, in one of the two splits
 
 
 def test_validation_split_is_seeded_and_disjoint(tmp_path):
@@ -132,11 +153,19 @@ def test_images_and_labels_of_different_length_are_refused(tmp_path):
 
 def test_cifar10_pickles_load_without_checksums(tmp_path):
     write_cifar10(tmp_path, per_batch=40, test=50)
-    data = ready(CIFAR10DataModule(root=str(tmp_path), download=False, verify_checksums=False, val_size=20))
+    options = dict(root=str(tmp_path), download=False, verify_checksums=False, val_size=20)
+    data = ready(CIFAR10DataModule(**options, augment=False))  # unaugmented: each image maps back to its file's
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (180, 20, 50)
-    image, label = data.train_set[0]
-    assert image.shape == (3, 32, 32) and 0 <= label < 10
     assert (data.num_classes, data.image_size, data.in_channels) == (10, 32, 3)
+    known = {}  # write_cifar10's five training batches, seeds 0..4
+    for seed in range(5):
+        images, labels = labelled_images(40, (3, 32, 32), 10, seed)
+        known |= generated_labels(images.reshape(40, -1), labels)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as the reference (torchvision's docs)
+    for split in (data.train_set, data.val_set):
+        for index in range(len(split)):
+            image, label = split[index]
+            assert image.shape == (3, 32, 32) and label == known[as_bytes(image, mean, std, "CHW")]
 
 
 def test_cifar10_checksum_failure_names_the_switch(tmp_path):
@@ -162,8 +191,19 @@ def test_cifar100_uses_fine_labels(tmp_path):
 def test_digits_are_real_8x8_images_with_a_held_out_test_split():
     data = ready(DigitsDataModule(test_size=0.2, val_size=0.1))
     assert len(data.test_set) == 359 and len(data.train_set) + len(data.val_set) == 1797 - 359
-    image, label = data.test_set[0]
-    assert image.shape == (1, 8, 8) and 0 <= label < 10
+    digits = load_digits()  # 0..16 integers, scaled to [0, 1] by 1/16: each served image maps back exactly
+    pixels, levels = digits.images / 16, digits.images.astype(np.uint8)
+    assert DigitsDataModule.mean[0] == pytest.approx(pixels.mean(), abs=5e-5)  # the constants, 4 decimals
+    assert DigitsDataModule.std[0] == pytest.approx(pixels.std(), abs=5e-5)
+    known = generated_labels(levels, digits.target)
+    served = []
+    for split in (data.train_set, data.val_set, data.test_set):
+        for index in range(len(split)):
+            image, label = split[index]
+            raw = (image[0] * torch.tensor(DigitsDataModule.std) + torch.tensor(DigitsDataModule.mean)) * 16
+            served.append(raw.round().to(torch.uint8).numpy().tobytes())
+            assert image.shape == (1, 8, 8) and label == known[served[-1]]
+    assert sorted(served) == sorted(known)  # every image once, in one of the three splits
 
 
 def test_bad_validation_size_is_a_config_error():
@@ -176,3 +216,98 @@ def test_real_fashion_mnist_from_the_debian_package_if_installed(tmp_path):
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     data = ready(FashionMNISTDataModule(root=str(tmp_path), download=False, val_size=0.1))
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (54_000, 6_000, 10_000)
+
+
+# --- the loaders, the stages and the shuffling state (ImageDataModule) -----------------------------------------
+
+
+def test_loaders_batch_shuffle_and_seed_as_configured():
+    data = ready(DigitsDataModule(batch_size=32, eval_batch_size=50, val_size=0.1))
+    train, val, test, predict = (
+        data.train_dataloader(),
+        data.val_dataloader(),
+        data.test_dataloader(),
+        data.predict_dataloader(),
+    )
+    assert (train.batch_size, val.batch_size, test.batch_size, predict.batch_size) == (32, 50, 50, 50)
+    assert type(train.sampler).__name__ == "RandomSampler" and train.generator is data.shuffle_generator
+    for loader in (val, test, predict):  # in order, on a throwaway generator (never the global stream's)
+        assert type(loader.sampler).__name__ == "SequentialSampler" and loader.generator is not data.shuffle_generator
+    assert predict.dataset is data.test_set and val.dataset is data.val_set
+    assert not any(loader.drop_last or loader.pin_memory for loader in (train, val, test))
+    assert (train.num_workers, train.persistent_workers) == (0, False)
+    assert DigitsDataModule(batch_size=7).eval_batch_size == 7  # the training batch size by default
+    workers = DigitsDataModule(num_workers=2, pin_memory=True, persistent_workers=True)
+    workers.setup("fit")
+    loader = workers.train_dataloader()
+    assert (loader.num_workers, loader.pin_memory, loader.persistent_workers) == (2, True, True)
+    assert DigitsDataModule(persistent_workers=True).persistent_workers is False  # no workers to keep
+
+
+@pytest.mark.parametrize(
+    ("stage", "built"),
+    [("fit", {"train", "val"}), ("validate", {"train", "val"}), ("test", {"test"}), ("predict", {"test"}),
+     (None, {"train", "val", "test"})],
+)  # fmt: skip
+def test_setup_builds_the_splits_its_stage_needs_once(stage, built):
+    data = DigitsDataModule()
+    data.setup(stage)
+    assert {name for name in ("train", "val", "test") if getattr(data, f"{name}_set") is not None} == built
+    kept = data.train_set, data.test_set
+    data.setup(stage)
+    assert (data.train_set, data.test_set) == kept  # not read again
+
+
+def test_a_loader_of_a_split_not_built_yet_is_refused():
+    with pytest.raises(RuntimeError, match=r"^DigitsDataModule: setup\(\) has not built this split yet\.$"):
+        DigitsDataModule().train_dataloader()
+
+
+def test_a_restored_shuffle_state_shuffles_as_the_saved_run_did():
+    data = ready(DigitsDataModule(batch_size=64), "fit")
+    state = data.state_dict()
+    first = [labels for _, labels in data.train_dataloader()]
+    restored = ready(DigitsDataModule(batch_size=64), "fit")
+    restored.load_state_dict(state)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first, (labels for _, labels in restored.train_dataloader()), strict=True)
+    )
+    assert set(state) == {"shuffle_generator"}
+
+
+@pytest.mark.parametrize(("val_size", "counts"), [(0.25, (1346, 449)), (100, (1695, 100)), (0.5, (897, 898))])
+def test_the_validation_split_is_a_rounded_fraction_or_a_count(val_size, counts):
+    """test_size 0.001 holds out round(1.797) = 2 of digits' 1797 images; of the 1795 left a fraction is rounded
+    (0.25·1795 = 448.75 → 449; 897.5 → 898, half to even), a count is taken as it is."""
+    data = ready(DigitsDataModule(val_size=val_size, test_size=0.001), "fit")
+    assert (len(data.train_set), len(data.val_set)) == counts
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size = 0 is outside the allowed range \[1, inf\)\."),
+        ({"num_workers": -1}, r"num_workers = -1 is outside the allowed range \[0, inf\)\."),
+        (
+            {"val_size": 0},
+            r"val_size = 0 is outside the allowed range \(0, inf\)\. Give a fraction in \(0, 1\) or a number of "
+            r"images\.",
+        ),
+        ({"auto_augment": "auto"}, r"auto_augment = 'auto' is not one of 'rand_augment', 'trivial_augment'\."),
+        ({"rand_augment_ops": 0}, r"rand_augment_ops = 0 is outside the allowed range \[1, inf\)\."),
+        ({"rand_augment_magnitude": 31}, r"rand_augment_magnitude = 31 is outside the allowed range \[0, 30\]\."),
+        ({"random_erasing": 1.5}, r"random_erasing = 1.5 is outside the allowed range \[0, 1\]\."),
+    ],
+)
+def test_loader_options_outside_their_ranges_are_refused_with_the_range(options, message):
+    with pytest.raises(ConfigError, match=r"^DigitsDataModule: " + message + "$"):
+        DigitsDataModule(**options)
+
+
+def test_a_validation_split_that_leaves_no_training_image_is_refused_with_the_counts():
+    with pytest.raises(ConfigError) as error:
+        ready(DigitsDataModule(val_size=1438), "fit")
+    assert str(error.value) == (
+        "DigitsDataModule: val_size = 1438 leaves 0 training and 1438 validation images out of 1438; both must be at "
+        "least 1."
+    )

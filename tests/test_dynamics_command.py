@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
+import torch
 
+from lit_vir.cli import build_from_config
 from lit_vir.cli import main as cli_main
 from lit_vir.commands.dynamics import main
+from lit_vir.training.checkpoints import load_classifier
+from tests.analysis_reference import assert_core_fields_match, expected_records
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
 
@@ -51,16 +54,23 @@ def mnist_folder(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-def check_reservoir_record(record: dict, drive: str) -> None:
+def check_reservoir_record(record: dict, drive: str, expected: dict) -> None:
+    """The record's fields and curves, each against the same quantity computed here (`reference_core_fields`)."""
     assert record.keys() >= NUMBERS, f"missing {NUMBERS - record.keys()}"
-    assert all(math.isfinite(record[name]) for name in NUMBERS)
     for name, length in CURVES.items():
         assert len(record[name]) == length
     assert record["drive"] == drive
-    assert record["num_nodes"] == 32 and record["spectral_radius"] == pytest.approx(0.9, abs=1e-4)
-    assert 0 < record["memory_capacity"] <= 32
-    assert record["echo_state_distance"] < 1  # contracting at α 0.9
+    assert_core_fields_match(record, expected)
     assert set(record["seconds"]) == {"states", "echo_state", "spectrum", "lyapunov", "memory", "small_world"}
+
+
+def first_test_images(config: list[str], count: int) -> torch.Tensor:
+    _, data = build_from_config(config)
+    data.setup("test")
+    return torch.stack([data.test_set[index][0] for index in range(count)])
+
+
+BUDGETS = dict(max_delay=20, path_sources=10)  # QUICK_BUDGETS
 
 
 def test_config_with_overrides_gives_every_field_for_every_reservoir(mnist_folder, capsys):
@@ -70,8 +80,11 @@ def test_config_with_overrides_gives_every_field_for_every_reservoir(mnist_folde
     assert (report["mode"], report["depth"], report["images"]) == ("parallel", 2, 3)
     assert report["settings"]["max_delay"] == 20
     assert [record["name"] for record in report["reservoirs"]] == ["core0", "core1"]
-    for record in report["reservoirs"]:
-        check_reservoir_record(record, "tokens")
+    depth_2 = [*config, "--model.backbone.init_args.depth", "2"]
+    model = build_from_config(depth_2)[0].backbone
+    expected = expected_records(model, first_test_images(depth_2, 3), **BUDGETS)
+    for record, fields in zip(report["reservoirs"], expected, strict=True):
+        check_reservoir_record(record, "tokens", fields)
     printed = capsys.readouterr().out
     assert "core1 of a parallel ViR-2" in printed and "λ, Jacobian method" in printed
 
@@ -86,7 +99,8 @@ def test_checkpoint_gives_every_field_with_images_from_the_saved_config(mnist_fo
     from_config = json.loads((mnist_folder / "from_config.json").read_text())
     assert from_checkpoint["source"]["checkpoint"] == str(checkpoint)
     (record,) = from_checkpoint["reservoirs"]
-    check_reservoir_record(record, "tokens")
+    (expected,) = expected_records(load_classifier(checkpoint).backbone, first_test_images(config, 3), **BUDGETS)
+    check_reservoir_record(record, "tokens", expected)
     for name in ("spectral_radius", "memory_capacity", "weighted_sigma"):  # W is restored exactly
         assert record[name] == from_config["reservoirs"][0][name]
 
@@ -96,8 +110,11 @@ def test_iid_drive_needs_no_data(tmp_path, monkeypatch):
     config = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"]
     main([*config, "--iid", *QUICK_BUDGETS, "--measures", "lyapunov", "states", "--output", "iid.json"])
     (record,) = json.loads((tmp_path / "iid.json").read_text())["reservoirs"]
-    assert record["drive"] == "iid" and record["lyapunov_perturbation"] < 0
-    assert "memory_capacity" not in record
+    assert record["drive"] == "iid" and "memory_capacity" not in record
+    (expected,) = expected_records(build_from_config(config)[0].backbone, None, **BUDGETS)
+    measured = {name for name in record if name.startswith(("lyapunov_", "state_"))}
+    assert len(measured) == 6
+    assert_core_fields_match({name: record[name] for name in measured}, {name: expected[name] for name in measured})
 
 
 def test_missing_test_images_point_to_iid(tmp_path, monkeypatch, capsys):

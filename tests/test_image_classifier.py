@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from lit_vir.checks import ConfigError
 from lit_vir.training import BatchMixing, ImageClassifier, WarmupCosineLR
@@ -171,6 +172,15 @@ def test_top5_accuracy_is_reported_only_with_more_than_five_classes():
     assert set(module.train_metrics) == {"train/acc", "train/acc_top5"}
     assert set(module.val_metrics) == {"val/acc", "val/acc_top5"}
     assert set(module.test_metrics[0]) == {"acc", "acc_top5"}
+
+
+@pytest.mark.parametrize("num_classes", [5, 8])
+def test_a_backbone_with_another_number_of_outputs_than_classes_is_refused_at_its_first_step(num_classes):
+    """The accuracies count against `num_classes` (top-1 and, above 5 classes, top-5): logits of 10 classes are
+    refused for 5 or 8, where a metric that inferred the count from the logits would take them."""
+    module = ImageClassifier(Linear(), num_classes=num_classes, optimizer=frozen_sgd)
+    with pytest.raises(ValueError, match=r"preds.shape\[1\]` should be equal to number of classes"):
+        trainer(max_steps=1).fit(module, loader(labelled(4, 0)))
 
 
 def test_accuracies_are_over_images_and_top5_counts_the_five_highest():
@@ -339,6 +349,31 @@ def test_each_test_set_gets_its_own_accuracy_under_the_chosen_prefix():
     assert torch.equal(torch.cat([o["labels"] for o in outputs]), labels)
 
 
+class Streamed(IterableDataset):
+    """A test set read as a stream: its loader has no length."""
+
+    def __init__(self, dataset: TensorDataset) -> None:
+        self.dataset = dataset
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+
+def test_a_single_test_loader_without_a_length_gets_one_collection():
+    half = labelled(4, 4, seed=5)
+    module = ImageClassifier(Linear())
+    (only,) = trainer().test(module, DataLoader(Streamed(half), batch_size=4), verbose=False)
+    assert only["test/acc"] == pytest.approx(0.5) and len(module.test_metrics) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_test_metrics_are_made_on_the_modules_device():
+    (only,) = trainer(accelerator="gpu", devices=1).test(
+        ImageClassifier(Linear()), loader(labelled(6, 2)), verbose=False
+    )
+    assert only["test/acc"] == pytest.approx(0.75)
+
+
 def test_the_test_prefix_is_restored_when_the_block_raises():
     module = ImageClassifier(Linear())
     with pytest.raises(KeyError), module.testing_as("test_last"):
@@ -425,17 +460,26 @@ def test_every_rank_stops_when_any_rank_has_a_non_finite_loss(world_size, others
 # --- setup, checkpoint hooks, parameter counts ----------------------------------------------------------------
 
 
-class Images(L.LightningDataModule):
+class Batches(L.LightningDataModule):
+    """A datamodule without the image attributes of lit_vir's."""
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(labelled(4, 0))
+
+
+class Images(Batches):
     image_size, in_channels = 6, 3
 
 
-@pytest.mark.parametrize("datamodule", [None, L.LightningDataModule(), Images()])
+@pytest.mark.parametrize("datamodule", [None, Batches(), Images()])
 def test_setup_gives_the_summary_an_input_of_the_datamodules_image_shape(datamodule):
-    module = ImageClassifier(Linear())
+    module = ImageClassifier(Linear(), optimizer=frozen_sgd)
     module.setup("fit")  # no trainer: nothing to read
     assert module.example_input_array is None
-    module._trainer = SimpleNamespace(datamodule=datamodule)
-    module.setup("fit")
+    if datamodule is None:
+        trainer(max_steps=1).fit(module, loader(labelled(4, 0)))
+    else:
+        trainer(max_steps=1).fit(module, datamodule=datamodule)  # a real fit calls setup("fit")
     if isinstance(datamodule, Images):
         assert torch.equal(module.example_input_array, torch.zeros(1, 3, 6, 6))
     else:
@@ -446,7 +490,10 @@ def draws() -> tuple[float, float]:
     return torch.rand(()).item(), random.random()
 
 
-@pytest.mark.parametrize(("stage", "restored"), [("fit", True), ("validate", False), (None, False)])
+@pytest.mark.parametrize(
+    ("stage", "restored"),
+    [(TrainerFn.FITTING, True), (TrainerFn.VALIDATING, False), (TrainerFn.TESTING, False), (None, False)],
+)
 def test_a_resumed_fit_continues_the_random_streams_where_the_checkpoint_left_them(stage, restored):
     module = ImageClassifier(Linear())
     torch.manual_seed(3)
@@ -454,8 +501,9 @@ def test_a_resumed_fit_continues_the_random_streams_where_the_checkpoint_left_th
     checkpoint: dict = {}
     module.on_save_checkpoint(checkpoint)
     following = draws()
-    if stage is not None:
-        module._trainer = SimpleNamespace(state=SimpleNamespace(fn=stage))
+    if stage is not None:  # a real Trainer in the state its fit, validate or test call puts it in
+        module.trainer = trainer()
+        module.trainer.state.fn = stage
     module.on_load_checkpoint(checkpoint)
     assert (draws() == following) is restored
     module.on_load_checkpoint({})  # an older checkpoint without the streams loads all the same

@@ -73,3 +73,17 @@ def test_greedy_search_is_exact_by_default_and_passes_lazy_on(lazy):
         assert search.evaluations < exact
     else:
         assert search.evaluations == exact
+
+
+def test_greedy_search_runs_every_forward_pass_at_the_given_batch_size():
+    """The batch size bounds each forward pass's memory (the float reference's and every trial's): 100 images in
+    passes of 30, 30, 30 and 10, or of the default 64 and 36 (the logits would be the same at any size)."""
+    model, _ = layered_model()
+    images = torch.randn(100, 8, generator=torch.Generator().manual_seed(2))
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(len(inputs[0])))
+    search = greedy_search(model, images, [Budget(6, 6)], choices=(8, 4), batch_size=30)
+    assert seen == [30, 30, 30, 10] * (1 + search.evaluations)  # the reference, then each evaluation
+    seen.clear()
+    search = greedy_search(model, images, [Budget(6, 6)], choices=(8, 4))
+    assert seen == [64, 36] * (1 + search.evaluations)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lit_vir.quantization.observers import RowSample
 from lit_vir.quantization.quantizers import (
     CLIP_RATIOS,
     ActivationQuantizer,
@@ -241,3 +242,45 @@ def test_a_failed_fit_leaves_the_quantizer_at_its_previous_precision():
     assert quantizer.bits is None and quantizer.parameter_count == 0
     values = torch.linspace(-1, 1, 7)
     assert torch.equal(quantizer(values), values)  # still float, not a half-set 8-bit site
+
+
+# --- the calibration sample -------------------------------------------------------------------------------------
+
+
+def test_the_row_sample_keeps_the_rows_with_the_smallest_seeded_keys_over_every_batch():
+    """Each row seen gets a U[0, 1) key, drawn in order from the sample's seeded generator; the sample is the
+    max_values // features rows of smallest key over everything seen, smallest first."""
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(5, 4, generator=generator), torch.randn(2, 3, 4, generator=generator), torch.randn(9, 4)]
+    sample = RowSample(max_values=30, seed=7)  # 30 // 4 = 7 rows
+    for batch in batches:
+        sample.add(batch)
+    rows = torch.cat([batch.reshape(-1, 4) for batch in batches])  # (20, 4)
+    keys = torch.rand(20, generator=torch.Generator().manual_seed(7))  # one draw per row, batch after batch
+    order = keys.argsort()[:7]
+    assert torch.equal(sample.rows, rows[order]) and torch.equal(sample.keys, keys[order])
+    assert sample.seen == 80  # every number passed, kept or not
+    sample.clear()
+    assert (sample.rows, sample.keys, sample.seen) == (None, None, 0)
+
+
+def test_the_row_sample_keeps_everything_up_to_its_capacity_in_arrival_order_and_one_row_at_least():
+    rows = torch.arange(24.0).view(6, 4)
+    full = RowSample(max_values=24)
+    full.add(rows[:4])
+    full.add(rows[4:])
+    assert torch.equal(full.rows, rows) and full.seen == 24  # exactly at capacity: nothing dropped or reordered
+    narrow = RowSample(max_values=3)  # fewer numbers than one row holds: one row is kept
+    narrow.add(rows)
+    keys = torch.rand(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(narrow.rows, rows[keys.argmin()][None])
+
+
+def test_the_row_sample_draws_its_keys_on_the_generators_device():
+    rows = torch.randn(50, 4, generator=torch.Generator().manual_seed(3))
+    expected = RowSample(max_values=40)
+    expected.add(rows)
+    with torch.device("meta"):  # a default device other than the CPU's (a user's GPU)
+        placed = RowSample(max_values=40)
+        placed.add(rows)
+    assert torch.equal(placed.rows, expected.rows)

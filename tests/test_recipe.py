@@ -1,5 +1,7 @@
-"""The from-scratch recipe's parts: augmentation only in training, MixUp/CutMix targets, one weight-decay rule."""
+"""The from-scratch recipe's parts: augmentation only in training, MixUp/CutMix targets, one weight-decay rule,
+the warm-up cosine schedule."""
 
+import math
 import re
 
 import pytest
@@ -8,7 +10,7 @@ import torch
 from lit_vir.checks import ConfigError
 from lit_vir.data import DigitsDataModule
 from lit_vir.models import MobileViT, ReViT, SearchableViT, TimmModel, ViR, VisionTransformer, ViTAEv2
-from lit_vir.training import BatchMixing, ImageClassifier
+from lit_vir.training import BatchMixing, ImageClassifier, WarmupCosineLR
 from lit_vir.training.weight_decay import no_weight_decay_names, parameter_groups
 
 
@@ -83,9 +85,63 @@ def test_training_loss_uses_the_soft_targets_and_accuracy_the_hard_labels():
     assert module.train_metrics["acc"].compute().item() == pytest.approx(expected)
 
 
+def mixed_by_cutmix(mixed: torch.Tensor, images: torch.Tensor) -> bool:
+    """CutMix takes every pixel of image 0 from image 0 or from its partner (the last image); MixUp blends them."""
+    return bool(((mixed[0] == images[0]) | (mixed[0] == images[-1])).all())
+
+
+def test_the_defaults_are_deits_and_switch_prob_chooses_cutmix():
+    """DeiT's recipe: MixUp α 0.8, CutMix α 1.0, one of them per batch with even odds, every batch mixed."""
+    default = BatchMixing()
+    assert (default.mixup_alpha, default.cutmix_alpha, default.switch_prob, default.prob) == (0.8, 1.0, 0.5, 1.0)
+    mixup, cutmix = default.transform(10).transforms
+    assert (type(mixup).__name__, mixup.alpha, type(cutmix).__name__, cutmix.alpha) == ("MixUp", 0.8, "CutMix", 1.0)
+    assert default.transform(10).p == [0.5, 0.5]
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8)
+    for switch_prob, cutmix_expected in ((1.0, True), (0.0, False)):
+        for seed in range(4):
+            torch.manual_seed(seed)
+            mixed, _ = BatchMixing(switch_prob=switch_prob)(images, labels, 8)
+            assert mixed_by_cutmix(mixed, images) is cutmix_expected
+    assert BatchMixing(mixup_alpha=0, switch_prob=0.0).transform(10).p == [1.0]  # the only one left always runs
+    assert BatchMixing(cutmix_alpha=0, switch_prob=1.0).transform(10).p == [1.0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_prob_is_the_chance_that_a_batch_is_mixed(seed):
+    """A batch is mixed when a draw of U[0, 1) from the global stream is below `prob`; otherwise it passes with
+    one-hot targets."""
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8) % 5
+    torch.manual_seed(seed)
+    mixed_here = torch.rand(()).item() < 0.4
+    torch.manual_seed(seed)
+    mixed, targets = BatchMixing(prob=0.4)(images, labels, 5)
+    if mixed_here:
+        assert not torch.equal(mixed, images)
+    else:
+        assert torch.equal(mixed, images) and torch.equal(targets, torch.nn.functional.one_hot(labels, 5).float())
+    never = BatchMixing(prob=0.0)(images, labels, 5)
+    assert torch.equal(never[0], images) and torch.equal(never[1], torch.nn.functional.one_hot(labels, 5).float())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mixup_alpha": -0.1}, r"mixup_alpha = -0.1 is outside the allowed range \[0, inf\)"),
+        ({"cutmix_alpha": -1}, r"cutmix_alpha = -1 is outside the allowed range \[0, inf\)"),
+        ({"switch_prob": 1.5}, r"switch_prob = 1.5 is outside the allowed range \[0, 1\]"),
+        ({"prob": -0.5}, r"prob = -0.5 is outside the allowed range \[0, 1\]"),
+    ],
+)
+def test_mixing_values_outside_their_ranges_are_refused(options, message):
+    with pytest.raises(ConfigError, match=r"^BatchMixing: " + message):
+        BatchMixing(**options)
+
+
 def test_both_alphas_zero_is_refused():
-    with pytest.raises(ConfigError, match="both 0"):
+    with pytest.raises(ConfigError) as error:
         BatchMixing(mixup_alpha=0, cutmix_alpha=0)
+    assert str(error.value) == "BatchMixing: mixup_alpha and cutmix_alpha are both 0: nothing would be mixed; drop it."
 
 
 def expected_exempt(model: torch.nn.Module) -> set[str]:
@@ -131,3 +187,88 @@ def test_the_optimiser_gets_decay_only_on_the_other_parameters():
     assert {names[id(p)] for p in exempt["params"]} == expected_exempt(model)
     assert "alpha" in {names[id(p)] for p in exempt["params"]}
     assert {names[id(p)] for p in decayed["params"]} == set(names.values()) - expected_exempt(model)
+
+
+# --- the warm-up cosine schedule ------------------------------------------------------------------------------
+
+
+def rates(scheduler: WarmupCosineLR, steps: int) -> list[float]:
+    """The learning rate at scheduler steps 0..steps−1 (the first is the rate before any step)."""
+    seen = []
+    for _ in range(steps):
+        seen.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def sgd(lr: float = 0.1) -> torch.optim.SGD:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def cosine_by_hand(step: int, warmup: int, total: int, low: float) -> float:
+    """timm's recipe written out: (s + 1)/(w + 1) in the warm-up, then low + (1 − low)·(1 + cos(π·p))/2 with
+    p = (s − w)/(total − w), held at p = 1 after the end."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / (total - warmup))
+    return low + (1 - low) * (1 + math.cos(math.pi * progress)) / 2
+
+
+@pytest.mark.parametrize(("options", "warmup", "total", "low"), [({}, 5, 8, 0.0), ({"warmup": 3}, 3, 10, 0.1)])
+def test_warmup_cosine_rates_are_timms_formula(options, warmup, total, low):
+    options = options | ({"min_lr_ratio": low} if low else {})
+    seen = rates(WarmupCosineLR(sgd(0.1), total=total, **options), total + 3)  # 3 steps past the end
+    expected = [0.1 * cosine_by_hand(step, warmup, total, low) for step in range(total + 3)]
+    assert seen == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert seen[-1] == pytest.approx(0.1 * low, abs=1e-15)  # held at the floor
+
+
+def test_a_schedule_spanned_later_decays_over_that_span():
+    scheduler = WarmupCosineLR(sgd(0.2), warmup=0)
+    assert scheduler.needs_span() and scheduler.optimizer.param_groups[0]["lr"] == 0.2  # the base rate until spanned
+    scheduler.span(4)
+    assert not scheduler.needs_span()
+    expected = [0.2 * cosine_by_hand(step, 0, 4, 0.0) for step in range(1, 6)]
+    assert rates(scheduler, 6)[1:] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_a_time_budgeted_schedule_decays_with_the_time_spent():
+    clock = [0.0]
+    scheduler = WarmupCosineLR(sgd(0.1), warmup=1, min_lr_ratio=0.2)
+    scheduler.span_time(50.0, lambda: clock[0])
+    assert not scheduler.needs_span()
+    for spent in (0.0, 10.0, 25.0, 50.0, 80.0):  # fraction of the budget spent, 1 at most
+        clock[0] = spent
+        scheduler.step()
+        progress = min(1.0, spent / 50.0)
+        assert scheduler.get_last_lr()[0] == pytest.approx(0.1 * (0.2 + 0.8 * (1 + math.cos(math.pi * progress)) / 2))
+    assert "budget" not in scheduler.state_dict()  # the clock is the trainer's, set again on resume
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: WarmupCosineLR(sgd(), warmup=-1), r"warmup = -1 is outside the allowed range \[0, inf\)"),
+        (lambda: WarmupCosineLR(sgd(), min_lr_ratio=1.5), r"min_lr_ratio = 1.5 is outside the allowed range \[0, 1\]"),
+        (lambda: WarmupCosineLR(sgd(), min_lr_ratio=-0.1), r"min_lr_ratio = -0.1 is outside"),
+        (lambda: WarmupCosineLR(sgd(), total=0), r"total = 0 is outside the allowed range \[1, inf\)"),
+        (
+            lambda: WarmupCosineLR(sgd(), warmup=5, total=4),
+            r"warmup = 5 is outside the allowed range \[0, 4\]\. warmup must not exceed total\.",
+        ),
+        (
+            lambda: WarmupCosineLR(sgd()).span_time(0.0, lambda: 0.0),
+            r"time budget \(s\) = 0.0 is outside the allowed range \(0, inf\)",
+        ),
+    ],
+)
+def test_schedule_values_outside_their_ranges_are_refused(build, message):
+    with pytest.raises(ConfigError, match=r"^WarmupCosineLR: " + message):
+        build()
+
+
+def test_the_boundaries_of_the_ranges_are_accepted():
+    assert rates(WarmupCosineLR(sgd(), warmup=4, total=4, min_lr_ratio=1.0), 6) == pytest.approx(
+        [0.02, 0.04, 0.06, 0.08, 0.1, 0.1]
+    )

@@ -187,7 +187,7 @@ def test_a_time_budget_ends_the_run_with_checkpoints_both_tests_flops_and_a_comp
     assert (run / "checkpoints" / "last.ckpt").exists() and list(run.glob("checkpoints/epoch*.ckpt"))
     assert logged(run, "test/acc") and logged(run, "test_last/acc")
     steps = read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
-    assert steps > 0
+    assert steps > 0  # how many fit in the 6 s budget depends on the machine; the FLOPs below are per step
     per_image, total = logged(run, "perf/train_flops_per_image")[-1], logged(run, "perf/train_flops_total")[-1]
     data = DigitsDataModule(batch_size=64)
     data.setup("fit")

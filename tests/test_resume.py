@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_vir.cli import main
 from lit_vir.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_classifier, read_checkpoint
 from tests.callbacks import MARKER
-from tests.conftest import CONFIGS, REPO, TINY_VIR, console_script
+from tests.conftest import CONFIGS, TINY_VIR, console_script
 from tests.fakedata import write_mnist
 
 DETERMINISTIC = [
@@ -146,7 +146,7 @@ def test_checkpoint_that_would_run_code_is_refused_everywhere(tmp_path, monkeypa
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch, signal_number):
     write_mnist(tmp_path / "data", train=120, test=20)
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # PYTHONPATH: conftest
     args = [
         "fit",
         "-c",

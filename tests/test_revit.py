@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -12,7 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_vir.analysis.attention import attention_maps, cross_layer_similarity, mean_cross_layer_similarity
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
+from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.models import ReViT, VisionTransformer, count_parameters, revit_small
+from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER
 from tests.fakedata import write_mnist
 
@@ -157,6 +161,26 @@ def test_uniform_against_one_hot_attention_has_similarity_one_over_root_n():
     assert cross_layer_similarity(maps).item() == pytest.approx(1 / math.sqrt(tokens))
 
 
+def test_a_model_without_readable_attention_is_refused_by_name():
+    with pytest.raises(TypeError) as error:
+        attention_maps(torch.nn.Linear(4, 4), images())
+    assert str(error.value) == (
+        "attention_maps: Linear has no attention_maps(images) method and is not the baseline VisionTransformer, "
+        "whose blocks this function knows how to read."
+    )
+
+
+def test_the_similarities_refuse_maps_of_the_wrong_shape_or_too_few_blocks():
+    with pytest.raises(ValueError) as error:
+        cross_layer_similarity(torch.ones(2, 3, 4, 4))
+    assert str(error.value) == "cross_layer_similarity: expected maps of shape (L, B, H, N, N), got (2, 3, 4, 4)."
+    one_block = torch.full((1, 3, 2, 4, 4), 0.25)  # 3 images, so the batch is not taken for the blocks
+    with pytest.raises(ValueError) as error:
+        mean_cross_layer_similarity(one_block)
+    assert str(error.value) == "mean_cross_layer_similarity: needs at least 2 blocks' maps, got 1."
+    assert mean_cross_layer_similarity(one_block.expand(2, -1, -1, -1, -1)) == pytest.approx(1.0)  # 2 suffice
+
+
 def test_revit_piece_trains_and_logs_the_learned_alpha(tmp_path, monkeypatch):
     write_mnist(tmp_path / "data", train=120, test=40)
     monkeypatch.chdir(tmp_path)
@@ -204,11 +228,50 @@ def test_attention_command_compares_vit_and_revit_checkpoints(tmp_path, monkeypa
         tmp_path / "logs" / name / "version_0" / "checkpoints" / "last.ckpt"
         for name in ("visiontransformer-mnist", "revit-mnist")
     ]
+    for path in checkpoints:
+        spread_blocks(path)
     main(["attention", *[item for path in checkpoints for item in ("--ckpt_path", str(path))], "--images", "8"])
     curves = json.loads((tmp_path / "attention" / "attention_similarity.json").read_text())
     assert sorted(name.split(" ")[0] for name in curves) == ["ReViT-3", "VisionTransformer-3"]
-    assert all(len(values) == 2 and all(-1 <= value <= 1 + 1e-6 for value in values) for values in curves.values())
+    # against the first 8 test images' maps computed here: the ViT's read from timm's twin of it (its unfused
+    # attention's softmax), ReViT's from its own maps (checked against the mixing rule and timm above); the
+    # cosines of consecutive blocks' rows in numpy
+    data = datamodule_from_configs([checkpoints[0].parent.parent / "config.yaml"])
+    data.setup("test")
+    first = torch.stack([data.test_set[index][0] for index in range(8)])
+    vit, revit = (load_classifier(path).backbone.eval() for path in checkpoints)
+    with torch.no_grad():
+        expected = {"VisionTransformer-3": timm_attention_maps(vit, first), "ReViT-3": revit.attention_maps(first)}
+    for name, values in curves.items():
+        maps = expected[name.split(" ")[0]].double().numpy()  # (L, B, H, T+1, T+1)
+        earlier, later = maps[:-1], maps[1:]
+        cosines = (earlier * later).sum(-1) / np.linalg.norm(earlier, axis=-1) / np.linalg.norm(later, axis=-1)
+        assert values == pytest.approx(cosines.mean(axis=(1, 2, 3)).tolist(), rel=1e-5), name
     assert (tmp_path / "attention" / "attention_similarity.png").stat().st_size > 0
+
+
+def spread_blocks(checkpoint: Path) -> None:
+    """Move the blocks' weights in the checkpoint far from their near-zero initialisation: after three batches of
+    training every attention map is nearly uniform, so the similarities are ≈ 1 for any images."""
+    saved = torch.load(checkpoint, weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in saved["state_dict"].items():
+        if name.startswith("backbone.blocks.") and tensor.is_floating_point():
+            tensor.add_(0.3 * torch.randn(tensor.shape, generator=generator))
+    torch.save(saved, checkpoint)
+
+
+def timm_attention_maps(vit: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """Every block's softmax attention (L, B, H, T+1, T+1) as timm's ViT with the same weights computes it: its
+    unfused attention path, read at the attention dropout (identity in eval mode) that follows the softmax."""
+    from tests.vit_oracle import timm_twin
+
+    twin, maps = timm_twin(vit), []
+    for block in twin.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: maps.append(output))
+    twin(images)
+    return torch.stack(maps)
 
 
 # ------------------------------------------------------------------------------------- oracle: timm's ViT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -13,9 +14,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_vir.cli import build_from_config, main
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
 from lit_vir.models import ViR, VisionTransformer
+from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.topology import spectral_radius
 from lit_vir.robustness.metrics import load_summary, summarize
 from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
+from lit_vir.robustness.report import corruption_table, write_corruption_files
 from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
 from tests.fakedata import write_mnist
@@ -45,6 +48,52 @@ def test_corruption_errors_relative_to_a_reference_model(tmp_path):
     # rCE_fog = ((0.2 − 0.1) + (0.4 − 0.1)) / ((0.4 − 0.2) + (0.6 − 0.2)); rCE_contrast = 0.15 / 0.3
     assert ours.relative_corruption_errors == {"fog": pytest.approx(200 / 3), "contrast": pytest.approx(50.0)}
     assert ours.relative_mce == pytest.approx((200 / 3 + 50) / 2)
+
+
+def table_cells(table) -> tuple[list[str], list[list[str]], str]:
+    """A Rich table's column headers, its rows of cells as shown, and its caption."""
+    columns = [str(column.header) for column in table.columns]
+    rows = [[str(column._cells[index]) for column in table.columns] for index in range(table.row_count)]
+    return columns, rows, table.caption
+
+
+def test_the_corruption_table_shows_each_cell_mean_ce_and_rce():
+    """The numbers of test_corruption_errors_relative_to_a_reference_model, as the table shows them: percentages
+    of two decimals, CE and rCE of one, benchmark corruptions first, an extra one last and marked."""
+    reference = summarize({("clean", 0): 0.8, ("fog", 1): 0.6, ("fog", 2): 0.4, ("contrast", 1): 0.5})
+    cells = {("clean", 0): 0.9, ("speckle_noise", 2): 0.3, ("fog", 1): 0.8, ("fog", 2): 0.6, ("contrast", 1): 0.75}
+    ours = summarize(cells, reference, reference_name="vit")
+    columns, rows, caption = table_cells(corruption_table(ours, title="T"))
+    assert columns == ["corruption", "s1", "s2", "mean", "CE %", "rCE %"]
+    assert rows == [
+        ["fog", "80.00", "60.00", "70.00", "60.0", "66.7"],
+        ["contrast", "75.00", "", "75.00", "50.0", "50.0"],
+        ["speckle_noise (extra)", "", "30.00", "30.00", "", ""],
+    ]
+    assert caption == (
+        "clean 90.00%; mean corruption accuracy 72.50% over 2 benchmark corruptions (CIFAR mCE 27.50); "
+        "mCE 55.0% vs vit; relative mCE 58.3%"
+    )
+    columns, rows, caption = table_cells(corruption_table(summarize({("fog", 3): 0.25})))
+    assert columns == ["corruption", "s3", "mean"] and rows == [["fog", "25.00", "25.00"]]
+    assert caption == "mean corruption accuracy 25.00% over 1 benchmark corruptions (CIFAR mCE 75.00)"
+
+
+def test_the_corruption_files_hold_every_cell_and_the_summary(tmp_path):
+    summary = summarize({("clean", 0): 0.9, ("fog", 2): 0.6, ("fog", 1): 0.8})
+    written = write_corruption_files(summary, tmp_path / "out")
+    assert [path.name for path in written] == [
+        "corruption_accuracy.csv",
+        "corruption_summary.json",
+        "corruption_heatmap.png",
+    ]
+    with open(written[0]) as stream:
+        assert list(csv.DictReader(stream)) == [
+            {"corruption": "fog", "severity": "1", "accuracy": "0.8", "error": str(1 - 0.8)},
+            {"corruption": "fog", "severity": "2", "accuracy": "0.6", "error": str(1 - 0.6)},
+        ]
+    assert load_summary(written[1]) == summary
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
@@ -99,6 +148,16 @@ def test_lit_vir_test_on_generated_corruptions_writes_every_cell(tmp_path, train
     assert "robustness/heatmap" in events.Tags()["images"]
 
 
+def counted_accuracy(model: torch.nn.Module, datamodule) -> float:
+    """Top-1 accuracy over the test split, counted here."""
+    correct = seen = 0
+    with torch.no_grad():
+        for images, labels in datamodule.test_dataloader():
+            correct += int((model(images).argmax(dim=1) == labels).sum())
+            seen += len(labels)
+    return correct / seen
+
+
 def tiny_vir(**options) -> ViR:
     return ViR(
         num_classes=10,
@@ -140,13 +199,29 @@ def test_spectral_radius_factor_rescales_alpha():
     assert torch.equal(model.reservoirs[0].weight[0], tiny_vir().reservoirs[0].weight[0])  # original untouched
 
 
-def test_relative_noise_keeps_the_sparsity_pattern_of_v():
-    model = tiny_vir(input_sparsity=0.2)
-    noisy = perturbed(model, Perturbation("noise", 0.05))
-    before, after = model.reservoirs[0].input_weight, noisy.reservoirs[0].input_weight
-    assert torch.equal(before == 0, after == 0) and not torch.equal(before, after)
-    relative = (after - before)[before != 0] / before[before != 0]  # ε·Z with Z ~ N(0, 1)
-    assert relative.std() == pytest.approx(0.05, rel=0.3)
+def with_relative_noise(model: ViR, scale: float, seed: int) -> ViR:
+    """M ← M ⊙ (1 + ε·Z) by hand: Z ~ N(0, 1) in float64 from `seed`, W then V of each bank in module order."""
+    noisy, generator = copy.deepcopy(model), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bank in (module for module in noisy.modules() if isinstance(module, Reservoir)):
+            for matrix in (bank.weight, bank.input_weight):
+                draw = torch.randn(matrix.shape, generator=generator, dtype=torch.float64)
+                matrix.copy_(matrix.double() * (1 + scale * draw))
+    return noisy
+
+
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_relative_noise_multiplies_w_and_v_by_one_plus_epsilon_z_and_keeps_the_zeros(mode):
+    model = tiny_vir(input_sparsity=0.2, depth=2, mode=mode)
+    noisy, expected = perturbed(model, Perturbation("noise", 0.05), seed=3), with_relative_noise(model, 0.05, 3)
+    for bank, by_hand, before in zip(noisy.reservoirs, expected.reservoirs, model.reservoirs, strict=True):
+        for name in ("weight", "input_weight"):
+            after = getattr(bank, name)
+            torch.testing.assert_close(after, getattr(by_hand, name), rtol=1e-6, atol=0)
+            assert torch.equal(getattr(before, name) == 0, after == 0)
+    assert not torch.equal(
+        perturbed(model, Perturbation("noise", 0.05)).reservoirs[0].weight, noisy.reservoirs[0].weight
+    )
 
 
 def test_redrawn_input_matrix_has_the_new_density_and_keeps_w():
@@ -194,13 +269,32 @@ def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_acc
         ("reservoir_seed", 42.0),
         ("reservoir_seed", 3.0),
     }
-    _, data = build_from_config(["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"])
+    # every row against the model built by hand (or by the config, at the perturbed hyperparameter), counted here
+    config = ["-c", str(CONFIGS / "vir.yaml"), *TINY_VIR, "--data.init_args.download", "false"]
+    _, data = build_from_config(config)
     data.prepare_data()
     data.setup("test")
-    plain = accuracy(load_classifier(trained_vir).backbone, data.test_dataloader())
+    trained = load_classifier(trained_vir).backbone.eval()
+    scaled = copy.deepcopy(trained)
+    with torch.no_grad():
+        scaled.reservoirs[0].weight.mul_(0.8)
+
+    def rebuilt(option: str, value: str, redrawn: str) -> torch.nn.Module:
+        """The config's ViR built at `option` = `value`, holding the trained weights but its own `redrawn`."""
+        model, _ = build_from_config([*config, f"--model.backbone.init_args.{option}", value])
+        kept = {key: tensor for key, tensor in trained.state_dict().items() if key != f"reservoirs.0.{redrawn}"}
+        assert len(kept) == len(trained.state_dict()) - 1
+        model.backbone.load_state_dict(kept, strict=False)
+        return model.backbone.eval()
+
+    expected = {
+        ("spectral_radius", 0.8): scaled,
+        ("noise", 0.1): with_relative_noise(trained, 0.1, seed=0),  # perturb's default --seed
+        ("input_sparsity", 0.1): rebuilt("input_sparsity", "0.1", "input_weight"),
+        ("reservoir_seed", 3.0): rebuilt("seed", "3", "weight"),
+    } | dict.fromkeys([("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)], trained)
     for row in rows:
-        if (row["kind"], row["level"]) in {("spectral_radius", 1.0), ("noise", 0.0), ("reservoir_seed", 42.0)}:
-            assert row["accuracy"] == plain
+        assert row["accuracy"] == counted_accuracy(expected[row["kind"], row["level"]], data), row
     assert (output / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(output / "perturbation.csv") as stream:
         assert [(row["kind"], float(row["level"]), float(row["accuracy"])) for row in csv.DictReader(stream)] == [

@@ -73,18 +73,18 @@ def test_lit_vir_test_reports_intervals_and_pairs_two_checkpoints(tmp_path, monk
     differences equal the two runs' accuracies subtracted."""
     monkeypatch.chdir(tmp_path)
     small = ["--model.backbone.init_args.num_nodes", "60", "--model.backbone.init_args.jump_size", "7"]
-    for seed in (1, 2):  # two models: another seed, another reservoir
+    ablations = {1: [], 2: ["-c", str(CONFIGS / "ablation/no_reservoir.yaml")]}  # two models: ViR-1, no_reservoir
+    for _seed, ablation in ablations.items():
         main(
             [
                 "fit",
                 "-c",
                 str(CONFIGS / "quickstart.yaml"),
+                *ablation,
                 *QUICK_TRAINER,
                 *small,
                 "--seed_everything",
-                str(seed),
-                "--model.backbone.init_args.seed",
-                str(seed),
+                "1",
                 "--test_after_fit",
                 "false",
             ]
@@ -93,12 +93,13 @@ def test_lit_vir_test_reports_intervals_and_pairs_two_checkpoints(tmp_path, monk
     corrupted = ["-c", str(CONFIGS / "quickstart.yaml"), "-c", str(CONFIGS / "data/corrupted_digits.yaml"), *small]
     corrupted += ["--data.init_args.corruptions", "[gaussian_noise, fog]", "--data.init_args.severities", "[1, 5]"]
     corrupted += ["--trainer.enable_progress_bar", "false"]
-    main(["test", *corrupted, "--ckpt_path", str(checkpoints[0])])
+    main(["test", *corrupted, "--ckpt_path", str(checkpoints[0])])  # ViR-1
     first = tmp_path / "logs/vir-corrupted/version_0"
     callback = ["--trainer.callbacks+=lit_vir.training.callbacks.corruption_report.CorruptionReport"]
     callback += ["--trainer.callbacks.init_args.paired_with", str(first)]
     capsys.readouterr()
-    main(["test", *corrupted, "--ckpt_path", str(checkpoints[-1]), *callback])
+    no_reservoir = ["-c", str(CONFIGS / "ablation/no_reservoir.yaml")]
+    main(["test", *corrupted, *no_reservoir, "--ckpt_path", str(checkpoints[-1]), *callback])
     shown = " ".join(capsys.readouterr().out.split())  # Rich wraps a caption at its table's width
     second = tmp_path / "logs/vir-corrupted/version_1"
     assert "Paired with" in shown and "95% intervals, bootstrap over images: 359 test images" in shown
@@ -125,3 +126,24 @@ def test_lit_vir_test_reports_intervals_and_pairs_two_checkpoints(tmp_path, monk
         assert float(row["difference"]) == pytest.approx(a.mean() - b.mean())
     assert any(float(row["difference"]) != 0 for row in paired[:-1])  # two different models
     assert paired[-1]["corruption"] == "mean (benchmark cells)"
+
+    # the two runs as one table: each model's mean corruption accuracy, and the paired difference of the means
+    main(["compare", "logs/vir-corrupted/*", "--corruptions", "--baseline", "ViR-1", "--output", "robustness"])
+    table = (tmp_path / "robustness" / "robustness.md").read_text()
+    benchmark = [index for index, (name, _) in enumerate(cells) if name != "clean"]
+    row = next(line for line in table.splitlines() if line.startswith("| ViR-1 no_reservoir | 42 |"))
+    expected = 100 * (ours[benchmark].mean() - theirs[benchmark].mean())
+    assert row.split("|")[5].strip().startswith(f"{expected:+.2f} [")
+    assert f"| ViR-1 | 42 | {100 * theirs[0].mean():.2f} [" in table  # clean accuracy, cell 0
+
+
+def test_several_seeds_are_paired_seed_by_seed_across_cells():
+    a = [outcomes([0.9, 0.8, 0.6, 0.85, 0.7, 0.75, 0.5], 800, seed=s) for s in (5, 6)]
+    b = [outcomes([0.9, 0.75, 0.6, 0.8, 0.7, 0.7, 0.55], 800, seed=s) for s in (7, 8)]
+    paired = paired_corruptions(CELLS, a, b)
+    assert paired.test == "paired bootstrap (seeds × images)" and paired.mean.seeds == 2
+    per_seed = [x.mean(axis=1) - y.mean(axis=1) for x, y in zip(a, b, strict=True)]
+    assert paired.difference == pytest.approx(np.mean(per_seed, axis=0))
+    benchmark = [index for index, (name, _) in enumerate(CELLS) if name != "clean"]
+    assert paired.mean.difference == pytest.approx(np.mean([d[benchmark].mean() for d in per_seed]))
+    assert paired.mean.sign_flip_p is not None

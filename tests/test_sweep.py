@@ -239,6 +239,11 @@ def test_the_reservoir_preset_is_read_off_reservoir_options():
             ["low = 0.01 must be smaller than high = 0.001"],
         ),
         ({"launcher": {"workers": 0}}, ["launcher.workers = 0 is outside the allowed range [1, inf)"]),
+        (
+            {"launcher": {"kind": "local", "workers": 64}},
+            ["launcher.workers = 64 × resources.threads = 1 needs 64 cores"],
+        ),
+        ({"resources": {"gpus": 0.4}}, ["resources.gpus = 0.4: give 0, 1, or 1/k to share a GPU among k workers"]),
         ({"pruner": {"kind": "wilcoxon"}}, ["pruner.kind = 'wilcoxon' compares a trial's seeds: it needs a search"]),
         ({"storage": "postgresql+psycopg2://me:s3cret@db/sweeps"}, ["holds a password", "PGPASSWORD", "***"]),
     ],
@@ -307,10 +312,10 @@ def test_a_grid_on_two_local_workers_gives_run_folders_that_compare_reads(tmp_pa
     assert all(t.state == TrialState.COMPLETE for t in found)
     folders = run_folders(spec)
     assert [f"{f.parent.name}/{f.name}" for f in folders] == [
-        "no_reservoir/t002-s1",
+        "no_reservoir/t001-s1",  # seed-major: every row's first seed, then the second
         "no_reservoir/t003-s2",
         "vir/t000-s1",
-        "vir/t001-s2",
+        "vir/t002-s2",
     ]
     for trial in found:
         folder = next(f for f in folders if f.name.startswith(f"t{trial.number:03d}"))
@@ -331,7 +336,7 @@ def test_a_grid_on_two_local_workers_gives_run_folders_that_compare_reads(tmp_pa
     assert len(compared) == 1 + 4
     main(["sweep", "status", "-c", str(spec)])
     status = capsys.readouterr().out
-    assert status.count("complete") == 4 and "vir/t001-s2" in status
+    assert status.count("complete") == 4 and "vir/t002-s2" in status
 
 
 def tb_scalars(folder: Path, tag: str) -> list[float]:

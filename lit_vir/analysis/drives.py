@@ -83,7 +83,8 @@ def scalar_input_vector(num_nodes: int, *, density: float = 0.05, signed: bool =
 def iid_scalar_input(batch: int, steps: int, *, amplitude: float = 0.8, seed: int = 0) -> torch.Tensor:
     """u(t) ~ U[−amplitude, amplitude], i.i.d., float64: (B, T) independent sequences (Jaeger 2001)."""
     generator = torch.Generator().manual_seed(seed)
-    return amplitude * (2.0 * torch.rand(batch, steps, generator=generator, dtype=torch.float64) - 1.0)
+    draws = torch.rand(batch, steps, generator=generator, dtype=torch.float64, device=generator.device)
+    return amplitude * (2.0 * draws - 1.0)
 
 
 def scalar_drive(inputs: torch.Tensor, input_vector: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

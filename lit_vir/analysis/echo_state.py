@@ -20,7 +20,8 @@ def echo_state_distance(
     """‖h_t − h'_t‖ for t = 0..T: (B, T + 1), column 0 the initial distance. It must decay towards 0."""
     generator = torch.Generator().manual_seed(seed)
     shape = (drive.shape[0], drive.shape[2])
-    other_start = (2.0 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1.0).to(drive)  # (B, N)
+    draws = torch.rand(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    other_start = (2.0 * draws - 1.0).to(drive)  # (B, N)
     states = run_reservoir(weight, drive, leak_rate).states  # (B, T, N)
     other = run_reservoir(weight, drive, leak_rate, initial_state=other_start).states
     distance = (states - other).norm(dim=-1)  # (B, T)

@@ -87,7 +87,8 @@ def lyapunov_perturbation(
     """
     weight = weight.to(drive)
     generator = torch.Generator().manual_seed(seed)
-    direction = torch.randn(drive.shape[0], drive.shape[2], generator=generator, dtype=torch.float64).to(drive)
+    shape = (drive.shape[0], drive.shape[2])
+    direction = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device).to(drive)
     state = drive.new_zeros(drive.shape[0], drive.shape[2])  # (B, N)
     twin = state + epsilon * direction / direction.norm(dim=1, keepdim=True)
     growth = []
@@ -119,7 +120,8 @@ def lyapunov_spectrum(
     weight = weight.to(drive)
     batch, _, nodes = drive.shape
     generator = torch.Generator().manual_seed(seed)
-    start = torch.randn(batch, nodes, num_exponents, generator=generator, dtype=torch.float64).to(drive)
+    shape = (batch, nodes, num_exponents)
+    start = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device).to(drive)
     tangents = torch.linalg.qr(start).Q  # (B, N, k)
     state = drive.new_zeros(batch, nodes)  # (B, N)
     logs = []

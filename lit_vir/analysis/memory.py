@@ -6,7 +6,8 @@ y_k(t) = w_kᵀ·h_t + c_k ≈ u(t − k), k = 1..k_max. Then
 
     MC_k = corr²(u(t − k), y_k(t))   on held-out test sequences,      MC = Σ_k MC_k ≤ N         (4)
 
-(the bound: N linear features cannot store more than N independent past inputs). All k_max readouts
+(the bound: N linear features cannot store more than N independent past inputs; states that never vary —
+v = 0, or amplitude 0 — recall nothing: MC = 0). All k_max readouts
 share the Gram matrix, so they come from ONE ridge solve with k_max right-hand sides:
 
     W_out = (XᵀX + β·I)⁻¹·XᵀY,   X (n, N) centred states, Y (n, k_max) centred delayed inputs,
@@ -82,8 +83,11 @@ def memory_capacity(
     train_x, train_y = train_x - x_mean, train_y - y_mean
     gram = train_x.T @ train_x  # (N, N)
     regulariser = ridge * gram.diagonal().mean()
-    gram.diagonal().add_(regulariser)
-    readout = torch.linalg.solve(gram, train_x.T @ train_y)  # (N, k_max): one solve, k_max right-hand sides
+    if regulariser > 0:
+        gram.diagonal().add_(regulariser)
+        readout = torch.linalg.solve(gram, train_x.T @ train_y)  # (N, k_max): one solve, k_max right-hand sides
+    else:  # the states never vary (no input reaches the nodes): no readout recalls anything, MC = 0
+        readout = gram.new_zeros(gram.shape[0], max_delay)
 
     test_x = features[train_sequences:].reshape(-1, features.shape[-1]) - x_mean  # (n_test, N)
     test_y = targets[train_sequences:].reshape(-1, max_delay)  # (n_test, k_max)

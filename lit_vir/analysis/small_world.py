@@ -66,10 +66,16 @@ class SmallWorld:
         cls, graph: tuple[float, float], random: tuple[float, float], lattice: tuple[float, float], edges: int
     ) -> SmallWorld:
         """The record of (C, L) measured on the graph and on its random and lattice references, with
-        σ = (C/C_r)/(L/L_r) (7) and ω = L_r/L − C/C_l (8)."""
+        σ = (C/C_r)/(L/L_r) (7) and ω = L_r/L − C/C_l (8); NaN where a reference has no triangles (C_r or C_l = 0,
+        as for a ring or a delay line and their references), since a ratio to 0 says nothing."""
         (c, length), (c_r, length_r), (c_l, length_l) = graph, random, lattice
-        sigma, omega = (c / c_r) / (length / length_r), length_r / length - c / c_l
+        sigma = _ratio(_ratio(c, c_r), _ratio(length, length_r))
+        omega = _ratio(length_r, length) - _ratio(c, c_l)
         return cls(c, length, c_r, length_r, c_l, length_l, sigma, omega, edges)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator != 0 else float("nan")
 
 
 def edge_strength(weight: torch.Tensor) -> torch.Tensor:
@@ -83,7 +89,8 @@ def strongest_edges(strength: torch.Tensor, k: int, *, seed: int = 0) -> torch.T
     """The binary graph (N, N) linking each node to its k strongest partners, ties in seeded random order."""
     generator = torch.Generator().manual_seed(seed)
     nodes = strength.shape[0]
-    shuffled = torch.rand(nodes, nodes, generator=generator).argsort(dim=1).to(strength.device)  # (N, N)
+    draws = torch.rand(nodes, nodes, generator=generator, device=generator.device)
+    shuffled = draws.argsort(dim=1).to(strength.device)  # (N, N)
     itself = shuffled == torch.arange(nodes, device=strength.device)[:, None]
     candidates = strength.gather(1, shuffled).masked_fill(itself, -1.0)  # (N, N) in shuffled order
     ranked = candidates.argsort(dim=1, descending=True, stable=True)[:, :k]  # (N, k), random among ties
@@ -146,9 +153,9 @@ def random_reference(weights: torch.Tensor, generator: torch.Generator) -> torch
     """The graph's edge weights, shuffled, on m node pairs drawn uniformly: G(N, m) with the same weights."""
     nodes = weights.shape[0]
     values = _edge_weights(weights)
-    rows, columns = torch.triu_indices(nodes, nodes, offset=1)
-    pairs = torch.randperm(len(rows), generator=generator)[: len(values)]
-    order = torch.randperm(len(values), generator=generator).to(values.device)
+    rows, columns = torch.triu_indices(nodes, nodes, offset=1, device=generator.device)
+    pairs = torch.randperm(len(rows), generator=generator, device=generator.device)[: len(values)]
+    order = torch.randperm(len(values), generator=generator, device=generator.device).to(values.device)
     return _place(nodes, rows[pairs].to(values.device), columns[pairs].to(values.device), values[order])
 
 
@@ -159,17 +166,17 @@ def lattice_reference(weights: torch.Tensor) -> torch.Tensor:
     rows, columns = [], []
     for step in range(1, nodes // 2 + 1):
         count = nodes // 2 if 2 * step == nodes else nodes  # the diameter pairs appear once
-        starts = torch.arange(count)
+        starts = torch.arange(count, device=values.device)
         rows.append(starts)
         columns.append((starts + step) % nodes)
-    rows_, columns_ = torch.cat(rows)[: len(values)], torch.cat(columns)[: len(values)]
-    return _place(nodes, rows_.to(values.device), columns_.to(values.device), values)
+    return _place(nodes, torch.cat(rows)[: len(values)], torch.cat(columns)[: len(values)], values)
 
 
 def small_world(
     weights: torch.Tensor, *, num_references: int = 2, path_sources: int = 100, seed: int = 0
 ) -> SmallWorld:
-    """C, L, σ and ω (equations 5–8) of an undirected graph given by its weights (N, N).
+    """C, L, σ and ω (equations 5–8) of an undirected graph given by its weights (N, N): symmetric, w ≥ 0 (0: no
+    edge), zero diagonal (no self-loops), as `edge_strength` and `strongest_edges` make them.
 
     Path lengths are sampled from `path_sources` seeded random nodes (the same for every reference);
     C_r, L_r average `num_references` random references; the lattice reference is deterministic.
@@ -177,7 +184,8 @@ def small_world(
     weights = weights.to(torch.float64)
     generator = torch.Generator().manual_seed(seed)
     nodes = weights.shape[0]
-    sources = torch.randperm(nodes, generator=generator)[: min(path_sources, nodes)].to(weights.device)
+    sources = torch.randperm(nodes, generator=generator, device=generator.device)[: min(path_sources, nodes)]
+    sources = sources.to(weights.device)
 
     def measures(graph: torch.Tensor) -> tuple[float, float]:
         return clustering(graph).mean().item(), characteristic_path_length(graph, sources)

@@ -26,8 +26,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_vir.analysis.uncertainty import Interval, PairedDifference, accuracy_interval, paired_difference, t_interval
-from lit_vir.commands.runs import Run, read_runs
-from lit_vir.config import tool_parser, user_errors
+from lit_vir.commands.robustness_table import robustness_table
+from lit_vir.commands.runs import Run, find_runs, read_runs
+from lit_vir.config import add_flag, tool_parser, user_errors
 
 __all__ = ["Group", "compare_groups", "group_runs", "main"]
 
@@ -37,6 +38,7 @@ examples:
   lit-vir compare "sweeps/fmnist_table/runs/*/*" --baseline ViR-1 --output results
   lit-vir compare logs/vir-fashionmnist/version_* logs/visiontransformer-fashionmnist/version_* --output results
   lit-vir compare "runs/**/version_*" --title "Fashion-MNIST, 10 epochs"
+  lit-vir compare "logs/robustness/*/*" --corruptions --baseline ViR-1   # corruption test runs, 3 seeds each
 
 Writes compare.md (the rows with their intervals, the paired differences against --baseline, one line per run),
 compare.csv (one row per run), compare_summary.csv (one row per model) and compare.png (test accuracy with its
@@ -366,7 +368,8 @@ def figure(groups: list[Group], title: str) -> Figure:
         if interval is not None:
             bar = [[y - 100 * interval.low], [100 * interval.high - y]]
         else:
-            bar = [[100 * statistics.stdev(accuracies)] * 2] if len(accuracies) > 1 else [[0.0], [0.0]]
+            spread = 100 * statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            bar = [[spread], [spread]]  # (2, 1): below and above the one point
         label = group.label + ("" if one_dataset else f" {group.dataset}")
         for axes, (name, x_of) in zip(panels, axes_x, strict=True):
             xs = [x_of(run) for run in group.runs]
@@ -392,6 +395,13 @@ def parser() -> jsonargparse.ArgumentParser:
     parse.add_argument("runs", nargs="+", help="run folders or glob patterns")
     parse.add_argument("--output", default="comparison", help="folder for the tables and the plot")
     parse.add_argument("--title", default="ViR against ViT", help="title of the plot and the Markdown file")
+    add_flag(
+        parse,
+        "--corruptions",
+        help="the runs are `lit-vir test` runs on a corruption benchmark: write robustness.md/.csv (every model's "
+        "clean and mean corruption accuracy and each corruption's, with intervals over seeds and images, and the "
+        "paired difference against --baseline)",
+    )
     parse.add_argument(
         "--baseline",
         type=str | None,
@@ -412,8 +422,15 @@ def write_csv(path: Path, header: list[str], rows: list) -> None:
 @user_errors()  # lit-vir's one-line messages and exit codes for what a user can fix
 def main(argv: list[str]) -> None:
     arguments = parser().parse_args(argv)
-    runs, skipped = read_runs(arguments.runs)
     console = Console(width=None if sys.stdout.isatty() else 200)
+    if arguments.corruptions:
+        output = Path(arguments.output)
+        for reason in robustness_table(find_runs(arguments.runs), output, arguments.baseline, arguments.title):
+            console.print(f"[yellow]skipped {reason}[/]")
+        console.print((output / "robustness.md").read_text())
+        console.print(f"wrote {output}/robustness.md, robustness.csv")
+        return
+    runs, skipped = read_runs(arguments.runs)
     for run in skipped:
         console.print(f"[yellow]skipped {run.path}: {run.reason}[/]")
     if not runs:
@@ -447,4 +464,3 @@ def main(argv: list[str]) -> None:
         shown.add_row(*[row[index] for index in console_columns])
     console.print(shown)
     console.print(f"{len(runs)} runs; wrote {output}/compare.md, compare.csv, compare_summary.csv, compare.png")
-

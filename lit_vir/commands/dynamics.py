@@ -136,6 +136,7 @@ def main(argv: list[str]) -> None:
             "source": {**source, "arguments": argv},
             "mode": backbone.mode,
             "depth": backbone.depth,
+            "topology": topology(backbone),
             "images": 0 if images is None else images.shape[0],
             "settings": asdict(settings),
             "reservoirs": results,
@@ -205,7 +206,9 @@ def first_test_images(datamodule: ImageDataModule | None, count: int) -> torch.T
 
 
 def result_table(record: dict[str, Any], backbone: ViR) -> Table:
-    title = f"{record['name']} of a {backbone.mode} ViR-{backbone.depth}: N = {record['num_nodes']}, "
+    title = (
+        f"{record['name']} of a {backbone.mode} ViR-{backbone.depth}, {topology(backbone)}: N = {record['num_nodes']}, "
+    )
     title += f"driven by {'test-image tokens' if record['drive'] == 'tokens' else 'i.i.d. input'}"
     table = Table(title=title, title_justify="left")
     table.add_column("measure")
@@ -214,6 +217,11 @@ def result_table(record: dict[str, Any], backbone: ViR) -> Table:
         if field in record:
             table.add_row(label, f"{record[field]:.4g}")
     return table
+
+
+def topology(backbone: ViR) -> str | None:
+    """The topology of the backbone's reservoirs (`ReservoirOptions.topology`; None without a reservoir)."""
+    return backbone.reservoirs[0].options.topology if backbone.use_reservoir else None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

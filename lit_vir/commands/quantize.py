@@ -17,12 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import jsonargparse
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
+from lit_vir.analysis.uncertainty import accuracy_interval, paired_difference
 from lit_vir.checks import ConfigError, check_range
 from lit_vir.commands.common import test_batches, test_datamodule
 from lit_vir.config import add_flag, checkpoint_tool_parser, user_errors
@@ -46,7 +48,7 @@ from lit_vir.quantization import (
 )
 from lit_vir.quantization.size import FLOAT_BITS
 from lit_vir.quantization.softmax import softmax_statistics
-from lit_vir.robustness.perturb import accuracy
+from lit_vir.robustness.perturb import correct_images
 from lit_vir.training.provenance import environment
 
 __all__ = ["main"]
@@ -104,6 +106,8 @@ CSV_FIELDS = [
     "weight_bits",
     "activation_bits",
     "accuracy",
+    "accuracy_interval",
+    "vs_fp32",
     "size_bits",
     "size_mb",
 ]
@@ -230,11 +234,14 @@ def evaluate(
         "softmax": recipe.softmax if recipe else None,
         "weight_bits": FLOAT_BITS,
         "activation_bits": FLOAT_BITS,
-        "accuracy": accuracy(model, batches, device),
+        "outcomes": correct_images(model, batches, device),
         "size_bits": size.bits,
         "size_mb": size.megabytes,
         **extra,
     }
+    row["accuracy"] = float(row["outcomes"].mean())
+    interval = accuracy_interval([row["outcomes"]])
+    row["accuracy_interval"] = [interval.low, interval.high]
     if recipe is not None:
         weights, activations = unit_sizes(model)
         now = current_precision(model)
@@ -298,6 +305,8 @@ def main(argv: list[str]) -> None:
                 label = f"MP-{target.label}"
                 rows.append(evaluate(label, method, recipe, model, batches, arguments.device, budget=budget_bits))
                 progress.advance(task)
+    comparisons = paired_rows(rows)
+    outcomes = {f"{row['method']}/{row['precision']}": row.pop("outcomes") for row in rows}
     report = {
         "checkpoint": str(arguments.ckpt_path),
         "backbone": type(backbone).__name__,
@@ -315,14 +324,49 @@ def main(argv: list[str]) -> None:
         "command": ["lit-vir", "quantize", *argv],
         "environment": environment(),
         "rows": rows,
+        "comparisons": comparisons,
         "search_paths": paths,
     }
     write_results(report, Path(arguments.output), console)
+    np.savez_compressed(Path(arguments.output) / "quantization_outcomes.npz", **outcomes)
+
+
+def paired_rows(rows: list[dict]) -> list[dict]:
+    """Every quantised row against FP32, and MPTQ-ViT against each ablation at the same precision, on the same test
+    images: the difference, its 95% interval (bootstrap over images) and McNemar's exact p. Each row also gets its
+    difference and p against FP32."""
+    fp32 = rows[0]
+    by_key = {(row["method"], row["precision"]): row for row in rows}
+    found = []
+    for row in rows[1:]:
+        found.append(compared(row, fp32, "FP32"))
+        versus = found[-1]
+        row["vs_fp32"] = {key: versus[key] for key in ("difference", "low", "high", "p")}
+    mptq = VARIANTS["mptq"][0]
+    for (method, precision), row in by_key.items():
+        if method not in (mptq, "float") and (mptq, precision) in by_key:
+            found.append(compared(by_key[mptq, precision], row, f"{method} {precision}"))
+    return found
+
+
+def compared(row: dict, other: dict, name: str) -> dict:
+    result = paired_difference([row["outcomes"]], [other["outcomes"]])
+    return {
+        "row": f"{row['method']} {row['precision']}",
+        "against": name,
+        "difference": result.difference,
+        "low": result.low,
+        "high": result.high,
+        "p": result.p,
+        "test": result.test,
+    }
 
 
 def table_cells(entry: dict, baseline: float) -> list[str]:
     """One row's cells, in the order of `TABLE_COLUMNS`."""
     mark = {True: "✓", False: "—"}
+    low, high = entry["accuracy_interval"]
+    versus = entry.get("vs_fp32")
     return [
         entry["precision"],
         entry["method"],
@@ -331,8 +375,10 @@ def table_cells(entry: dict, baseline: float) -> list[str]:
         entry["softmax"] or "float",
         f"{entry['weight_bits']:g}",
         f"{entry['activation_bits']:g}",
-        f"{100 * entry['accuracy']:.2f}",
-        f"{100 * (entry['accuracy'] - baseline):+.2f}",
+        f"{100 * entry['accuracy']:.2f} [{100 * low:.2f}, {100 * high:.2f}]",
+        f"{100 * (entry['accuracy'] - baseline):+.2f}"
+        + (f" [{100 * versus['low']:+.2f}, {100 * versus['high']:+.2f}]" if versus else ""),
+        "–" if versus is None else f"{versus['p']:.3g}",
         f"{entry['size_bits']:,}",
         f"{entry['size_mb']:.4f}",
     ]
@@ -340,7 +386,7 @@ def table_cells(entry: dict, baseline: float) -> list[str]:
 
 TABLE_COLUMNS = [
     *("precision", "method", "SQ-b", "OPT-m", "softmax", "W̄ bits", "Ā bits"),
-    *("acc %", "Δ acc", "size (bits)", "MB"),
+    *("acc % [95% CI]", "Δ vs FP32 [95% CI]", "p (McNemar)", "size (bits)", "MB"),
 ]
 
 
@@ -376,6 +422,16 @@ def markdown(report: dict) -> str:
         "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(table_cells(entry, rows[0]["accuracy"])) + " |" for entry in rows]
+    ablations = [entry for entry in report["comparisons"] if entry["against"] != "FP32"]
+    if ablations:
+        lines += ["", "MPTQ-ViT against each ablation at the same precision, on the same images:", ""]
+        lines += ["| MPTQ-ViT row | against | Δ points [95% CI] | p (McNemar) |", "|---|---|---|---|"]
+        lines += [
+            f"| {entry['row']} | {entry['against']} | {100 * entry['difference']:+.2f} "
+            f"[{100 * entry['low']:+.2f}, {100 * entry['high']:+.2f}] | {entry['p']:.3g} |"
+            for entry in ablations
+        ]
+    lines += ["", "Intervals: percentile bootstrap over the test images; p: McNemar's exact test on the same images."]
     return "\n".join(lines) + "\n"
 
 

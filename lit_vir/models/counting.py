@@ -45,14 +45,22 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     )
 
 
-# What torch.utils.flop_counter does not count by itself: the reservoir's in-place step and PyTorch's CPU
-# attention kernels (forward and backward); without them ViR's recurrence and ViT's q·kᵀ and softmax·V count 0.
+# What torch.utils.flop_counter does not count by itself: the reservoir's in-place step, the ridge readout's
+# in-place update of its normal equations and PyTorch's CPU attention kernels (forward and backward); without them
+# ViR's recurrence, the ridge's A += [f;1]ᵀ[f;1] and ViT's q·kᵀ and softmax·V count 0.
 # Registered in torch's own registry, so every FlopCounterMode counts them (Lightning's model summary included).
 @register_flop_formula(torch.ops.aten.baddbmm_)
 def _batched_product_flops(self_shape, left_shape, right_shape, *args, out_shape=None, **kwargs) -> int:
     """(b, m, k)·(b, k, n): 2·b·m·k·n."""
     batch, rows, inner = left_shape
     return 2 * batch * rows * inner * right_shape[-1]
+
+
+@register_flop_formula(torch.ops.aten.addmm_)
+def _product_flops(self_shape, left_shape, right_shape, *args, out_shape=None, **kwargs) -> int:
+    """(m, k)·(k, n): 2·m·k·n."""
+    rows, inner = left_shape
+    return 2 * rows * inner * right_shape[-1]
 
 
 @register_flop_formula(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)

@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lit_vir.checks import check_range
 from lit_vir.models.reservoir_options import ReservoirOptions
-from lit_vir.models.topology import input_matrix, nearly_fully_connected
+from lit_vir.models.topology import input_matrix, recurrent_matrix, signed_cycle_with_jumps, signs_and_hole
 
 __all__ = ["Activation", "Reservoir", "draw_matrices", "reservoir_step"]
 
@@ -51,13 +51,15 @@ def reservoir_step(
 def draw_matrices(
     options: ReservoirOptions, in_features: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """W (N, N), V (D, N) and b (N,) or None of one reservoir, float64, from a generator seeded with `seed`,
-    in their fixed draw order (W's signs and hole, V, b). W is drawn even when `memoryless` (then zeroed), so
-    a memoryless reservoir has the same V as the full one of the same seed."""
+    """W (N, N), V (D, N) and b (N,) or None of one reservoir, float64, from a generator seeded with `seed`.
+
+    Draw order: cycle_jumps' signs and hole (made for every topology), V, b, then the draws of any other
+    topology's W. So V and b of a seed are the same whatever the topology — a topology comparison changes W
+    alone — and the reference's W, V and b are those of the first implementation, bit for bit. A `memoryless`
+    reservoir has W = 0 and the same V and b.
+    """
     generator = torch.Generator().manual_seed(seed)
-    weight = nearly_fully_connected(options, generator)
-    if options.memoryless:
-        weight.zero_()
+    signs, hole = signs_and_hole(options.num_nodes, generator)
     inputs = input_matrix(
         in_features, options.num_nodes, generator, density=options.input_density, signed=options.signed_input
     )
@@ -65,11 +67,18 @@ def draw_matrices(
     if options.bias_scaling > 0:
         uniform = torch.rand(options.num_nodes, generator=generator, dtype=torch.float64)
         bias = options.bias_scaling * (2.0 * uniform - 1.0)
+    if options.memoryless:
+        weight = torch.zeros(options.num_nodes, options.num_nodes, dtype=torch.float64)
+    elif options.topology == "cycle_jumps":
+        weight = signed_cycle_with_jumps(options, signs, hole)
+    else:
+        weight = recurrent_matrix(options, generator)
     return weight, inputs, bias
 
 
 class Reservoir(nn.Module):
-    """A bank of `num_reservoirs` fixed reservoirs with the "nearly fully connected" topology.
+    """A bank of `num_reservoirs` fixed reservoirs, of the "nearly fully connected" topology or another one
+    (`ReservoirOptions.topology`).
 
     Reservoir i of the bank is drawn from a generator seeded with `seed + i` (W, then V, then b), so
     a seed fixes every matrix on every process, and core i of a deep ViR is the same reservoir in

@@ -28,7 +28,7 @@ class RowSample:
     def add(self, tensor: torch.Tensor) -> None:
         self.seen += tensor.numel()
         rows = tensor.detach().reshape(-1, tensor.shape[-1])  # (rows, F)
-        keys = torch.rand(rows.shape[0], generator=self.generator).to(rows.device)
+        keys = torch.rand(rows.shape[0], generator=self.generator, device=self.generator.device).to(rows.device)
         if self.rows is not None:
             rows = torch.cat([self.rows, rows])
             keys = torch.cat([self.keys, keys])

@@ -19,6 +19,7 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -26,7 +27,15 @@ from torch.utils.data import DataLoader
 from lit_vir.checks import check_choice
 from lit_vir.models.reservoir import Reservoir, draw_matrices
 
-__all__ = ["KINDS", "RESERVOIR_KINDS", "Perturbation", "accuracy", "perturbed", "unperturbed_level"]
+__all__ = [
+    "KINDS",
+    "RESERVOIR_KINDS",
+    "Perturbation",
+    "accuracy",
+    "correct_images",
+    "perturbed",
+    "unperturbed_level",
+]
 
 RESERVOIR_KINDS = ("spectral_radius", "input_sparsity", "reservoir_seed")
 KINDS = ("noise", *RESERVOIR_KINDS)
@@ -114,10 +123,16 @@ def perturbed(model: nn.Module, perturbation: Perturbation, seed: int = 0) -> nn
 @torch.no_grad()
 def accuracy(model: nn.Module, batches: DataLoader | Iterable, device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy of `model` (in eval mode) over (images, labels) batches."""
+    outcomes = correct_images(model, batches, device)
+    return float(outcomes.mean()) if len(outcomes) else 0.0
+
+
+def correct_images(model: nn.Module, batches: DataLoader | Iterable, device: torch.device | str = "cpu") -> np.ndarray:
+    """Each image's outcome (1 right, 0 wrong) under `model` (in eval mode), in batch order: what intervals and
+    paired tests between two models on the same images need."""
     model.eval().to(device)
-    correct = seen = 0
+    found = []
     for images, labels in batches:
         predictions = model(images.to(device)).argmax(dim=-1)
-        correct += int((predictions.cpu() == labels).sum())
-        seen += len(labels)
-    return correct / max(seen, 1)
+        found.append((predictions.cpu() == labels).numpy().astype(np.int8))
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int8)

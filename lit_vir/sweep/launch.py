@@ -41,6 +41,8 @@ def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
     spec = absolute(spec)
     validate(spec)
     url = storage_url(spec)  # refuses a URL with a password before anything is written
+    if spec.launcher.kind == "local":
+        local_slots(spec, spec.launcher.workers)  # enough cores and GPUs for the workers, or a message now
     plan = Plan.of(spec)
     spec_file = spec.folder / "sweep.yaml"
     keep_identity(spec, spec_file)
@@ -133,7 +135,7 @@ def local_slots(spec: SweepSpec, workers: int) -> list[tuple[list[int] | None, i
         import torch
 
         available = torch.cuda.device_count()
-        per_gpu = round(1 / spec.resources.gpus) if spec.resources.gpus < 1 else 1
+        per_gpu = round(1 / spec.resources.gpus) if spec.resources.gpus < 1 else 1  # 0.333 → 3 workers a GPU
         if workers > available * per_gpu:
             raise ConfigError(
                 f"launcher.workers = {workers} with resources.gpus = {spec.resources.gpus} needs "

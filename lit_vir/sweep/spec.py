@@ -263,7 +263,8 @@ class SweepSpec:
             raise ConfigError(f"launcher.workers = {launcher.workers} is outside the allowed range [1, inf).")
         if self.resources.threads < 1:
             raise ConfigError(f"resources.threads = {self.resources.threads} is outside the allowed range [1, inf).")
-        if self.resources.gpus < 0 or (0 < self.resources.gpus < 1 and not (1 / self.resources.gpus).is_integer()):
+        gpus = self.resources.gpus
+        if gpus < 0 or (0 < gpus < 1 and abs(1 / gpus - round(1 / gpus)) > 0.01):
             raise ConfigError(
                 f"resources.gpus = {self.resources.gpus}: give 0, 1, or 1/k to share a GPU among k workers."
             )

@@ -90,8 +90,8 @@ class Plan:
         if self.searching:
             return {self.study_name(cell): self.search_slots(cell) for cell in self.cells.values()}
         slots = []
-        for cell in self.cells.values():
-            for seed in self.spec.grid.seeds or [None]:
+        for seed in self.spec.grid.seeds or [None]:  # seed-major: a sweep stopped early has every row's first seeds
+            for cell in self.cells.values():
                 params = {name: primitive(value) for name, value in cell.params}
                 if seed is not None:
                     params["seed"] = seed

@@ -2,6 +2,7 @@
 
 from lit_vir.training.mixing import BatchMixing
 from lit_vir.training.module import ImageClassifier
+from lit_vir.training.ridge import RidgeClassifier
 from lit_vir.training.schedulers import WarmupCosineLR
 
-__all__ = ["BatchMixing", "ImageClassifier", "WarmupCosineLR"]
+__all__ = ["BatchMixing", "ImageClassifier", "RidgeClassifier", "WarmupCosineLR"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,11 +62,18 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 def load_classifier(path: str | Path, map_location: Any = "cpu"):
-    """The `ImageClassifier` of a checkpoint written by `lit-vir fit`, rebuilt from its saved config."""
+    """The `ImageClassifier` of a checkpoint written by `lit-vir fit`, rebuilt from its saved config — as the
+    subclass it was trained as (`RidgeClassifier`) when that class is already imported: Lightning's own loading
+    drops the checkpoint's `_class_path` for a base class without **kwargs and would build the base."""
     from lit_vir.training.module import ImageClassifier  # the module imports this file
 
-    read_checkpoint(path, map_location)  # clear errors before Lightning's own loading
-    return ImageClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(path, map_location)  # clear errors before Lightning's own loading
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path", "")
+    module_path, _, name = str(class_path).rpartition(".")
+    module_class = getattr(sys.modules.get(module_path), name, None)  # never imports code named by a file
+    if not (isinstance(module_class, type) and issubclass(module_class, ImageClassifier)):
+        module_class = ImageClassifier
+    return module_class.load_from_checkpoint(path, map_location=map_location, weights_only=True)
 
 
 def saved_preprocessing(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -17,9 +17,15 @@ ABLATIONS = {  # backbone option → (value that makes the ablation, its name)
 }
 
 
+def is_ridge(config: dict) -> bool:
+    """Whether the run's module is the closed-form ridge readout (`configs/readout/ridge.yaml`)."""
+    return config["model"].get("class_path", "").rsplit(".", 1)[-1] == "RidgeClassifier"
+
+
 def model_label(config: dict) -> str:
-    """`ViR-3 serial`, `ViR-1 no_reservoir`, `ViT-Base-12`, `MobileViT`, `ExMobileViT-928`, `timm/resnet18`: the
-    papers' names for a run's backbone, with its ablation controls."""
+    """`ViR-3 serial`, `ViR-1 no_reservoir`, `ViR-1 ring`, `ViR-1 ridge`, `ViT-Base-12`, `MobileViT`,
+    `ExMobileViT-928`, `timm/resnet18`: the papers' names for a run's backbone, with its ablation controls, its
+    reservoir topology when not the reference's, and `ridge` for the closed-form readout."""
     backbone = config["model"]["init_args"]["backbone"]
     name, options = backbone["class_path"].rsplit(".", 1)[-1], backbone.get("init_args") or {}
     depth = options.get("depth")
@@ -27,7 +33,13 @@ def model_label(config: dict) -> str:
         extras = " serial" if options.get("mode") == "serial" else ""
         label = f"ViR-{depth}{extras}{' detach' if extras and options.get('detach') else ''}"
         ablations = [tag for option, (value, tag) in ABLATIONS.items() if options.get(option) == value]
-        return " ".join([label, *ablations])
+        topology = options.get("topology", "cycle_jumps")
+        tags = [
+            *ablations,
+            *([topology] if topology != "cycle_jumps" else []),
+            *(["ridge"] if is_ridge(config) else []),
+        ]
+        return " ".join([label, *tags])
     if name == "VisionTransformer":
         width = {768: "ViT-Base", 192: "ViT-Small"}.get(options.get("embed_dim"), f"ViT-D{options.get('embed_dim')}")
         return f"{width}-{depth}"
@@ -40,9 +52,11 @@ def model_label(config: dict) -> str:
 
 
 def recipe_label(config: dict) -> str:
-    """`reference` (the paper's: no schedule, no augmentation), `strong` (AdamW + warm-up/cosine + label smoothing,
-    configs/recipe/strong.yaml) or `from-scratch` (strong + RandAugment/erasing, MixUp/CutMix, drop-path, EMA:
-    configs/recipe/deit.yaml), read off the saved config."""
+    """`closed-form` (the ridge readout: no optimiser), `reference` (the paper's: no schedule, no augmentation),
+    `strong` (AdamW + warm-up/cosine + label smoothing, configs/recipe/strong.yaml) or `from-scratch` (strong +
+    RandAugment/erasing, MixUp/CutMix, drop-path, EMA: configs/recipe/deit.yaml), read off the saved config."""
+    if is_ridge(config):
+        return "closed-form"
     module = config["model"]["init_args"]
     data = config.get("data", {}).get("init_args") or {}
     callbacks = config.get("trainer", {}).get("callbacks") or []
@@ -77,8 +91,8 @@ def precision_label(config: dict) -> str:
 
 
 def run_hyperparameters(config: dict) -> dict[str, str | float | int | bool]:
-    """The columns of TensorBoard's HPARAMS tab: model, dataset, recipe, budget, seed, depth, the reservoir's α and
-    N (ViR) and the learning rate — what runs are compared by."""
+    """The columns of TensorBoard's HPARAMS tab: model, dataset, recipe, budget, seed, depth, the reservoir's α,
+    topology and N (ViR) and the learning rate — what runs are compared by."""
     backbone = config["model"]["init_args"]["backbone"]
     options = backbone.get("init_args") or {}
     optimizer = (config["model"]["init_args"].get("optimizer") or {}).get("init_args") or {}
@@ -92,6 +106,7 @@ def run_hyperparameters(config: dict) -> dict[str, str | float | int | bool]:
         "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else -1,
         "depth": options.get("depth"),
         "spectral_radius": options.get("spectral_radius"),
+        "topology": options.get("topology"),
         "num_nodes": options.get("num_nodes"),
         "lr": optimizer.get("lr"),
     }

@@ -38,7 +38,10 @@ class TrainingFlops(L.Callback):
         images = torch.zeros(EXAMPLE_BATCH, datamodule.in_channels, size, size)
         num_classes = getattr(datamodule, "num_classes", 2)
         backbone = getattr(pl_module, "backbone", pl_module)
-        self.flops_per_image = training_flops(backbone, images.to(pl_module.device), num_classes) // EXAMPLE_BATCH
+        images = images.to(pl_module.device)
+        counter = getattr(pl_module, "count_training_flops", None)  # a module that trains otherwise than by backprop
+        flops = counter(images) if counter is not None else training_flops(backbone, images, num_classes)
+        self.flops_per_image = flops // EXAMPLE_BATCH
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.images_seen += len(batch[0]) * trainer.world_size

@@ -1,0 +1,284 @@
+"""The closed-form ridge readout: the normal equations against numpy's least squares, the features against a plain
+float64 loop of the reservoir, the memory refusal, and a real `lit-vir fit` run whose choice of λ, weights and
+accuracies are recomputed here from the data with numpy and read back by `lit-vir compare`."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_vir.checks import ConfigError
+from lit_vir.cli import main
+from lit_vir.commands.compare import main as compare
+from lit_vir.config import build_from_config
+from lit_vir.models import ViR
+from lit_vir.models.ridge import NormalEquations, feature_width, normal_equations_bytes, reservoir_features
+from lit_vir.training import RidgeClassifier
+from lit_vir.training.checkpoints import load_classifier, read_checkpoint
+from lit_vir.training.ridge import DEFAULT_RIDGES, available_memory_bytes
+from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
+
+RIDGE = CONFIGS / "readout" / "ridge.yaml"
+DIGITS = ["-c", str(CONFIGS / "vir.yaml"), "-c", str(CONFIGS / "data" / "digits.yaml"), *TINY_VIR]
+PATCH_2 = ["--model.backbone.init_args.patch_size", "2"]  # 16 tokens of an 8×8 digit
+
+
+def reference_ridge(features: np.ndarray, targets: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge with an unpenalised intercept as one least-squares problem: rows [f_n, 1] → y_n, plus F rows
+    [√β·e_i, 0] → 0 that penalise each weight (and not the intercept), solved by numpy.linalg.lstsq."""
+    count, width = features.shape
+    design = np.block([[features, np.ones((count, 1))], [np.sqrt(beta) * np.eye(width), np.zeros((width, 1))]])
+    target = np.vstack([targets, np.zeros((width, targets.shape[1]))])
+    solution = np.linalg.lstsq(design, target, rcond=None)[0]
+    return solution[:width], solution[width]
+
+
+def relative_penalty(features: np.ndarray, ridge: float) -> float:
+    """β = λ·tr(Σ)/F, Σ the centred scatter matrix of the features."""
+    return ridge * ((features - features.mean(axis=0)) ** 2).sum() / features.shape[1]
+
+
+def one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes)[labels]
+
+
+def small_problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    generator = np.random.default_rng(seed)
+    features = generator.normal(size=(300, 7)) * [1, 2, 5, 0.1, 1, 3, 1] + [0, 1, -2, 4, 0, 0, 10]
+    labels = (features[:, 0] + 0.3 * features[:, 1] > 0).astype(int) + (features[:, 2] > -2)
+    return features, labels
+
+
+@pytest.mark.parametrize("ridge", [1e-6, 1e-2, 3.0])
+def test_normal_equations_solve_ridge_as_numpy_lstsq(ridge):
+    features, labels = small_problem()
+    equations = NormalEquations(7, 3)
+    for rows in (slice(0, 50), slice(50, 51), slice(51, 300)):  # accumulated over unequal batches
+        equations.add(torch.from_numpy(features[rows]), torch.from_numpy(labels[rows]))
+    assert equations.count == 300
+    beta = relative_penalty(features, ridge)
+    assert equations.penalty(ridge) == pytest.approx(beta, rel=1e-12)
+    weight, bias = equations.solve(ridge)
+    expected_weight, expected_bias = reference_ridge(features, one_hot(labels, 3), beta)
+    np.testing.assert_allclose(weight.numpy(), expected_weight, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(bias.numpy(), expected_bias, rtol=1e-9, atol=1e-11)
+
+
+def test_a_vanishing_ridge_is_ordinary_least_squares():
+    features, labels = small_problem(1)
+    equations = NormalEquations(7, 3)
+    equations.add(torch.from_numpy(features), torch.from_numpy(labels))
+    weight, bias = equations.solve(1e-13)
+    design = np.hstack([features, np.ones((300, 1))])
+    solution = np.linalg.lstsq(design, one_hot(labels, 3), rcond=None)[0]
+    np.testing.assert_allclose(weight.numpy(), solution[:7], atol=1e-8)
+    np.testing.assert_allclose(bias.numpy(), solution[7], atol=1e-8)
+
+
+def test_a_relative_ridge_gives_the_same_predictions_at_any_feature_scale():
+    features, labels = small_problem(2)
+    predictions = []
+    for scale in (1.0, 1000.0):
+        equations = NormalEquations(7, 3)
+        equations.add(torch.from_numpy(scale * features), torch.from_numpy(labels))
+        weight, bias = equations.solve(0.1)
+        predictions.append(scale * features @ weight.numpy() + bias.numpy())
+    np.testing.assert_allclose(predictions[0], predictions[1], rtol=1e-8, atol=1e-10)
+
+
+def test_a_singular_system_is_refused_with_what_to_do():
+    features = np.repeat(small_problem()[0][:, :1], 2, axis=1)  # two equal columns: singular without a ridge
+    equations = NormalEquations(2, 3)
+    equations.add(torch.from_numpy(features), torch.zeros(300, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"not positive definite at ridge λ = 0 .* use a larger λ"):
+        equations.solve(0.0)
+    with pytest.raises(ValueError, match="no samples"):
+        NormalEquations(2, 3).solve(1.0)
+
+
+def tiny_vir(**options) -> ViR:
+    settings = dict(num_classes=10, image_size=8, in_channels=1, patch_size=2, embed_dim=6, mlp_dim=8)
+    return ViR(**{**settings, "num_nodes": 12, "jump_size": 3, "bias_scaling": 0.2, "leak_rate": 0.7, **options})
+
+
+def reference_states(tokens: np.ndarray, weight: np.ndarray, inputs: np.ndarray, bias, leak: float) -> np.ndarray:
+    """h_t = (1 − a)·h_{t−1} + a·tanh(h_{t−1}·W + x_t·V + b), h_0 = 0, one image and one step at a time."""
+    states = np.zeros((*tokens.shape[:2], weight.shape[0]))
+    for image in range(tokens.shape[0]):
+        state = np.zeros(weight.shape[0])
+        for step in range(tokens.shape[1]):
+            state = (1 - leak) * state + leak * np.tanh(state @ weight + tokens[image, step] @ inputs + bias)
+            states[image, step] = state
+    return states
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last", "flatten"])
+def test_features_are_tokens_and_states_of_every_core_pooled(pooling):
+    model = tiny_vir(depth=2).eval()
+    images = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    tokens = model.embed(images).detach().double().numpy()  # (B, T, D)
+    bank = model.reservoirs[0]
+    columns = [tokens] + [
+        reference_states(
+            tokens,
+            bank.weight[core].double().numpy(),
+            bank.input_weight[core].double().numpy(),
+            bank.bias[core].double().numpy(),
+            0.7,
+        )
+        for core in range(2)
+    ]
+    per_token = np.concatenate(columns, axis=-1)  # (B, T, D + 2N)
+    expected = {"mean": per_token.mean(axis=1), "last": per_token[:, -1], "flatten": per_token.reshape(3, -1)}
+    features = reservoir_features(model, images, pooling)
+    assert features.dtype == torch.float64
+    np.testing.assert_allclose(features.numpy(), expected[pooling], atol=1e-5)  # the model's states are float32
+    assert feature_width(model, pooling) == features.shape[1] == (6 + 2 * 12) * (16 if pooling == "flatten" else 1)
+
+
+def test_features_without_a_reservoir_are_the_pooled_tokens():
+    model = tiny_vir(use_reservoir=False).eval()
+    images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    expected = model.embed(images).detach().double().mean(dim=1)
+    assert torch.allclose(reservoir_features(model, images, "mean"), expected)
+    assert feature_width(model, "mean") == 6
+
+
+def test_normal_equations_too_large_for_the_memory_are_refused_before_anything_runs():
+    model = tiny_vir()
+    width = (6 + 12) * 16  # flatten: T·(D + N)
+    needed = 16 * (width + 1) ** 2
+    assert normal_equations_bytes(width) == needed
+    limit = needed / 2**30 * 0.99
+    with pytest.raises(ConfigError) as error:
+        RidgeClassifier(model, pooling="flatten", memory_limit_gib=limit)
+    assert str(error.value) == (
+        f"RidgeClassifier: the normal equations of {width} features (flatten pooling of [x_t ; h_t]) need "
+        f"16·(F+1)² bytes = {needed / 2**30:.2f} GiB in float64, more than the {limit:.2f} GiB memory_limit_gib. "
+        "Use pooling 'mean' or 'last' (T times narrower), fewer nodes or cores, or a machine with more memory."
+    )
+    RidgeClassifier(model, pooling="flatten", memory_limit_gib=needed / 2**30 * 1.01)  # just fits: accepted
+
+
+def test_the_default_memory_limit_is_the_memory_available_now():
+    psutil = pytest.importorskip("psutil")
+    assert available_memory_bytes() == pytest.approx(psutil.virtual_memory().available, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"backbone": tiny_vir(depth=2, mode="serial")}, "mode = 'serial' is not one of 'parallel'"),
+        ({"pooling": "max"}, "pooling = 'max' is not one of 'mean', 'last', 'flatten'"),
+        ({"ridges": ()}, "ridges is empty"),
+        ({"ridges": (1e-3, 0.0)}, r"ridges \(λ\) = 0.0 is outside the allowed range \(0, inf\)"),
+        ({"backbone": torch.nn.Linear(2, 2)}, "the backbone is a Linear; the ridge readout reads a ViR"),
+    ],
+)
+def test_ridge_options_are_checked(arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        RidgeClassifier(**{"backbone": tiny_vir(), **arguments})
+
+
+def scalars(run: Path) -> dict[str, list[float]]:
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [event.value for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def split_arrays(classifier: RidgeClassifier, loader) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled features of a whole split (computed by the model's path) and its labels."""
+    features, labels = zip(*((reservoir_features(classifier.backbone, x, "mean"), y) for x, y in loader), strict=True)
+    return torch.cat(features).numpy(), torch.cat(labels).numpy()
+
+
+def test_ridge_fit_chooses_lambda_on_validation_tests_its_checkpoint_and_sits_in_compare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ridges = [1e-6, 1e-3, 1e-1, 10.0]
+    config = [*DIGITS, *PATCH_2, "-c", str(RIDGE), "--model.init_args.ridges", str(ridges)]
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    main(["fit", *config, *quiet, "--trainer.max_epochs", "3", "--test_after_fit", "true"])
+    run = tmp_path / "logs" / "vir-digits" / "version_0"
+    logged = scalars(run)
+
+    # the same model and splits, built here, and the ridge solved with numpy for each λ of the grid
+    classifier, data = build_from_config(config)
+    data.setup("fit")
+    data.setup("test")
+    train_x, train_y = split_arrays(classifier, data.train_dataloader())
+    val_x, val_y = split_arrays(classifier, data.val_dataloader())
+    test_x, test_y = split_arrays(classifier, data.test_dataloader())
+    solutions = [reference_ridge(train_x, one_hot(train_y, 10), relative_penalty(train_x, ridge)) for ridge in ridges]
+    accuracies = [((val_x @ weight + bias).argmax(axis=1) == val_y).mean() for weight, bias in solutions]
+    best = max(range(len(ridges)), key=lambda index: (accuracies[index], index))
+
+    assert logged["val/acc"] == pytest.approx([accuracies[best]])  # one pass, validated once, though max_epochs 3
+    assert logged["ridge/val_acc"] == pytest.approx(accuracies)
+    assert logged["ridge/lambda"] == pytest.approx([ridges[best]])
+    checkpoints = sorted(path.name for path in (run / "checkpoints").iterdir())
+    assert checkpoints == [f"epoch000-val_acc{accuracies[best]:.4f}.ckpt", "last.ckpt"]
+    state = read_checkpoint(run / "checkpoints" / checkpoints[0])["state_dict"]
+    loaded = load_classifier(run / "checkpoints" / checkpoints[0])  # as the tools load it (dynamics, perturb)
+    assert isinstance(loaded, RidgeClassifier) and torch.equal(loaded.readout_weight, state["readout_weight"])
+    weight, bias = solutions[best]
+    # the fit saw the same images in other batches, and float32 states differ in their last bits with the batch
+    np.testing.assert_allclose(state["readout_weight"].numpy(), weight, rtol=0, atol=1e-4 * np.abs(weight).max())
+    np.testing.assert_allclose(state["readout_bias"].numpy(), bias, rtol=0, atol=1e-4 * np.abs(bias).max())
+    test_accuracy = ((test_x @ weight + bias).argmax(axis=1) == test_y).mean()
+    assert logged["test/acc"] == pytest.approx([test_accuracy], abs=1e-6)  # the best checkpoint, reloaded
+    assert logged["test_last/acc"] == pytest.approx([test_accuracy], abs=1e-6)  # the weights in memory
+    assert logged["params/trainable"] == [(16 + 32 + 1) * 10 + (4 * 16 + 16)]  # W, b and the patch embedding
+    assert logged["params/fixed"] == [32 * 32 + 16 * 32]  # W and V of the reservoir
+
+    # one training step: the 16 tokens' embedding and reservoir products, and the update of A (float64)
+    tokens, nodes, width = 16, 32, 16 + 32
+    per_image = 2 * tokens * 4 * 16 + 2 * tokens * 16 * nodes + 2 * (tokens - 1) * nodes**2 + 2 * (width + 1) ** 2
+    assert logged["perf/train_flops_per_image"] == [per_image]
+    assert logged["perf/optimizer_steps"] == [1]  # the solve: the run's one update
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "lit_vir.training.RidgeClassifier" and saved["optimizer"] is None
+    main(["fit", *DIGITS, *PATCH_2, *QUICK_TRAINER, "--test_after_fit", "true"])  # gradient-trained, next to it
+    compare([str(tmp_path / "logs" / "vir-digits" / "version_*"), "--output", str(tmp_path / "comparison")])
+    with open(tmp_path / "comparison" / "compare.csv") as stream:
+        rows = {row["model"]: row for row in csv.DictReader(stream)}
+    assert set(rows) == {"ViR-1 ridge", "ViR-1"}
+    assert rows["ViR-1 ridge"]["recipe"] == "closed-form" and rows["ViR-1"]["recipe"] == "reference"
+    assert float(rows["ViR-1 ridge"]["test_acc"]) == pytest.approx(test_accuracy, abs=1e-6)
+
+
+def test_ridge_fit_refuses_a_run_without_validation(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *DIGITS, *PATCH_2, "-c", str(RIDGE), "--trainer.limit_val_batches", "0"])
+    assert exit_info.value.code == 2
+    assert "λ is chosen on the validation split; enable validation" in capsys.readouterr().err
+
+
+def test_ridge_fit_that_ends_before_its_validation_is_an_error_not_a_zero_readout(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *DIGITS, *PATCH_2, "-c", str(RIDGE), "--trainer.check_val_every_n_epoch", "2"])
+    assert exit_info.value.code == 2
+    assert "the fit ended before validation solved the normal equations" in capsys.readouterr().err
+
+
+def test_ridge_memory_refusal_reaches_the_command_line_before_data_or_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        limit = ["--model.init_args.pooling", "flatten", "--model.init_args.memory_limit_gib", "0.0001"]
+        main(["fit", *DIGITS, *PATCH_2, "-c", str(RIDGE), *limit])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("lit-vir: invalid configuration: RidgeClassifier: the normal equations of 768 features")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_default_ridge_grid_is_a_log_grid():
+    assert np.allclose(np.log10(DEFAULT_RIDGES), np.arange(-8, 2))
