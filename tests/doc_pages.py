@@ -137,6 +137,22 @@ TOOLS = {
 }
 
 
+SWEEP_TRIAL = (
+    "{trainer.max_epochs: 1, trainer.limit_train_batches: 2, trainer.limit_val_batches: 1, "
+    "trainer.limit_test_batches: 1, trainer.enable_progress_bar: false}"
+)  # replaces the spec's `overrides`
+SWEEP = ["--launcher.kind", "inline", "--overrides", SWEEP_TRIAL]  # the trials in this process, one by one
+SEARCH_TRIALS = ["--search.n_trials", "2"]
+
+
+def spec_searches(argv: list[str]) -> bool:
+    """Whether a sweep spec named by `-c` has a search (then its trials are cut to two)."""
+    import yaml
+
+    pieces = [argv[at + 1] for at, word in enumerate(argv[:-1]) if word in ("-c", "--config")]
+    return any("search" in (yaml.safe_load(Path(piece).read_text()) or {}) for piece in pieces)
+
+
 def model_overrides(argv: list[str]) -> list[str]:
     for marker, overrides in FAMILIES:
         if any(marker in word for word in argv):
@@ -148,7 +164,11 @@ def tiny(argv: list[str]) -> list[str]:
     """`argv` with what makes it run in seconds appended (later options win): the model's tiny sizes, one epoch
     unless the command names its epochs, two batches of 8 images, no progress bar; a tool's own limits."""
     name = argv[0] if argv else ""
-    if "--help" in argv or name not in LIGHTNING | {"dynamics"} | set(TOOLS):
+    if "--help" in argv:
+        return argv
+    if argv[:2] == ["sweep", "run"]:
+        return [*argv, *SWEEP, *(SEARCH_TRIALS if spec_searches(argv) else [])]
+    if name not in LIGHTNING | {"dynamics"} | set(TOOLS):
         return argv
     if name in TOOLS:
         return [*argv, *TOOLS[name]]

@@ -26,10 +26,6 @@ AWAITING_OWNER = {
         "JOBS=1 CORES=1 scripts/results_fmnist.sh train   # every row × seed not yet done, one worker pinned to core 1",
         "OMP_NUM_THREADS=1 scripts/results_cpu.sh digits_vir; OMP_NUM_THREADS=1 scripts/results_cpu.sh digits_vit",
     ],
-    "docs/sweeps.md": [
-        "lit-vir sweep run -c configs/sweep/digits.yaml        # 4 trials: ViR and no_reservoir × 2 seeds, 2 workers",
-        "lit-vir sweep report -c configs/sweep/digits_reservoir.yaml",
-    ],
 }
 # Pages whose commands start processes (DDP's second rank, bench's fresh process per model), train the larger
 # compared variants or search mixed precision: they cost more than the fast suite's share (`pytest -m slow`).
@@ -174,6 +170,21 @@ def resume(folder: Path, outputs: dict[str, str]) -> None:
     assert read_checkpoint(folder / "logs/vir-digits/version_0/checkpoints/last.ckpt")["epoch"] == 3  # 4 epochs: 0..3
 
 
+def sweeps(folder: Path, outputs: dict[str, str]) -> None:
+    assert "4 complete, 0 pruned, 0 failed" in outputs["lit-vir sweep run -c configs/sweep/digits.yaml"]  # 2 × 2 seeds
+    status = outputs["lit-vir sweep status -c configs/sweep/digits.yaml"]
+    assert status.count("│ complete │") == 4, status
+    runs = sorted(
+        path.relative_to(folder / "sweeps/digits/runs").as_posix() for path in folder.glob("sweeps/digits/runs/*/*")
+    )
+    assert runs == ["no_reservoir/t001-s1", "no_reservoir/t003-s2", "vir/t000-s1", "vir/t002-s2"], runs
+    table = (folder / "comparison" / "compare.md").read_text()
+    for row in ("ViR-1", "ViR-1 no_reservoir"):
+        assert f"| {row} " in table, row
+    assert "2 complete, 0 pruned, 0 failed" in outputs["lit-vir sweep run -c configs/sweep/digits_reservoir.yaml"]
+    assert (folder / "sweeps/digits_reservoir/report/report.md").is_file()
+
+
 CHECKS: dict[str, Callable[[Path, dict[str, str]], None]] = {
     "docs/getting-started/quickstart.md": quickstart,
     "docs/reference/training.md": run_folders,
@@ -185,6 +196,7 @@ CHECKS: dict[str, Callable[[Path, dict[str, str]], None]] = {
     "docs/how-to/vit-slim.md": vit_slim,
     "docs/how-to/mptq-vit.md": mptq_vit,
     "docs/how-to/resume.md": resume,
+    "docs/sweeps.md": sweeps,
 }
 
 

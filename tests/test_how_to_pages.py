@@ -162,7 +162,9 @@ def test_the_how_to_pages_run_and_write_what_they_say(tmp_path, monkeypatch, cap
     trainable = sum(parameter.numel() for parameter in backbone.parameters())
     assert f"| parameters | {trainable:,} trainable" in card and f"; {fixed:,} fixed" in card
     # the command as the run recorded it: the console script's path, then the page's words
-    trained = r"\| training command \| `\S*/lit-vir fit -c configs/vir\.yaml -c configs/data/image_folder\.yaml --data\.root "
+    trained = (
+        r"\| training command \| `\S*/lit-vir fit -c configs/vir\.yaml -c configs/data/image_folder\.yaml --data\.root "
+    )
     assert re.search(trained, card)
 
     # torch.export: the .pt2 program gives the same logits
