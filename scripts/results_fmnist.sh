@@ -33,9 +33,10 @@ records() {  # records FROM TO: each run's config, environment, trial record and
     target="$2/${run#"$1/"}"
     mkdir -p "$target"
     for file in config.yaml environment.yaml trial.yaml test_predictions.npz corruption_accuracy.csv \
-      corruption_summary.json events.out.tfevents.*; do
-      [ -f "$run/$file" ] && cp "$run/$file" "$target/"
+      corruption_summary.json; do
+      if [ -f "$run/$file" ]; then cp "$run/$file" "$target/"; fi
     done
+    cp "$run"/events.out.tfevents.* "$target/" 2>/dev/null || true  # the logged scalars: compare reads them back
   done
 }
 
