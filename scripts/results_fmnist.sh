@@ -2,9 +2,12 @@
 # docs/results.md's Fashion-MNIST measurements. The training runs are sweeps (lit-vir sweep is their job queue:
 # resumable, one pinned worker per core, nothing run twice):
 #   lit-vir sweep run -c configs/sweep/fmnist_lr.yaml        # every row's learning rate, 3-minute trials
-#   lit-vir sweep run -c configs/sweep/fmnist_table.yaml     # the 15-minute table with the tuned rates, 3 seeds
+#   lit-vir sweep run -c configs/sweep/fmnist_15min.yaml -c configs/sweep/fmnist_table.yaml      # ViR-1 and its
+#       ablations: the 15-minute protocol with the tuned rates, 3 seeds
+#   lit-vir sweep run -c configs/sweep/fmnist_15min.yaml -c configs/sweep/fmnist_baselines.yaml  # the other rows
 #   lit-vir sweep run -c configs/sweep/fmnist_epochs.yaml    # ViR-1, no_reservoir and memoryless for 10 epochs
 # then, with this script:
+#   scripts/results_fmnist.sh tuning       # the learning-rate sweeps' reports and records → $OUT/tuning
 #   scripts/results_fmnist.sh robustness   # every seed of ROBUST_ROWS on the corrupted test set (restartable)
 #   scripts/results_fmnist.sh compare      # the tables, intervals and figures → docs/measurements/results-fmnist
 # Environment: ROBUST_BATCHES (test batches of 100 per corruption cell, default 20: the first 2,000 images),
@@ -12,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TABLE=${TABLE:-sweeps/fmnist_table/runs}
+BASELINES=${BASELINES:-sweeps/fmnist_baselines/runs}
+TUNING=${TUNING:-fmnist_lr fmnist_lr_low}
 EPOCHS=${EPOCHS:-sweeps/fmnist_epochs/runs}
 ROBUST=${ROBUST:-logs/results-fmnist-robustness}
 ROBUST_BATCHES=${ROBUST_BATCHES:-20}
@@ -29,12 +34,21 @@ records() {  # records FROM TO: each run's config, environment, trial record and
     mkdir -p "$target"
     for file in config.yaml environment.yaml trial.yaml test_predictions.npz corruption_accuracy.csv \
       corruption_summary.json; do
-      [ -f "$run/$file" ] && cp "$run/$file" "$target/"
+      if [ -f "$run/$file" ]; then cp "$run/$file" "$target/"; fi
     done
+    cp "$run"/events.out.tfevents.* "$target/" 2>/dev/null || true  # the logged scalars: compare reads them back
   done
 }
 
-case "${1:?robustness or compare}" in
+case "${1:?tuning, robustness or compare}" in
+  tuning)  # each learning-rate sweep's report (best trials, figures) and its runs' records
+    for name in $TUNING; do
+      lit-vir sweep report -c "sweeps/$name/sweep.yaml"
+      mkdir -p "$OUT/tuning/$name"
+      cp sweeps/"$name"/report/*.md sweeps/"$name"/report/*.png "$OUT/tuning/$name/"
+      records "sweeps/$name/runs" "$OUT/tuning/$name/runs"
+    done
+    ;;
   robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again; run it again
     # once more runs have finished
     for row in $ROBUST_ROWS; do
@@ -53,9 +67,10 @@ case "${1:?robustness or compare}" in
     done
     ;;
   compare)
-    lit-vir compare "$TABLE/*/*" --baseline ViR-1 --output "$OUT" \
+    lit-vir compare "$TABLE/*/*" "$BASELINES/*/*" --baseline ViR-1 --output "$OUT" \
       --title "Fashion-MNIST, 15-minute budget per run on one pinned CPU thread, tuned learning rates"
     records "$TABLE" "$OUT/runs"
+    [ -d "$BASELINES" ] && records "$BASELINES" "$OUT/runs"
     if [ -d "$EPOCHS" ]; then
       lit-vir compare "$EPOCHS/*/*" --baseline ViR-1 --output "$OUT/epochs" \
         --title "Fashion-MNIST, the same 10 epochs for each model, one pinned CPU thread"
@@ -67,5 +82,5 @@ case "${1:?robustness or compare}" in
       records "$ROBUST" "$OUT/robustness/runs"
     fi
     ;;
-  *) echo "usage: $0 robustness|compare (the training runs are sweeps: see the top of this file)" >&2; exit 2 ;;
+  *) echo "usage: $0 tuning|robustness|compare (the training runs are sweeps: see the top of this file)" >&2; exit 2 ;;
 esac

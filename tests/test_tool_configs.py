@@ -311,8 +311,7 @@ def test_compare_config_and_override_reach_the_tables(runs, monkeypatch, capsys)
     assert call(capsys, "compare", "-c", "compare.yaml", "--title", "overridden").code == 0
     text = (runs.folder / "comparison" / "compare.md").read_text()
     assert text.startswith("# overridden\n")
-    # the one run: model, recipe, dataset, length, runs
-    assert "| ViT-D16-2 | reference | MNIST | 1 epochs | 1 |" in text
+    assert "| ViT-D16-2 | reference | MNIST | 1 epochs | 1 |" in text  # model, recipe, dataset, length, runs
 
     printed = printed_config(capsys, runs.folder, "printed.yaml", "compare", "-c", "compare.yaml")
     assert call(capsys, "compare", "-c", str(printed), "--output", "again").code == 0

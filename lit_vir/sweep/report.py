@@ -95,7 +95,7 @@ def parameters_figure(
         xs = [trial.params[name] for trial in trials]
         colour_name = colour_by if colour_by and colour_by != name else next((n for n in names if n != name), None)
         colours = [trial.params[colour_name] for trial in trials] if colour_name else None
-        points = axes.scatter(xs, values, c=colours, s=16, cmap="viridis")
+        points = axes.scatter(xs, values, c=colours, s=16, cmap="viridis" if colours else None)
         if name in logs:
             axes.set_xscale("log")
         if colour_name:

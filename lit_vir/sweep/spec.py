@@ -390,6 +390,7 @@ def write_spec(spec: SweepSpec, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def read_spec(path: str | Path) -> SweepSpec:
+def read_spec(*paths: str | Path) -> SweepSpec:
+    """The spec of one or more YAML files, merged left to right as `-c` does."""
     parser = spec_parser()
-    return spec_of(parser, parser.parse_args(["-c", str(path)]))
+    return spec_of(parser, parser.parse_args([argument for path in paths for argument in ("-c", str(path))]))
