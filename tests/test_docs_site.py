@@ -56,6 +56,24 @@ def test_the_api_reference_is_generated_from_the_docstrings(site):
     assert "keyword arguments only" in models  # presets.py's module docstring, as written in the code
 
 
+API_PACKAGES = ("models", "analysis", "data", "training", "robustness", "quantization", "sweep", "export")
+
+
+def test_every_module_of_the_api_packages_has_its_section():
+    """A module added to a package without its `::: lit_vir.<package>.<module>` line would be missing from the
+    reference without a warning: mkdocstrings renders what the page names, nothing more."""
+    for package in API_PACKAGES:
+        page = (REPO / "docs" / "reference" / "api" / f"{package}.md").read_text()
+        named = set(re.findall(r"^::: (\S+)$", page, re.M))
+        root = REPO / "lit_vir" / package
+        modules = {
+            ".".join(("lit_vir", package, *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+            for path in root.rglob("*.py")
+        }
+        missing = sorted(modules - named - {f"lit_vir.{package}"})  # the package's own docstring heads the page
+        assert not missing, f"docs/reference/api/{package}.md: no section for {missing}"
+
+
 def test_the_commands_page_shows_each_tools_help_as_the_code_prints_it(site):
     from lit_vir.commands.bench import parser
 
