@@ -142,6 +142,10 @@ def robustness(folder: Path, outputs: dict[str, str]) -> None:
     assert (folder / "logs" / "vir-corrupted" / "version_1" / "corruption_paired.csv").is_file()
     summary = json.loads((folder / "logs/vir-corrupted/version_1/corruption_summary.json").read_text())
     assert summary.get("reference"), "the reference run was not used"
+    table = (folder / "robustness" / "robustness.md").read_text()
+    for row in ("ViR-1", TINY_VIT_SMALL):  # the two ViR runs are one model's two runs, ViT-Small the other row
+        assert f"| {row} " in table, row
+    assert (folder / "robustness" / "robustness.csv").is_file()
 
 
 def perturbation(folder: Path, outputs: dict[str, str]) -> None:
