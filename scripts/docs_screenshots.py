@@ -3,14 +3,16 @@
     python scripts/docs_screenshots.py               # both
     python scripts/docs_screenshots.py site          # build the site, serve it, photograph three pages
     python scripts/docs_screenshots.py tensorboard   # train three short runs, serve TensorBoard, photograph it
+    python scripts/docs_screenshots.py tensorboard --runs /tmp/tb   # the same, keeping the runs (reused next time)
 
 site: `mkdocs build --strict` into a temporary folder, served by `python -m http.server` on localhost, opened in
 headless Chromium: the home page, a how-to and an API page with the navigation and the search (the API page opened
 with a query, so the search box shows its results) — docs/images/site-{home,how-to,api-search}.png.
 
-tensorboard: in a temporary folder, the quickstart ViR with the dynamics callback, its no_reservoir ablation and a
-ViT-Small (the runs of docs/getting-started/first-comparison.md, 10 epochs each), then `tensorboard --logdir logs`
-on localhost: its time series, the dynamics figures and the HPARAMS table — docs/images/tensorboard-*.png.
+tensorboard: in a temporary folder (or --runs), the quickstart ViR with the dynamics callback, its no_reservoir
+ablation and a ViT-Small (the runs of docs/getting-started/first-comparison.md, 10 epochs each), then
+`tensorboard --logdir logs` on localhost: its time series (the losses, accuracies, learning rate and throughput),
+the dynamics figures and the HPARAMS table — docs/images/tensorboard-*.png.
 
 Needs Debian's Chromium and its driver (`apt-get install -y chromium chromium-driver`; other binaries: CHROMIUM=/path,
 CHROMEDRIVER=/path), driven through chromedriver's WebDriver protocol on localhost, so each screenshot waits until
@@ -33,6 +35,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "docs" / "images"
@@ -49,25 +52,49 @@ CHROMIUM_FLAGS = [  # the machine's notes: nothing leaves it, no state kept betw
 ]
 LOADED = "document.readyState === 'complete'"
 SEARCHED = "document.querySelector('.md-search-result__list li') !== null"  # the search index answered
-SITE_PAGES = {  # file name → path on the site, window size, when it is ready, at most how many seconds to wait
-    "site-home.png": ("", (1400, 1000), LOADED, 60),
-    "site-how-to.png": ("how-to/own-images/", (1400, 1000), LOADED, 60),
-    "site-api-search.png": ("reference/api/models/?q=spectral+radius", (1400, 1000), SEARCHED, 120),
+SITE_PAGES = {  # file name → (path on the site, window size, when it is ready, at most how many seconds to wait, a
+    # script run once it is ready)
+    "site-home.png": ("", (1400, 1000), LOADED, 60, ""),
+    "site-how-to.png": ("how-to/own-images/", (1400, 1000), LOADED, 60, ""),
+    "site-api-search.png": ("reference/api/models/?q=spectral+radius", (1400, 1000), SEARCHED, 120, ""),
 }
-IMAGES_SHOWN = "document.querySelectorAll('img').length >= 3"
-TENSORBOARD_PAGES = {
+# TensorBoard's time series (Angular) renders in the page's DOM; HPARAMS (Polymer) inside shadow roots, so its text
+# is read through them.
+DEEP_TEXT = (
+    "(function text(node) { let found = ''; for (const child of node.childNodes) "
+    "{ found += child.nodeType === 3 ? child.textContent : text(child); } "
+    "if (node.shadowRoot) { found += text(node.shadowRoot); } return found; })(document.body)"
+)
+CHARTS_SHOWN = "document.querySelectorAll('canvas').length >= 6"
+IMAGES_SHOWN = "Array.from(document.querySelectorAll('img')).filter(image => image.naturalWidth > 0).length >= 3"
+# the settings pane (open by default) closed and the step marker of the time series removed, so the charts have room
+TIDY_TIME_SERIES = (
+    "document.querySelector('button.settings-button.checked')?.click(); "
+    "document.querySelectorAll(\"button[aria-label='Deselect fob']\").forEach(button => button.click());"
+)
+SCALARS = "^(train/loss_epoch|train/acc|val/loss|val/acc|lr-Adam/decay|perf/train_images_per_s)$"
+FIGURES = "^dynamics/core0/(spectrum|memory|states)$"
+TENSORBOARD_PAGES = {  # file name → (path, window size, ready, seconds, script run once ready)
     "tensorboard-scalars.png": (
-        "?darkMode=false#timeseries",
+        f"?darkMode=false&tagFilter={quote(SCALARS, safe='')}#timeseries",
         (1500, 1000),
-        "document.querySelector('canvas, svg path') !== null",
+        CHARTS_SHOWN,
         180,
+        TIDY_TIME_SERIES,
     ),
-    "tensorboard-dynamics.png": ("?darkMode=false#images&tagFilter=dynamics", (1500, 1100), IMAGES_SHOWN, 180),
+    "tensorboard-dynamics.png": (
+        f"?darkMode=false&tagFilter={quote(FIGURES, safe='')}#timeseries",
+        (1500, 1000),
+        IMAGES_SHOWN,
+        180,
+        TIDY_TIME_SERIES,
+    ),
     "tensorboard-hparams.png": (
         "?darkMode=false#hparams",
         (1500, 800),
-        "document.body.innerText.includes('val/acc_best')",
+        f"{DEEP_TEXT}.includes('ViT-Small-9')",
         180,
+        "",
     ),
 }
 RUNS = [  # docs/getting-started/first-comparison.md and tensorboard.md, shorter
@@ -146,9 +173,9 @@ class Browser:
     def page(self, path: str) -> str:
         return f"session/{self.session}/{path}"
 
-    def screenshot(self, url: str, path: Path, size: tuple[int, int], ready: str, seconds: float) -> None:
+    def screenshot(self, url: str, path: Path, size: tuple[int, int], ready: str, seconds: float, then: str) -> None:
         """Open `url` in a window of `size`, wait until the JavaScript expression `ready` is true (at most `seconds`),
-        and write the window to `path` (through a temporary file)."""
+        run the script `then`, and write the window to `path` (through a temporary file)."""
         self.call("POST", self.page("window/rect"), {"width": size[0], "height": size[1]})
         self.call("POST", self.page("url"), {"url": url})
         deadline = time.monotonic() + seconds
@@ -156,6 +183,8 @@ class Browser:
             if time.monotonic() > deadline:
                 raise SystemExit(f"docs_screenshots: {url} not ready after {seconds} s ({ready})")
             time.sleep(1)
+        if then:
+            self.call("POST", self.page("execute/sync"), {"script": then, "args": []})
         time.sleep(2)  # let the last drawing settle
         temporary = path.with_suffix(".tmp.png")
         temporary.write_bytes(base64.b64decode(self.call("GET", self.page("screenshot"))))
@@ -180,8 +209,8 @@ def browser() -> Iterator[Browser]:
 
 def photograph(root: str, pages: dict) -> None:
     with browser() as chromium:
-        for name, (page, size, ready, seconds) in pages.items():
-            chromium.screenshot(root + page, IMAGES / name, size, ready, seconds)
+        for name, (page, size, ready, seconds, then) in pages.items():
+            chromium.screenshot(root + page, IMAGES / name, size, ready, seconds, then)
 
 
 def site() -> None:
@@ -196,14 +225,19 @@ def site() -> None:
             photograph(root, SITE_PAGES)
 
 
-def tensorboard() -> None:
+def tensorboard(runs: Path | None) -> None:
+    """Train the runs (into `runs`, kept, unless it already holds them; else into a temporary folder), serve
+    TensorBoard on them and photograph it."""
     with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        (work / "configs").symlink_to(REPO / "configs")
-        lit_vir = [sys.executable, "-m", "lit_vir", "fit"]
-        for run in RUNS:
-            print("lit-vir fit", " ".join(run + RUN_OPTIONS), flush=True)
-            subprocess.run([*lit_vir, *run, *RUN_OPTIONS], cwd=work, check=True, stdout=subprocess.DEVNULL)
+        work = runs or Path(folder)
+        work.mkdir(parents=True, exist_ok=True)
+        if not (work / "logs").is_dir():
+            (work / "configs").unlink(missing_ok=True)
+            (work / "configs").symlink_to(REPO / "configs")
+            lit_vir = [sys.executable, "-m", "lit_vir", "fit"]
+            for run in RUNS:
+                print("lit-vir fit", " ".join(run + RUN_OPTIONS), flush=True)
+                subprocess.run([*lit_vir, *run, *RUN_OPTIONS], cwd=work, check=True, stdout=subprocess.DEVNULL)
         port = free_port()
         server = [
             sys.executable,
@@ -220,19 +254,27 @@ def tensorboard() -> None:
             photograph(root, TENSORBOARD_PAGES)
 
 
-PARTS = {"tensorboard": tensorboard, "site": site}  # the site shows the TensorBoard screenshots
+PARTS = ("tensorboard", "site")  # in this order: the site shows the TensorBoard screenshots
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("parts", nargs="*", help=f"which of {', '.join(PARTS)} (default: all)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        help="tensorboard: the folder of the runs, trained there if it has no logs/ (else temporary)",
+    )
     arguments = parser.parse_args()
     unknown = sorted(set(arguments.parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
     IMAGES.mkdir(parents=True, exist_ok=True)
     for part in arguments.parts or PARTS:
-        PARTS[part]()
+        if part == "tensorboard":
+            tensorboard(arguments.runs)
+        else:
+            site()
 
 
 if __name__ == "__main__":

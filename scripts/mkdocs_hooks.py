@@ -12,6 +12,7 @@ import io
 import os
 import posixpath
 import re
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def command_help(argv: list[str]) -> str:
     output = io.StringIO()
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS
+    command_line, sys.argv = sys.argv, ["lit-vir", *argv, "--help"]  # as typed: LightningCLI warns of a mismatch
     try:
         with redirect_stdout(output), redirect_stderr(io.StringIO()):
             main([*argv, "--help"])
@@ -37,6 +39,7 @@ def command_help(argv: list[str]) -> str:
             message = f"lit-vir {' '.join(argv)} --help exited {exit_info.code}:\n{output.getvalue()}"
             raise RuntimeError(message) from exit_info
     finally:
+        sys.argv = command_line
         if columns is None:
             del os.environ["COLUMNS"]
         else:

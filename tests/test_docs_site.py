@@ -103,11 +103,9 @@ def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(REPO / "docs", docs)
     page = docs / "getting-started" / "install.md"
-    original = page.read_text()
-    for broken in ("[gone](../how-to/no-such-page.md)", "[gone](quickstart.md#no-such-heading)"):
-        page.write_text(original + f"\n{broken}\n")
-        with pytest.raises(Abort, match="warning"):
-            build_site(tmp_path / "site", docs)
+    page.write_text(page.read_text() + "\n[gone](../how-to/no-such-page.md) [gone](quickstart.md#no-such-heading)\n")
+    with pytest.raises(Abort, match="Aborted with 2 warnings"):  # the site itself builds with none (above)
+        build_site(tmp_path / "site", docs)
 
 
 def test_the_readme_says_how_to_serve_the_site():
