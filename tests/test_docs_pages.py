@@ -30,7 +30,13 @@ AWAITING_OWNER = {
 }
 # Pages whose commands start processes (DDP's second rank, bench's fresh process per model), train the larger
 # compared variants or search mixed precision: they cost more than the fast suite's share (`pytest -m slow`).
-SLOW = {"docs/how-to/multi-gpu.md", "docs/concepts/engine.md", "docs/concepts/variants.md", "docs/how-to/mptq-vit.md"}
+SLOW = {
+    "docs/how-to/multi-gpu.md",
+    "docs/concepts/engine.md",
+    "docs/concepts/variants.md",
+    "docs/how-to/mptq-vit.md",
+    "docs/sweeps.md",  # six runs of training and a report
+}
 
 
 def name(page: Path) -> str:
@@ -219,3 +225,25 @@ def test_the_page_runs_and_does_what_it_says(page, tmp_path, monkeypatch, capsys
                 outputs[str(command)] = output
     if name(page) in CHECKS:
         CHECKS[name(page)](tmp_path, outputs)
+
+
+@pytest.mark.parametrize("page", [pytest.param(page, id=name(page)) for page in RUN_PAGES if name(page) in SLOW])
+def test_the_slow_pages_commands_parse_in_the_fast_suite(page, monkeypatch, capsys):
+    """The slow pages run only under `pytest -m slow`; here every command of theirs is parsed with `--print_config`
+    (every option and config piece read and checked, nothing built or trained), so a renamed option or piece fails
+    the fast suite too."""
+    from lit_vir.cli import main
+
+    monkeypatch.chdir(REPO)
+    for block in run_here(page):
+        if block.language != "bash":
+            continue
+        for command in commands(block):
+            try:
+                main([*command.argv, "--print_config"])
+                code = 0
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else (0 if exit_info.code is None else 1)
+            printed = capsys.readouterr()
+            assert code == 0, f"{block.where}: `{command}` does not parse (exit {code}):\n{printed.err[-3000:]}"
+            assert "trainer:" in printed.out or command.argv[0] not in ("fit", "validate", "test", "predict")

@@ -50,10 +50,13 @@ def test_the_site_builds_strictly_with_every_page_of_the_nav(site):
 def test_the_api_reference_is_generated_from_the_docstrings(site):
     from lit_vir.models.reservoir_options import ReservoirOptions
 
-    models = text_of(site / "reference" / "api" / "models" / "index.html")
+    page = site / "reference" / "api" / "models" / "index.html"
+    models = text_of(page)
     first_line = ReservoirOptions.__doc__.splitlines()[0]  # "How a reservoir's fixed matrices are drawn ..."
-    assert first_line in models and "lit_vir.models.vir.ViR" in models
-    assert "keyword arguments only" in models  # presets.py's module docstring, as written in the code
+    assert first_line in models
+    assert 'id="lit_vir.models.vir.ViR"' in page.read_text()  # the class's section, its anchor its full path
+    assert "ViR(\n    num_classes: int = 10," in models  # its signature, formatted with its annotations
+    assert "A preset takes its arguments by keyword only" in models  # presets.py's module docstring, as written
 
 
 API_PACKAGES = ("models", "analysis", "data", "training", "robustness", "quantization", "sweep", "export")
