@@ -52,7 +52,8 @@ case "${1:?tuning, robustness or compare}" in
   robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again; run it again
     # once more runs have finished
     for row in $ROBUST_ROWS; do
-      for run in "$TABLE/$row"/t*; do
+      for run in "$TABLE/$row"/t* "$BASELINES/$row"/t*; do
+        [ -f "$run/trial.yaml" ] || continue  # no such row in that sweep (yet)
         name=$(basename "$run")
         seed=${name##*-s}
         target="$ROBUST/$row/seed$seed"
