@@ -27,7 +27,8 @@ declare -A SELECTION=(
   [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
     tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
     -k 'not reference_no_reservoir and not bench and not training_with and not cannot_fit and not augmented'"
-  [lit_vir/models/topology.py]="tests/test_topology.py tests/test_reservoir.py tests/test_analysis.py"
+  [lit_vir/models/topology.py]="tests/test_topology.py tests/test_reservoir.py tests/test_analysis.py
+    tests/test_reservoirpy_oracle.py"
   [lit_vir/models/vir.py]="tests/test_vir.py tests/test_vir_oracle.py tests/test_ablations.py tests/test_engine.py
     tests/test_analysis.py -k 'not reference_settings and not reference_no_reservoir and not bench
     and not training_with and not cannot_fit and not augmented'"
@@ -97,6 +98,13 @@ declare -A SELECTION=(
   [lit_vir/training/callbacks/revit.py]="tests/test_revit.py -k piece_trains"
   [lit_vir/training/callbacks/state_cache.py]="tests/test_engine.py -k 'cache'"
   [lit_vir/commands/bench.py]="tests/test_engine.py tests/test_tool_configs.py -k bench"
+  [lit_vir/models/ridge.py]="tests/test_ridge.py tests/test_reservoirpy_oracle.py -k 'not fit'"
+  [lit_vir/training/ridge.py]="tests/test_ridge.py"
+  [lit_vir/analysis/uncertainty.py]="tests/test_uncertainty.py tests/test_robustness_intervals.py"
+  [lit_vir/robustness/intervals.py]="tests/test_robustness_intervals.py"
+  [lit_vir/commands/compare.py]="tests/test_compare.py"
+  [lit_vir/commands/runs.py]="tests/test_compare.py"
+  [lit_vir/commands/robustness_table.py]="tests/test_compare.py tests/test_robustness_intervals.py"
   [lit_vir/commands/slim.py]="tests/test_vit_slim.py -k 'command_line'"
   [lit_vir/commands/quantize.py]="tests/test_quantization.py -k 'command and not slow'"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
@@ -114,6 +122,9 @@ ORDER=(
   lit_vir/training/module.py lit_vir/analysis/small_world.py lit_vir/analysis/spectrum.py
   lit_vir/analysis/echo_state.py lit_vir/analysis/states.py lit_vir/analysis/drives.py lit_vir/analysis/cores.py
   lit_vir/analysis/report.py lit_vir/analysis/attention.py lit_vir/analysis/figures.py
+  lit_vir/models/ridge.py lit_vir/training/ridge.py
+  lit_vir/analysis/uncertainty.py lit_vir/robustness/intervals.py lit_vir/commands/compare.py
+  lit_vir/commands/runs.py lit_vir/commands/robustness_table.py
   lit_vir/quantization/calibration.py lit_vir/quantization/gelu.py lit_vir/quantization/observers.py
   lit_vir/quantization/precision.py lit_vir/quantization/size.py lit_vir/quantization/smoothing.py
   lit_vir/quantization/softmax.py lit_vir/robustness/metrics.py lit_vir/robustness/perturb.py

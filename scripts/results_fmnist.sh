@@ -24,12 +24,21 @@ ROBUST_ROWS=${ROBUST_ROWS:-vir1 no_reservoir memoryless vit_small_reference}
 OUT=${OUT:-docs/measurements/results-fmnist}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 
+complete() {  # complete SWEEP_RUNS...: the run folders whose trial finished (a run still training is left out)
+  local runs
+  for runs in "$@"; do
+    [ -d "$runs" ] && grep -l "^state: COMPLETE" "$runs"/*/*/trial.yaml | xargs -r -n1 dirname
+  done
+  return 0
+}
+
 best() { ls "$1"/checkpoints/epoch*.ckpt | head -1; }  # the best-validation checkpoint (save_top_k 1)
 
 records() {  # records FROM TO: each run's config, environment, trial record and per-image predictions, no checkpoint
   local run target
   for run in "$1"/*/*; do
     [ -f "$run/config.yaml" ] || continue
+    grep -q "^state: RUNNING" "$run/trial.yaml" 2>/dev/null && continue  # still training: its files are not final
     target="$2/${run#"$1/"}"
     mkdir -p "$target"
     for file in config.yaml environment.yaml trial.yaml test_predictions.npz corruption_accuracy.csv \
@@ -52,7 +61,8 @@ case "${1:?tuning, robustness or compare}" in
   robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again; run it again
     # once more runs have finished
     for row in $ROBUST_ROWS; do
-      for run in "$TABLE/$row"/t*; do
+      for run in "$TABLE/$row"/t* "$BASELINES/$row"/t*; do
+        [ -f "$run/trial.yaml" ] || continue  # no such row in that sweep (yet)
         name=$(basename "$run")
         seed=${name##*-s}
         target="$ROBUST/$row/seed$seed"
@@ -67,12 +77,14 @@ case "${1:?tuning, robustness or compare}" in
     done
     ;;
   compare)
-    lit-vir compare "$TABLE/*/*" "$BASELINES/*/*" --baseline ViR-1 --output "$OUT" \
+    mapfile -t finished < <(complete "$TABLE" "$BASELINES")
+    lit-vir compare "${finished[@]}" --baseline ViR-1 --output "$OUT" \
       --title "Fashion-MNIST, 15-minute budget per run on one pinned CPU thread, tuned learning rates"
     records "$TABLE" "$OUT/runs"
     [ -d "$BASELINES" ] && records "$BASELINES" "$OUT/runs"
-    if [ -d "$EPOCHS" ]; then
-      lit-vir compare "$EPOCHS/*/*" --baseline ViR-1 --output "$OUT/epochs" \
+    mapfile -t finished < <(complete "$EPOCHS")
+    if [ "${#finished[@]}" -gt 0 ]; then
+      lit-vir compare "${finished[@]}" --baseline ViR-1 --output "$OUT/epochs" \
         --title "Fashion-MNIST, the same 10 epochs for each model, one pinned CPU thread"
       records "$EPOCHS" "$OUT/epochs/runs"
     fi

@@ -334,6 +334,7 @@ def test_a_grid_on_two_local_workers_gives_run_folders_that_compare_reads(tmp_pa
     main(["compare", str(tmp_path / "sweeps/tiny/runs/*/*"), "--output", str(tmp_path / "comparison")])
     compared = (tmp_path / "comparison" / "compare.csv").read_text().splitlines()
     assert len(compared) == 1 + 4
+    capsys.readouterr()  # compare's table ("epochs completed") is not the status
     main(["sweep", "status", "-c", str(spec)])
     status = capsys.readouterr().out
     assert status.count("complete") == 4 and "vir/t002-s2" in status
