@@ -216,9 +216,8 @@ def photograph(root: str, pages: dict) -> None:
 def site() -> None:
     with tempfile.TemporaryDirectory() as folder:
         built = Path(folder) / "site"
-        subprocess.run(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(built)], cwd=REPO, check=True
-        )
+        # not `-q`: mkdocs counts the warnings that --strict fails on only at the level it logs
+        subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(built)], cwd=REPO, check=True)
         port = free_port()
         server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(built)]
         with serving(server, port) as root:

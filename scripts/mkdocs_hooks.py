@@ -30,7 +30,7 @@ def command_help(argv: list[str]) -> str:
     output = io.StringIO()
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS
-    command_line, sys.argv = sys.argv, ["lit-vir", *argv, "--help"]  # as typed: LightningCLI warns of a mismatch
+    command_line, sys.argv = sys.argv, ["lit-vir"]  # mkdocs' own argv is not the command's (LightningCLI warns)
     try:
         with redirect_stdout(output), redirect_stderr(io.StringIO()):
             main([*argv, "--help"])

@@ -111,6 +111,17 @@ def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
         build_site(tmp_path / "site", docs)
 
 
+def test_every_link_of_the_readme_reaches_its_file():
+    """README.md is not a page of the site, so the strict build does not check it: its images and local links are
+    checked here (the site's pages by the build)."""
+    readme = (REPO / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if not re.match(r"[a-z]+:", target)]
+    assert any(target.endswith(".png") for target in local) and any(target.endswith(".md") for target in local)
+    missing = [target for target in local if not (REPO / target).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
 def test_the_readme_says_how_to_serve_the_site():
     readme = (REPO / "README.md").read_text()
     assert 'pip install -e ".[docs]"' in readme and "mkdocs serve" in readme
