@@ -88,7 +88,9 @@ def test_the_commands_page_shows_each_tools_help_as_the_code_prints_it(site):
         assert option in page
     words = " ".join(expected.split())
     assert "examples: lit-vir bench" in words and "examples: lit-vir bench" in " ".join(page.split())
-    for tool in ("dynamics", "perturb", "attention", "slim", "quantize", "compare", "export", "sweep run"):
+    from lit_vir.cli import TOOLS
+
+    for tool in [*TOOLS, "sweep run", "sweep status", "sweep report", "fit"]:  # a new tool without its section fails
         assert f"$ lit-vir {tool} --help" in page, tool
 
 
