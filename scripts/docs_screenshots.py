@@ -84,7 +84,7 @@ TENSORBOARD_PAGES = {  # file name → (path, window size, ready, seconds, scrip
     ),
     "tensorboard-dynamics.png": (
         f"?darkMode=false&tagFilter={quote(FIGURES, safe='')}#timeseries",
-        (1500, 1000),
+        (1500, 640),  # one row of three cards
         IMAGES_SHOWN,
         180,
         TIDY_TIME_SERIES,
