@@ -10,6 +10,7 @@ from lit_vir.analysis.uncertainty import (
     accuracy_interval,
     mcnemar_exact,
     paired_difference,
+    resampled_means,
     sign_flip_p,
     t_interval,
 )
@@ -109,3 +110,96 @@ def test_seeds_are_paired_seed_by_seed():
 def test_unpaired_inputs_are_refused():
     with pytest.raises(ValueError, match="same seeds and the same test images"):
         paired_difference([outcomes(5, 10)], [outcomes(5, 11)])
+
+
+def test_the_documented_defaults_are_the_ones_used():
+    """95%, 20 000 resamples and seed 0 (a rerun gives the same interval), 2 000 resamples for the joint bootstrap."""
+    run = outcomes(853, 1000)
+    assert accuracy_interval([run]) == accuracy_interval([run], level=0.95, resamples=20_000, seed=0)
+    assert accuracy_interval([run, run]) == accuracy_interval([run, run], level=0.95, resamples=20_000, seed=0)
+    other = outcomes(800, 1000, 5)
+    assert paired_difference([run], [other]) == paired_difference([run], [other], 0.95, 20_000, 0)
+    assert paired_difference([run] * 2, [other] * 2) == paired_difference([run] * 2, [other] * 2, 0.95, 20_000, 0)
+    rows, _ = resampled_means([np.stack([run, other])], np.ones(2))
+    again, _ = resampled_means([np.stack([run, other])], np.ones(2), resamples=2_000, seed=0)
+    assert rows.shape == (2_000, 2) and np.array_equal(rows, again)
+
+
+def test_a_lower_level_narrows_the_intervals_as_its_quantiles_say():
+    run = outcomes(853, 1000)
+    interval = accuracy_interval([run], level=0.90, resamples=40_000)
+    half = 1.644854 * np.sqrt(0.853 * 0.147 / 1000)  # z(0.95) for a 90% interval
+    assert (interval.low, interval.high) == pytest.approx((0.853 - half, 0.853 + half), abs=0.003)
+    seeds = t_interval([0.85, 0.88, 0.91], level=0.90)
+    half = 2.919986 * 0.03 / np.sqrt(3)  # t(2, 0.95)
+    assert (seeds.estimate, seeds.low, seeds.high, seeds.over) == pytest.approx(
+        (0.88, 0.88 - half, 0.88 + half, "seeds (t)")
+    )
+
+
+def test_two_seeds_already_give_a_t_interval():
+    interval = t_interval([0.80, 0.90])
+    half = 12.706205 * np.sqrt(0.005) / np.sqrt(2)  # t(1, 0.975) · sd / √2, sd = √(0.005)
+    assert interval.estimate == pytest.approx(0.85) and interval.over == "seeds (t)"
+    assert (interval.low, interval.high) == pytest.approx((0.85 - half, 0.85 + half), abs=1e-6)
+
+
+def test_the_refusal_says_what_pairing_needs():
+    with pytest.raises(
+        ValueError, match=r"^paired_difference: the two models need the same seeds and the same test images$"
+    ):
+        paired_difference([outcomes(5, 10)], [outcomes(5, 10), outcomes(5, 10)])
+
+
+def test_several_paired_seeds_match_an_explicit_two_level_resampling():
+    """Seeds 1 point below, 1 and 3 points above B on 600 images: the interval and p of the two-level paired bootstrap
+    against the same two levels written out with index resampling (a second method)."""
+    rng = np.random.default_rng(7)
+    a, b = [], []
+    for only_a, only_b in ((24, 30), (36, 30), (48, 30)):  # Δ = −1, +1, +3 points
+        kinds_of_image = np.array([0] * (400 - only_a - only_b) + [1] * only_a + [2] * only_b + [3] * 200)
+        kinds_of_image = rng.permutation(kinds_of_image)
+        a.append(np.isin(kinds_of_image, (0, 1)).astype(np.int8))
+        b.append(np.isin(kinds_of_image, (0, 2)).astype(np.int8))
+    result = paired_difference(a, b, resamples=20_000)
+    assert result.difference == pytest.approx(1 / 100) and result.seeds == 3
+    assert result.test == "paired bootstrap (seeds × images)"
+    second = np.random.default_rng(8)
+    draws = []
+    for _ in range(4000):
+        picked = second.integers(3, size=3)
+        images = second.integers(600, size=(3, 600))
+        draws.append(np.mean([(a[i][idx] - b[i][idx]).mean() for i, idx in zip(picked, images, strict=True)]))
+    draws = np.array(draws)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    assert (result.low, result.high) == pytest.approx((low, high), abs=0.004)
+    expected_p = 2 * min(np.mean(draws <= 0), np.mean(draws >= 0))
+    assert 0.05 < expected_p < 0.6 and result.p == pytest.approx(expected_p, abs=0.04)
+    assert result.sign_flip_p == pytest.approx(sign_flip_p([-0.01, 0.01, 0.03]))
+
+
+def test_a_single_pair_is_one_seed():
+    result = paired_difference([outcomes(700, 1000)], [outcomes(650, 1000, 2)])
+    assert result.seeds == 1 and result.sign_flip_p is None and result.test == "McNemar exact"
+
+
+def test_the_joint_bootstrap_resamples_the_same_images_in_every_row():
+    """One seed: a row of k of N right resamples like Binomial(N, k/N)/N; a row and its complement are the same
+    images, so their resampled means sum to 1 exactly; the weights average the rows."""
+    run = outcomes(300, 1000).astype(float)
+    rows, average = resampled_means([np.stack([run, 1 - run])], np.array([3.0, 1.0]), resamples=8000)
+    assert np.allclose(rows.sum(axis=1), 1.0, atol=1e-5)  # the same resampled images in both rows
+    assert rows[:, 0].mean() == pytest.approx(0.3, abs=0.002)
+    assert rows[:, 0].std() == pytest.approx(np.sqrt(0.3 * 0.7 / 1000), rel=0.05)
+    assert np.allclose(average, (3 * rows[:, 0] + rows[:, 1]) / 4)
+
+
+def test_the_joint_bootstrap_resamples_the_seeds_too():
+    """Two seeds, one right on every image and one wrong on every image: each resample picks seeds with replacement,
+    so the mean is 0, ½ or 1 with probabilities ¼, ½, ¼ (by hand), the same in every row."""
+    right, wrong = np.ones((2, 50)), np.zeros((2, 50))
+    rows, average = resampled_means([right, wrong], np.ones(2), resamples=8000)
+    assert np.allclose(rows[:, 0], rows[:, 1]) and np.allclose(average, rows[:, 0])
+    values, counts = np.unique(np.round(rows[:, 0], 6), return_counts=True)
+    assert list(values) == [0.0, 0.5, 1.0]
+    assert counts / 8000 == pytest.approx([0.25, 0.5, 0.25], abs=0.02)
