@@ -16,17 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.doc_pages import COMMAND, RUNNABLE, Block, commands, fenced, pages, run_block, the_data
+from tests.doc_pages import COMMAND, RUNNABLE, Block, blocks, commands, fenced, pages, run_block, the_data
 
 HOW_TO = {"docs/how-to/own-images.md", "docs/how-to/export-and-predict.md"}  # tests/test_how_to_pages.py
 OWN_TESTS = HOW_TO | {"docs/topology.md"}  # and tests/test_topology_docs.py: pages whose own test runs them
-# Pages of other engineers whose blocks are neither run nor marked yet: each block's first line. The owner marks or
-# changes them; this list must then shrink (a stale entry fails the completeness test).
-AWAITING_OWNER = {
-    "docs/results.md": [  # hours of training on the full Fashion-MNIST: to be marked not run, with that reason
-        "lit-vir sweep run -c configs/sweep/fmnist_lr.yaml                                         # the tuning",
-    ],
-}
 # Pages whose commands start processes (DDP's second rank, bench's fresh process per model), train the larger
 # compared variants or search mixed precision: they cost more than the fast suite's share (`pytest -m slow`).
 SLOW = {
@@ -43,11 +36,7 @@ def name(page: Path) -> str:
 
 
 def run_here(page: Path) -> list[Block]:
-    if name(page) in OWN_TESTS:
-        return []
-    pending = AWAITING_OWNER.get(name(page), [])
-    return [block for block in fenced(page) if block.language in RUNNABLE and block.skipped is None and
-            block.body.splitlines()[0] not in pending]  # fmt: skip
+    return [] if name(page) in OWN_TESTS else blocks(page)
 
 
 RUN_PAGES = [page for page in pages() if run_here(page)]
@@ -61,27 +50,16 @@ def test_every_runnable_block_is_run_or_marked_with_a_reason():
         for block in fenced(page):
             if block.language in RUNNABLE:
                 assert block.skipped is None or block.skipped, f"{block.where}: give the reason it is not run"
-                if block.language == "bash" and block.skipped is None and name(page) not in AWAITING_OWNER:
+                if block.language == "bash" and block.skipped is None:
                     commands(block)  # only lit-vir commands: anything else must be marked
             else:  # an output, a listing, a config: not a command left untagged
                 offending = [line for line in block.body.splitlines() if COMMAND.match(line)]
                 assert not offending, f"{block.where}: a command in a {block.language or 'plain'} block: {offending}"
 
 
-def test_the_pages_awaiting_their_owner_still_hold_exactly_those_blocks():
-    for page, firsts in AWAITING_OWNER.items():
-        unrun = [block.body.splitlines()[0] for block in fenced(REPO / page) if block.language in RUNNABLE]
-        unrun = [first for first in unrun if first in firsts]
-        assert unrun == firsts, f"{page}: marked or changed by its owner? update AWAITING_OWNER ({unrun})"
-
-
 def test_every_page_with_commands_is_run_by_a_test():
-    expected = {name(page) for page in pages() if blocks_of(page)} - OWN_TESTS - set(AWAITING_OWNER)
+    expected = {name(page) for page in pages() if blocks(page)} - OWN_TESTS
     assert {name(page) for page in RUN_PAGES} >= expected
-
-
-def blocks_of(page: Path) -> list[Block]:
-    return [block for block in fenced(page) if block.language in RUNNABLE and block.skipped is None]
 
 
 def test_the_readme_is_short_and_names_the_ci_test_command():
