@@ -9,6 +9,7 @@ from scipy import stats
 from lit_vir.analysis.uncertainty import (
     accuracy_interval,
     mcnemar_exact,
+    p_text,
     paired_difference,
     resampled_means,
     sign_flip_p,
@@ -203,3 +204,9 @@ def test_the_joint_bootstrap_resamples_the_seeds_too():
     values, counts = np.unique(np.round(rows[:, 0], 6), return_counts=True)
     assert list(values) == [0.0, 0.5, 1.0]
     assert counts / 8000 == pytest.approx([0.25, 0.5, 0.25], abs=0.02)
+
+
+def test_a_bootstrap_p_of_zero_is_printed_as_a_bound():
+    """No resample on the far side of 0 among R ≥ 2,000 means p < 2/R ≤ 0.001, not p = 0."""
+    assert p_text(0.0) == "< 0.001"
+    assert (p_text(0.0002), p_text(0.25), p_text(1.0), p_text(0.123456)) == ("0.0002", "0.25", "1", "0.123")

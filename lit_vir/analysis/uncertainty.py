@@ -32,6 +32,7 @@ __all__ = [
     "PairedDifference",
     "accuracy_interval",
     "mcnemar_exact",
+    "p_text",
     "paired_difference",
     "percentile",
     "resampled_means",
@@ -105,6 +106,12 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     if discordant == 0:
         return 1.0
     return float(min(1.0, 2 * stats.binom.cdf(min(only_a, only_b), discordant, 0.5)))
+
+
+def p_text(p: float) -> str:
+    """A p-value as the tables print it: three significant digits. A bootstrap p of 0 (no resample on the far side of
+    0) only says p < 2/R; every bootstrap here draws R ≥ 2,000, so it is written "< 0.001", never as an impossible 0."""
+    return "< 0.001" if p == 0 else f"{p:.3g}"
 
 
 def sign_flip_p(differences: list[float]) -> float:

@@ -25,7 +25,14 @@ from matplotlib.ticker import NullFormatter
 from rich.console import Console
 from rich.table import Table
 
-from lit_vir.analysis.uncertainty import Interval, PairedDifference, accuracy_interval, paired_difference, t_interval
+from lit_vir.analysis.uncertainty import (
+    Interval,
+    PairedDifference,
+    accuracy_interval,
+    p_text,
+    paired_difference,
+    t_interval,
+)
 from lit_vir.commands.robustness_table import robustness_table
 from lit_vir.commands.runs import Run, find_runs, read_runs
 from lit_vir.config import add_flag, tool_parser, user_errors
@@ -160,7 +167,7 @@ def difference_text(result: PairedDifference | str | None) -> tuple[str, str, st
     if isinstance(result, str):
         return f"not paired: {result}", "", ""
     delta = f"{100 * result.difference:+.2f} [{100 * result.low:+.2f}, {100 * result.high:+.2f}]"
-    p = f"{result.p:.3g}" + (f" (sign-flip {result.sign_flip_p:.3g})" if result.sign_flip_p is not None else "")
+    p = p_text(result.p) + (f" (sign-flip {p_text(result.sign_flip_p)})" if result.sign_flip_p is not None else "")
     return delta, p, result.test + (f", {result.seeds} seeds" if result.seeds > 1 else "")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lit_vir.analysis.uncertainty import p_text
 from lit_vir.robustness.intervals import (
     CellIntervals,
     PairedCells,
@@ -148,7 +149,7 @@ def markdown(
                 mean = versus.mean
                 row += [
                     f"{100 * mean.difference:+.2f} [{100 * mean.low:+.2f}, {100 * mean.high:+.2f}]",
-                    f"{mean.p:.3g}",
+                    p_text(mean.p),
                 ]
         lines.append("| " + " | ".join(row) + " |")
     names = list(dict.fromkeys(name for name, _ in cells if name != "clean"))
