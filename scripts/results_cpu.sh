@@ -21,7 +21,8 @@ case "${1:?anchor or precision}" in
       common="-c configs/quickstart.yaml --seed_everything $seed --model.backbone.init_args.seed $seed \
 --trainer.logger.init_args.save_dir $save"
       eval "lit-vir fit $common"
-      best=$(ls "$save"/vir-digits/version_0/checkpoints/epoch*.ckpt)
+      best=$(python -c "import sys; from lit_vir.training.checkpoints import best_checkpoint
+print(best_checkpoint(sys.argv[1]))" "$save"/vir-digits/version_0)
       eval "lit-vir test $common --ckpt_path $best --trainer.precision bf16-mixed"
       eval "lit-vir test $common --ckpt_path $best --trainer.precision bf16-mixed \
 --model.backbone.init_args.autocast_recurrence true"

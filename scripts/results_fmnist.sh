@@ -32,7 +32,10 @@ complete() {  # complete SWEEP_RUNS...: the run folders whose trial finished (a 
   return 0
 }
 
-best() { ls "$1"/checkpoints/epoch*.ckpt | head -1; }  # the best-validation checkpoint (save_top_k 1)
+best() {  # the best-validation checkpoint that the run's last.ckpt records (a run interrupted before this commit
+  # may also hold a stray epoch000-val_acc0.0000.ckpt: never take the first epoch*.ckpt on disk)
+  python -c "import sys; from lit_vir.training.checkpoints import best_checkpoint; print(best_checkpoint(sys.argv[1]))" "$1"
+}
 
 records() {  # records FROM TO: each run's config, environment, trial record and per-image predictions, no checkpoint
   local run target

@@ -68,3 +68,14 @@ class Rendezvous(L.Callback):
         open(os.path.join(self.folder, str(os.getpid())), "w").close()
         while len(os.listdir(self.folder)) < self.parties:
             time.sleep(0.1)
+
+
+class FailAtStep(L.Callback):
+    """Raise a RuntimeError after optimiser step `step`: a run that stops mid-epoch on an error, in process."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"lit_vir-test: stopped at step {self.step}")

@@ -7,12 +7,19 @@ import signal
 import subprocess
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_vir.cli import main
-from lit_vir.training.checkpoints import AtomicCheckpointIO, CheckpointError, load_classifier, read_checkpoint
+from lit_vir.training.checkpoints import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    best_checkpoint,
+    load_classifier,
+    read_checkpoint,
+)
 from tests.callbacks import MARKER
 from tests.conftest import CONFIGS, TINY_VIR, console_script
 from tests.fakedata import write_mnist
@@ -189,7 +196,81 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch,
     last = tmp_path / "logs" / "vir-mnist" / "version_0" / "checkpoints" / "last.ckpt"
     assert last.exists(), log
     assert read_checkpoint(last)["global_step"] == 5, log  # saved where the signal came, mid-epoch (27 steps)
+    # before any validation: no file named like a best checkpoint (Lightning's own would be epoch000-val_acc0.0000)
+    assert [path.name for path in last.parent.iterdir()] == ["last.ckpt"], log
     if signal_number == signal.SIGTERM:  # the resumed run in process: the signal was the subprocess's part
         monkeypatch.chdir(tmp_path)
         main([*args, "--ckpt_path", "last"])
         assert read_checkpoint(last)["global_step"] == 27
+        (best,) = last.parent.glob("epoch*.ckpt")
+        assert best_checkpoint(last.parent.parent) == best
+
+
+def validation_accuracies(run: Path) -> list[float]:
+    return [value for _, value in scalars(run, "val/acc")]
+
+
+def test_an_error_mid_epoch_leaves_the_best_checkpoint_alone(tmp_path, monkeypatch):
+    """Stopped by an error in epoch 2 (after two validations): the interruption checkpoint is `last.ckpt`, at the
+    step it stopped, and the only `epoch*` file is the best of the validations logged."""
+    write_mnist(tmp_path / "data", train=300, test=50)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="stopped at step 14"):
+        main(
+            [
+                "fit",
+                *DETERMINISTIC,
+                "--trainer.max_epochs",
+                "3",
+                "--trainer.callbacks+=tests.callbacks.FailAtStep",
+                "--trainer.callbacks.init_args.step",
+                "14",
+            ]
+        )
+    run = tmp_path / "logs" / "vir-mnist" / "version_0"
+    folder = run / "checkpoints"
+    accuracies = validation_accuracies(run)
+    assert len(accuracies) == 2  # epochs 0 and 1 (6 steps each), stopped at step 14 of epoch 2
+    (best,) = folder.glob("epoch*.ckpt")
+    assert read_checkpoint(best)["epoch"] == accuracies.index(max(accuracies))  # the first of the best
+    assert read_checkpoint(folder / "last.ckpt")["global_step"] == 14
+    assert sorted(path.name for path in folder.iterdir()) == sorted([best.name, "last.ckpt"])
+    assert best_checkpoint(run) == best
+
+
+def test_without_save_last_an_error_is_saved_as_interrupted(tmp_path):
+    """With `save_last` off, the interruption checkpoint gets a name of its own, not a top-k one."""
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lit_vir.training.checkpoints import ResumableModelCheckpoint
+    from tests.callbacks import FailAtStep
+
+    checkpoint = ResumableModelCheckpoint(dirpath=tmp_path, save_last=False, save_on_exception=True)
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        callbacks=[checkpoint, FailAtStep(6)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(RuntimeError, match="stopped at step 6"):
+        trainer.fit(BoringModel())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["epoch=0-step=4.ckpt", "interrupted.ckpt"]
+    assert read_checkpoint(tmp_path / "interrupted.ckpt")["global_step"] == 6
+
+
+def test_best_checkpoint_is_the_recorded_one_not_the_first_on_disk(tmp_path, monkeypatch):
+    """A stray file from an older lit_vir (`epoch000-val_acc0.0000.ckpt`, sorted first) is not taken for the best;
+    a run without last.ckpt is refused with the path."""
+    run = fit_in(tmp_path, monkeypatch, "--trainer.max_epochs", "2")
+    folder = run / "checkpoints"
+    accuracies = validation_accuracies(run)
+    (best,) = folder.glob("epoch*.ckpt")
+    (folder / "epoch000-val_acc0.0000.ckpt").write_bytes((folder / "last.ckpt").read_bytes())
+    assert best_checkpoint(run) == best
+    assert read_checkpoint(best)["epoch"] == accuracies.index(max(accuracies))
+    (folder / "last.ckpt").unlink()
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: no such checkpoint"):
+        best_checkpoint(run)

@@ -23,7 +23,7 @@ from lit_vir.config import build_from_config
 from lit_vir.models.reservoir_options import TOPOLOGIES
 from lit_vir.models.topology import ring
 from lit_vir.sweep.spec import cells, read_spec
-from lit_vir.sweep.validate import validate
+from lit_vir.sweep.validate import base_argv, run_parser, validate
 from lit_vir.training.callbacks.dynamics import ReservoirDynamics
 from lit_vir.training.labels import model_label, recipe_label, run_hyperparameters
 from tests.conftest import CONFIGS, TINY_VIR
@@ -145,17 +145,40 @@ def test_the_topology_field_is_in_every_resolved_run_config(capsys):
 
 
 def test_the_topology_sweep_runs_each_piece_with_the_results_protocol(monkeypatch):
-    """configs/sweep/fmnist_topology.yaml, the lead's accuracy runs: one row per topology piece, 3 seeds, the
-    15-minute budget; every cell parses and builds (here with a 32-node model, as the engine checks it first)."""
+    """configs/sweep/fmnist_topology.yaml, the lead's accuracy runs, composed after fmnist_15min.yaml: one row per
+    topology piece but the reference (the table's vir1 row is that run), 3 seeds, the 15-minute budget, ViR-1's
+    learning rate; every cell parses and builds (here with a 32-node model, as the engine checks it first)."""
     monkeypatch.chdir(CONFIGS.parent)  # the spec names its pieces from the repository root
-    spec = read_spec(CONFIGS / "sweep" / "fmnist_topology.yaml")
+    spec = read_spec(CONFIGS / "sweep" / "fmnist_15min.yaml", CONFIGS / "sweep" / "fmnist_topology.yaml")
     assert spec.base == ["configs/vir.yaml", "configs/data/fashion_mnist.yaml", "configs/recipe/budget.yaml"]
     assert spec.grid.seeds == [1, 2, 3] and spec.overrides["trainer.max_time"] == "00:00:15:00"
     assert spec.overrides["test_after_fit"] is True and spec.launcher.cores == [1]
+    others = [name for name in TOPOLOGIES if name != "cycle_jumps"]
     found = cells(spec)
-    assert [cell.name for cell in found] == list(TOPOLOGIES)
-    for cell, name in zip(found, TOPOLOGIES, strict=True):
+    assert [cell.name for cell in found] == others
+    for cell, name in zip(found, others, strict=True):
         assert cell.argv[:2] == ("-c", f"configs/topology/{name}.yaml")
     tiny = {key[2:]: value for key, value in zip(SMALL[::2], SMALL[1::2], strict=True)}
     spec.overrides.update(tiny)
-    assert [cell.name for cell in validate(spec)] == list(TOPOLOGIES)
+    assert [cell.name for cell in validate(spec)] == others
+
+
+def test_the_topology_sweeps_reference_is_the_results_tables_vir1_run(monkeypatch):
+    """The topology table reuses fmnist_table's vir1 runs as its cycle_jumps row: that holds only if the vir1 cell and
+    a topology cell with the cycle_jumps piece resolve to the same configuration (learning rate included)."""
+    monkeypatch.chdir(CONFIGS.parent)
+    sweeps = CONFIGS / "sweep"
+    table = read_spec(sweeps / "fmnist_15min.yaml", sweeps / "fmnist_table.yaml")
+    topology = read_spec(sweeps / "fmnist_15min.yaml", sweeps / "fmnist_topology.yaml")
+    vir1 = next(cell for cell in cells(table) if cell.name == "vir1")
+    ring_cell = next(cell for cell in cells(topology) if cell.name == "ring")
+    as_cycle_jumps = ("-c", "configs/topology/cycle_jumps.yaml", *ring_cell.argv[2:])
+    parser = run_parser()
+    argv = base_argv(table)
+    assert base_argv(topology) == argv
+    reference = parser.parse_args(argv + list(vir1.argv))
+    same = parser.parse_args(argv + list(as_cycle_jumps))
+    for config in (reference, same):
+        config.pop("config", None)  # the -c files read, which differ by the cycle_jumps piece itself
+    assert same == reference
+    assert reference.model.init_args.optimizer.init_args.lr == 3.0e-4

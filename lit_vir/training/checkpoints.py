@@ -26,6 +26,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
     "ResumableModelCheckpoint",
+    "best_checkpoint",
     "load_classifier",
     "model_config",
     "read_checkpoint",
@@ -59,6 +60,25 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         kind = type(checkpoint).__name__
         raise CheckpointError(f"{path}: a torch file but not a Lightning checkpoint (a {kind} without 'state_dict').")
     return checkpoint
+
+
+def best_checkpoint(run: str | Path) -> Path:
+    """The best-validation checkpoint of a `lit-vir fit` run folder, as its ModelCheckpoint recorded it in
+    `last.ckpt` (not the first `epoch*.ckpt` on disk: runs written before lit_vir kept interruption checkpoints out of
+    the top-k names may hold a stray one). Looked up in the run's own `checkpoints/`, so a moved folder works."""
+    folder = Path(run) / "checkpoints"
+    last = read_checkpoint(folder / "last.ckpt")
+    recorded = [
+        state.get("best_model_path")
+        for name, state in (last.get("callbacks") or {}).items()
+        if "ModelCheckpoint" in name and isinstance(state, dict) and state.get("best_model_path")
+    ]
+    if not recorded:
+        raise CheckpointError(f"{folder / 'last.ckpt'}: records no best checkpoint (no validation ran before it).")
+    best = folder / Path(recorded[0]).name
+    if not best.is_file():
+        raise CheckpointError(f"{best}: the best checkpoint that {folder / 'last.ckpt'} records is missing.")
+    return best
 
 
 def load_classifier(path: str | Path, map_location: Any = "cpu"):
@@ -129,13 +149,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class ResumableModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that, with `save_on_exception`, saves a resumable checkpoint when a run is
-    interrupted (SIGTERM, Ctrl-C, any error) — except when the weights went non-finite: a NaN
+    interrupted (SIGTERM, Ctrl-C, a pruned sweep trial, any error) — except when the weights went non-finite: a NaN
     checkpoint would replace the last good `last.ckpt` with one that cannot be resumed."""
 
+    INTERRUPTED = "interrupted"  # the file name when `save_last` is off
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, NonFiniteLossError):
+        """Save where the run stopped as `last.ckpt` (or `interrupted.ckpt`), never under the top-k name: Lightning
+        writes `epoch…-val_acc….ckpt` there, outside its top-k bookkeeping, so the file outlives every later better
+        checkpoint and reads as a best one — `val_acc0.0000` when it stopped before its first validation."""
+        if isinstance(exception, NonFiniteLossError) or not self._should_save_on_exception(trainer):
             return
-        super().on_exception(trainer, pl_module, exception)
+        candidates = self._monitor_candidates(trainer)
+        if self.save_last:
+            self._save_last_checkpoint(trainer, candidates)
+        else:
+            self._save_checkpoint(trainer, self.format_checkpoint_name(candidates, self.INTERRUPTED))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
