@@ -10,6 +10,8 @@
 #   scripts/results_fmnist.sh tuning       # the learning-rate sweeps' reports and records → $OUT/tuning
 #   scripts/results_fmnist.sh robustness   # every seed of ROBUST_ROWS on the corrupted test set (restartable)
 #   scripts/results_fmnist.sh compare      # the tables, intervals and figures → docs/measurements/results-fmnist
+#   scripts/results_fmnist.sh topology     # docs/topology.md's tables: the topologies (fmnist_topology, with the
+#       table's vir1 as cycle_jumps) and the ridge at equal time (fmnist_ridge_equal_time) → docs/measurements/topology
 # Environment: ROBUST_BATCHES (test batches of 100 per corruption cell, default 20: the first 2,000 images),
 # ROBUST_ROWS (default "vir1 no_reservoir memoryless vit_small_reference"), OUT (docs/measurements/results-fmnist).
 set -euo pipefail
@@ -18,6 +20,8 @@ TABLE=${TABLE:-sweeps/fmnist_table/runs}
 BASELINES=${BASELINES:-sweeps/fmnist_baselines/runs}
 TUNING=${TUNING:-fmnist_lr fmnist_lr_low}
 EPOCHS=${EPOCHS:-sweeps/fmnist_epochs/runs}
+TOPOLOGY=${TOPOLOGY:-sweeps/fmnist_topology/runs}
+RIDGE=${RIDGE:-sweeps/fmnist_ridge_equal_time/runs}
 ROBUST=${ROBUST:-logs/results-fmnist-robustness}
 ROBUST_BATCHES=${ROBUST_BATCHES:-20}
 ROBUST_ROWS=${ROBUST_ROWS:-vir1 no_reservoir memoryless vit_small_reference}
@@ -52,7 +56,7 @@ records() {  # records FROM TO: each run's config, environment, trial record and
   done
 }
 
-case "${1:?tuning, robustness or compare}" in
+case "${1:?tuning, robustness, compare or topology}" in
   tuning)  # each learning-rate sweep's report (best trials, figures) and its runs' records
     for name in $TUNING; do
       lit-vir sweep report -c "sweeps/$name/sweep.yaml"
@@ -97,5 +101,17 @@ case "${1:?tuning, robustness or compare}" in
       records "$ROBUST" "$OUT/robustness/runs"
     fi
     ;;
-  *) echo "usage: $0 tuning|robustness|compare (the training runs are sweeps: see the top of this file)" >&2; exit 2 ;;
+  topology)  # each topology against the reference (the table's vir1 runs, whose records are under $OUT/runs)
+    mapfile -t finished < <(complete "$TABLE" "$TOPOLOGY" | grep -v -e /no_reservoir/ -e /memoryless/)
+    lit-vir compare "${finished[@]}" --baseline ViR-1 --output docs/measurements/topology/accuracy-fmnist \
+      --title "Fashion-MNIST, ViR-1 with each reservoir topology, 15-minute budget on one pinned CPU thread"
+    records "$TOPOLOGY" docs/measurements/topology/accuracy-fmnist/runs
+    mapfile -t finished < <(complete "$RIDGE")
+    if [ "${#finished[@]}" -gt 0 ]; then
+      lit-vir compare "${finished[@]}" --baseline "ViR-1 ridge" --output docs/measurements/topology/ridge-equal-time \
+        --title "Fashion-MNIST, the closed-form ridge readout against ViR-1 trained by gradient for 4 minutes"
+      records "$RIDGE" docs/measurements/topology/ridge-equal-time/runs
+    fi
+    ;;
+  *) echo "usage: $0 tuning|robustness|compare|topology (the training runs are sweeps: see the top of this file)" >&2; exit 2 ;;
 esac
