@@ -1,0 +1,72 @@
+"""docs/results.md's tables against the raw files they come from: each number the page prints for the tuned table and
+the robustness table is read back from the committed compare_summary.csv and robustness.csv, so a rerun that is not
+copied into the page, or a page edited by hand, fails here."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "results.md"
+RAW = ROOT / "docs" / "measurements" / "results-fmnist"
+LABELS = {"ViR-1": "ViR-1", "`no_reservoir`": "ViR-1 no_reservoir", "`memoryless`": "ViR-1 memoryless"}
+
+
+def page_table(heading: str) -> list[list[str]]:
+    """The first Markdown table after `heading`: its body rows as lists of cells (the header and rule left out)."""
+    text = PAGE.read_text()
+    lines = text[text.index(heading) :].splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("|"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([cell.strip() for cell in line.strip("|").split("|")])
+    return block[2:]
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers of a cell as the page prints them: Unicode minus and thousands separators read as numbers."""
+    return [float(value.replace(",", "")) for value in re.findall(r"[-+]?\d[\d,]*\.?\d*", text.replace("−", "-"))]
+
+
+def summary() -> dict[str, dict[str, str]]:
+    with (RAW / "compare_summary.csv").open() as stream:
+        return {row["model"]: row for row in csv.DictReader(stream)}
+
+
+@pytest.mark.parametrize("label", list(LABELS))
+def test_the_tuned_tables_row_is_compare_summary_csv(label):
+    rows = {row[0]: row for row in page_table("## The 15-minute table at the tuned rates")}
+    page, raw = rows[label], summary()[LABELS[label]]
+    assert int(page[1]) == int(raw["runs"])
+    assert numbers(page[2]) == numbers(raw["test acc % (best val) [95% CI]"])
+    assert numbers(page[4]) == numbers(raw["t-interval over seeds"])
+    if label != "ViR-1":
+        assert numbers(page[5]) == numbers(raw["Δ vs baseline, points [95% CI]"])
+        assert page[6].endswith(f"(sign-flip {raw['p'].split('sign-flip ')[1]}")
+    assert numbers(page[7]) == numbers(raw["epochs completed"])
+    assert numbers(page[8]) == numbers(raw["images seen"])
+    assert numbers(page[9]) == numbers(raw["trainable"]) and numbers(page[10]) == numbers(raw["fixed"])
+
+
+@pytest.mark.parametrize("label", list(LABELS))
+def test_the_robustness_tables_row_is_robustness_csv(label):
+    rows = {row[0]: row for row in page_table("## Robustness")}
+    page = rows[label]
+    with (RAW / "robustness" / "robustness.csv").open() as stream:
+        raw = {(row["model"], row["corruption"]): row for row in csv.DictReader(stream)}
+
+    def percent(row: dict[str, str], *keys: str) -> list[float]:
+        return [round(100 * float(row[key]), 2) for key in keys]
+
+    clean, mean = raw[LABELS[label], "clean"], raw[LABELS[label], "mean (benchmark cells)"]
+    assert len(page[1].split(",")) == int(mean["seeds"])
+    assert numbers(page[2]) == percent(clean, "accuracy", "low", "high")
+    assert numbers(page[3]) == percent(mean, "accuracy", "low", "high")
+    if label != "ViR-1":
+        assert numbers(page[4]) == percent(mean, "difference", "difference_low", "difference_high")
