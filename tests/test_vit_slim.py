@@ -8,8 +8,8 @@ import json
 import math
 import subprocess
 import sys
-from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -261,11 +261,14 @@ def test_init_from_copies_the_trained_vit_and_leaves_the_masks(tmp_path):
 def test_warm_start_loads_a_new_run_and_leaves_a_resumed_one(tmp_path):
     source = slim(searched(), 0.5)
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "s.ckpt")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.ckpt_path = "run/last.ckpt"  # what `fit(ckpt_path=...)` sets before the callbacks' on_fit_start
     resumed = ImageClassifier(SlimViT(**source.init_args), num_classes=5)
-    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(SimpleNamespace(ckpt_path="run/last.ckpt"), resumed)
+    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(trainer, resumed)
     assert not torch.equal(resumed.backbone.head.weight, source.head.weight)
+    trainer.ckpt_path = None
     fresh = ImageClassifier(SlimViT(**source.init_args), num_classes=5)
-    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(SimpleNamespace(ckpt_path=None), fresh)
+    WarmStart(str(tmp_path / "s.ckpt")).on_fit_start(trainer, fresh)
     for name, value in source.state_dict().items():
         assert torch.equal(fresh.backbone.state_dict()[name], value), name
 
