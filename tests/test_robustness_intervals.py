@@ -120,7 +120,8 @@ def test_lit_vir_test_reports_intervals_and_pairs_two_checkpoints(tmp_path, monk
                 assert shown[0] < shown[1]
         summary = json.loads((run / "corruption_summary.json").read_text())
         assert summary["mean_corruption_accuracy"] == pytest.approx(intervals.mean.estimate)
-        assert summary["mean_corruption_interval"] == pytest.approx([intervals.mean.low, intervals.mean.high], abs=1e-12)
+        mean = intervals.mean
+        assert summary["mean_corruption_interval"] == pytest.approx([mean.low, mean.high], abs=1e-12)
         assert summary["test_images"] == 359
 
     ours, theirs = cell_outcomes(read_predictions(second))[1], cell_outcomes(read_predictions(first))[1]
