@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
+import pytest
 import torch
 import yaml
 from lightning.pytorch.utilities.model_summary import ModelSummary
@@ -73,6 +75,10 @@ def test_a_run_prints_its_flops_and_fills_the_hparams_tab(tmp_path, monkeypatch,
         assert tag in events.Tags()["scalars"], tag  # the tab's metric columns have values
 
 
+@pytest.mark.skipif(
+    shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"),
+    reason="needs Linux's taskset (util-linux) and CPU affinity",
+)
 def test_the_environment_record_holds_the_cores_taskset_gave_the_run(tmp_path, run_cli):
     """The console script under `taskset -c CORE`: environment.yaml records that affinity, the torch threads and
     the thread settings of the environment, and the load average at start and end."""
