@@ -103,6 +103,7 @@ def test_memory_capacity_of_a_near_linear_orthogonal_reservoir_approaches_n(acti
     nodes = 50
     vector = input_scale * scalar_input_vector(nodes, density=1.0, signed=True, seed=1)
     capacity = memory_capacity(0.95 * orthogonal(nodes), vector, activation=activation, max_delay=200)
+    # the limit MC → N of a near-linear orthogonal W, a property; the value itself: test_..._equation_written_out
     assert 0.9 * nodes <= capacity.total <= nodes
     assert capacity.per_delay[:10].min() > 0.95  # the recent past is recalled almost perfectly
 
@@ -120,7 +121,7 @@ def test_memory_capacity_never_exceeds_n(name, weight, activation):
     vector = scalar_input_vector(nodes, density=1.0, signed=True, seed=2)
     capacity = memory_capacity(weight, vector, activation=activation, max_delay=3 * nodes, washout=3 * nodes)
     assert capacity.per_delay.shape == (3 * nodes,)
-    assert 0.0 < capacity.total <= nodes, name
+    assert 0.0 < capacity.total <= nodes, name  # the bound MC ≤ N is what is tested; values: ..._written_out
 
 
 def test_memory_capacity_grows_when_the_input_is_near_linear():
@@ -528,7 +529,7 @@ def test_strongest_edges_graph_breaks_ties_without_making_hubs():
     adjacency = strongest_edges(edge_strength(reference_topology(200)), 10)
     degree = adjacency.sum(dim=1)
     assert torch.equal(adjacency, adjacency.T) and adjacency.diagonal().sum() == 0
-    assert degree.min() >= 10 and degree.max() <= 30
+    assert degree.min() >= 10 and degree.max() <= 30  # no hubs, a property; the choice itself: ..._hand_made_ones
 
 
 def test_reservoir_small_world_equals_networkx_on_both_graphs_built_by_hand():

@@ -163,11 +163,13 @@ def test_it_is_for_testing_only(tmp_path, stage):
 
 
 def test_cifar100c_reads_its_own_folder_with_100_classes_and_cifar100_normalisation(tmp_path):
-    write_cifar_c(tmp_path, ["fog"], folder="CIFAR-100-C", classes=100)
+    folder = write_cifar_c(tmp_path, ["fog"], folder="CIFAR-100-C", classes=100)
     data = ready(CIFAR100CDataModule(root=str(tmp_path), corruptions=["fog"], severities=[3]))
     images, labels = next(iter(data.test_dataloader()[0]))
-    assert data.num_classes == 100 and (data.mean, data.std) == ((0.5,) * 3, (0.5,) * 3)
-    assert raw_pixels(images, data)[:, 1, 0, 0].eq(3).all() and labels.max() >= 10
+    assert data.num_classes == 100 and (data.mean, data.std) == ((0.5,) * 3, (0.5,) * 3)  # the reference's CIFAR-100
+    assert raw_pixels(images, data)[:, 1, 0, 0].eq(3).all()
+    written = np.load(folder / "labels.npy")[2 * PER_SEVERITY : 3 * PER_SEVERITY]  # severity 3's block
+    assert labels.tolist() == written.tolist() and written.max() >= 10  # labels a 10-class reading would change
 
 
 def test_a_custom_folder_name_is_read(tmp_path):

@@ -129,7 +129,7 @@ def test_black_and_white_images_give_finite_output(name, level):
     """Only finite, on purpose: what can go wrong on a constant image is a 0/0 (HSV of grey, a blur normalised by
     a zero sum, log 0), and a NaN survives the clip; the values are checked by the formula tests."""
     images = torch.full((2, 3, 32, 32), level)
-    assert torch.isfinite(corrupt(images, name, 5, seeded(0))).all()
+    assert torch.isfinite(corrupt(images, name, 5, seeded(0))).all()  # only finite: see the docstring
 
 
 @pytest.mark.parametrize("name", [name for name in CORRUPTIONS if name != "elastic_transform"])

@@ -1,6 +1,7 @@
 """DataModules read the real on-disk formats, split reproducibly and fail with the paths involved."""
 
 import gzip
+import pickle
 import shutil
 from pathlib import Path
 
@@ -182,10 +183,11 @@ def test_missing_cifar_files_are_named(tmp_path):
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
-    write_cifar100(tmp_path, train=200, test=100)
+    folder = write_cifar100(tmp_path, train=200, test=100)
     data = ready(CIFAR100DataModule(root=str(tmp_path), download=False, verify_checksums=False), "test")
     labels = [data.test_set[index][1] for index in range(len(data.test_set))]
-    assert data.num_classes == 100 and max(labels) >= 20  # fine, not coarse (20 classes)
+    written = pickle.loads((folder / "test").read_bytes())
+    assert data.num_classes == 100 and labels == written["fine_labels"] != written["coarse_labels"]
 
 
 def test_digits_are_real_8x8_images_with_a_held_out_test_split():

@@ -76,7 +76,7 @@ def test_serial_vir_run_logs_every_core_at_fit_start_and_each_epoch(tmp_path, mo
         assert len(events.Scalars(f"dynamics/{core}/memory_capacity")) == 1  # W never trains: logged once
         assert len(events.Images(f"dynamics/{core}/states")) == 3
     first, *_ = events.Images("dynamics/core0/spectrum")
-    assert first.width > 100 and first.height > 100
+    assert first.width > 100 and first.height > 100  # a figure was drawn, not an empty image; its numbers: below
     # the scalars against the same quantities computed here: the W-only ones once, the driven ones of the last
     # epoch from the final weights (last.ckpt) and the first 3 validation images (serial core 1 reads core 0's z)
     final = expected_records(load_classifier(run / "checkpoints" / "last.ckpt").backbone, validation_images(run, 3))

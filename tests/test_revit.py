@@ -128,7 +128,7 @@ def test_attention_maps_have_one_distribution_per_query(model_class):
     with torch.no_grad():
         maps = attention_maps(model, images(count=2))
     assert maps.shape == (3, 2, 3, 17, 17)  # (L, B, heads, T+1, T+1)
-    assert (maps >= 0).all()
+    assert (maps >= 0).all()  # with the sums below: distributions; the values: test_vit_maps_are_the_ones_...
     torch.testing.assert_close(maps.sum(dim=-1), torch.ones(3, 2, 3, 17))
 
 

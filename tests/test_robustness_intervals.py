@@ -106,16 +106,23 @@ def test_lit_vir_test_reports_intervals_and_pairs_two_checkpoints(tmp_path, monk
 
     for run in (first, second):
         cells, matrix, _ = cell_outcomes(read_predictions(run))
+        # the files hold the intervals of the run's own per-image outcomes: corruption_intervals, checked against
+        # resampling by hand above, on the prediction file (not only intervals that contain the accuracy)
+        intervals = corruption_intervals(cells, [matrix])
         with open(run / "corruption_accuracy.csv") as stream:
             rows = {(row["corruption"], int(row["severity"])): row for row in csv.DictReader(stream)}
-        for cell, values in zip(cells, matrix, strict=True):
+        for index, (cell, values) in enumerate(zip(cells, matrix, strict=True)):
             if cell[0] != "clean":
                 row = rows[cell]
                 assert float(row["accuracy"]) == pytest.approx(values.mean())
-                assert float(row["accuracy_low"]) <= values.mean() <= float(row["accuracy_high"])
+                shown = (float(row["accuracy_low"]), float(row["accuracy_high"]))
+                assert shown == pytest.approx((intervals.low[index], intervals.high[index]), abs=1e-12)
+                assert shown[0] < shown[1]
         summary = json.loads((run / "corruption_summary.json").read_text())
-        low, high = summary["mean_corruption_interval"]
-        assert low <= summary["mean_corruption_accuracy"] <= high and summary["test_images"] == 359
+        assert summary["mean_corruption_accuracy"] == pytest.approx(intervals.mean.estimate)
+        mean = intervals.mean
+        assert summary["mean_corruption_interval"] == pytest.approx([mean.low, mean.high], abs=1e-12)
+        assert summary["test_images"] == 359
 
     ours, theirs = cell_outcomes(read_predictions(second))[1], cell_outcomes(read_predictions(first))[1]
     with open(second / "corruption_paired.csv") as stream:
