@@ -12,8 +12,13 @@ from scipy import stats
 
 from lit_vir.analysis.uncertainty import accuracy_interval
 from lit_vir.cli import main
-from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
-from lit_vir.robustness.intervals import cell_outcomes, corruption_intervals, paired_corruptions
+from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
+from lit_vir.robustness.intervals import (
+    benchmark_weights,
+    cell_outcomes,
+    corruption_intervals,
+    paired_corruptions,
+)
 from lit_vir.training.callbacks.test_predictions import read_predictions
 from tests.conftest import CONFIGS, QUICK_TRAINER
 
@@ -154,3 +159,100 @@ def test_several_seeds_are_paired_seed_by_seed_across_cells():
     benchmark = [index for index, (name, _) in enumerate(CELLS) if name != "clean"]
     assert paired.mean.difference == pytest.approx(np.mean([d[benchmark].mean() for d in per_seed]))
     assert paired.mean.sign_flip_p is not None
+
+
+def test_cell_outcomes_reads_the_cells_of_one_prefix_in_file_order():
+    """A hand-made predictions file: two prefixes, keys that are not cells, cells in a non-sorted order."""
+    label = np.array([0, 1, 2, 3])
+    files = {
+        "test/label": label,  # the clean test of an ordinary run: not a cell (2 parts)
+        "test/fog/s5/label": label,
+        "test/fog/s5/prediction": np.array([0, 1, 0, 0]),
+        "test/fog/s5/probability": np.full(4, 0.5),
+        "test/clean/s0/label": label,
+        "test/clean/s0/prediction": np.array([0, 1, 2, 0]),
+        "test/fog/x1/label": label,  # not a severity
+        "test_last/fog/s1/label": label,
+        "test_last/fog/s1/prediction": np.array([3, 2, 1, 0]),
+    }
+    cells, matrix, labels = cell_outcomes(files)
+    assert cells == [("fog", 5), ("clean", 0)]
+    assert matrix.tolist() == [[1, 1, 0, 0], [1, 1, 1, 0]] and matrix.dtype == np.int8
+    assert labels.tolist() == [label.tolist()] * 2
+    cells, matrix, _ = cell_outcomes(files, prefix="test_last")
+    assert cells == [("fog", 1)] and matrix.tolist() == [[0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"no corruption cells under val/ in these predictions"):
+        cell_outcomes(files, prefix="val")
+
+
+def test_the_mean_weighs_only_the_benchmark_cells_equally():
+    """Clean and the extra corruptions are reported but left out of the mean corruption accuracy."""
+    extra = EXTRA_CORRUPTIONS[0]
+    cells = [("clean", 0), (BENCHMARK_CORRUPTIONS[0], 1), (extra, 1), (BENCHMARK_CORRUPTIONS[1], 3)]
+    assert benchmark_weights(cells).tolist() == [0.0, 1.0, 0.0, 1.0]
+    matrix = np.array([[1, 1, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0]], dtype=np.int8)
+    intervals = corruption_intervals(cells, [matrix], resamples=200)
+    assert intervals.mean.estimate == pytest.approx((0.25 + 0.75) / 2)
+    assert intervals.accuracy.tolist() == [1.0, 0.25, 0.0, 0.75]
+    assert intervals.over == "images" and intervals.mean.over == "images"
+
+
+def test_without_benchmark_cells_there_is_no_mean_but_every_cell_has_its_interval():
+    cells = [("clean", 0), (EXTRA_CORRUPTIONS[0], 2)]
+    matrix = outcomes([0.9, 0.6], 1500, seed=11)
+    intervals = corruption_intervals(cells, [matrix], resamples=3000)
+    assert intervals.mean is None
+    for index in range(2):
+        alone = accuracy_interval([matrix[index]])
+        assert (intervals.low[index], intervals.high[index]) == pytest.approx((alone.low, alone.high), abs=0.005)
+    paired = paired_corruptions(cells, [matrix], [outcomes([0.9, 0.5], 1500, seed=12)])
+    assert paired.mean is None and paired.difference.shape == (2,)
+
+
+def test_each_corruptions_interval_is_its_severities_resampled_together():
+    """Per corruption: the mean over its severities, and the interval of that mean when the same images are drawn
+    for every severity (checked by resampling indices by hand), at the 95% and at a 50% level."""
+    matrix = outcomes([0.9, 0.8, 0.6, 0.85, 0.7, 0.75, 0.5], 1200, seed=13)
+    rng = np.random.default_rng(9)
+    draws = [rng.integers(1200, size=1200) for _ in range(4000)]
+    for level in (0.95, 0.5):
+        intervals = corruption_intervals(CELLS, [matrix], level=level, resamples=4000)
+        for name in dict.fromkeys(name for name, _ in CELLS):
+            rows = [index for index, (other, _) in enumerate(CELLS) if other == name]
+            found = intervals.per_corruption[name]
+            assert found.estimate == pytest.approx(matrix[rows].mean())
+            by_hand = [matrix[rows][:, draw].mean() for draw in draws]
+            tail = (1 - level) / 2
+            assert (found.low, found.high) == pytest.approx(tuple(np.quantile(by_hand, [tail, 1 - tail])), abs=0.005)
+            assert found.over == "images"
+        low, high = np.quantile([matrix[1][draw].mean() for draw in draws], [(1 - level) / 2, (1 + level) / 2])
+        assert (intervals.low[1], intervals.high[1]) == pytest.approx((low, high), abs=0.005)
+
+
+def test_several_seeds_give_seed_level_p_values_and_the_exact_sign_flip_of_the_means():
+    """Two seeds: a cell that A gets right and B wrong on every image has p = 0, an identical cell p = 1; the mean's
+    sign-flip p is the exact one of the two per-seed differences (2 of the 4 sign assignments reach it: 0.5)."""
+    a = [outcomes([0.9, 0.8, 0.6, 0.85, 0.7, 0.75, 0.5], 600, seed=s) for s in (21, 22)]
+    b = [matrix.copy() for matrix in a]
+    for x, y in zip(a, b, strict=True):
+        x[1], y[1] = 1, 0  # cell 1: A always right, B always wrong
+        y[3] = 1 - y[3]  # cell 3: B flips every outcome of A
+    paired = paired_corruptions(CELLS, a, b, resamples=500)
+    assert paired.test == "paired bootstrap (seeds × images)"
+    assert paired.p[1] == 0.0 and paired.difference[1] == 1.0 and (paired.low[1], paired.high[1]) == (1.0, 1.0)
+    assert paired.p[0] == 1.0 and paired.difference[0] == 0.0  # clean: identical
+    per_seed = [float((x[1:] - y[1:].astype(int)).mean()) for x, y in zip(a, b, strict=True)]
+    assert paired.mean.difference == pytest.approx(np.mean(per_seed))
+    assert paired.mean.test == "paired bootstrap (seeds × images)" and paired.mean.seeds == 2
+    assert paired.mean.sign_flip_p == (0.5 if per_seed[0] * per_seed[1] > 0 else 1.0)
+    single = paired_corruptions(CELLS, a[:1], b[:1], resamples=500)
+    assert single.test == "McNemar exact" and single.mean.test == "paired bootstrap (images)"
+    assert single.mean.sign_flip_p is None and single.mean.seeds == 1
+
+
+def test_paired_corruptions_refuses_runs_that_do_not_pair():
+    a = outcomes([0.9] * len(CELLS), 100, seed=31)
+    with pytest.raises(ValueError, match="the same seeds, cells and test images"):
+        paired_corruptions(CELLS, [a, a], [a])
+    with pytest.raises(ValueError, match="the same seeds, cells and test images"):
+        paired_corruptions(CELLS, [a], [a[:, :50]])
