@@ -1,0 +1,195 @@
+"""`lit-vir compare`'s aggregation, in process on hand-made runs: which runs form a row, which row is the baseline,
+which runs pair, and every number of the summary and per-run tables against a hand computation (numpy, scipy,
+statistics). tests/test_compare.py runs the command on real runs."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lit_vir.analysis.uncertainty import accuracy_interval, t_interval
+from lit_vir.commands.compare import (
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    baseline_of,
+    bounded,
+    group_runs,
+    mean_sd,
+    paired_runs,
+    run_rows,
+    summary_rows,
+    threads_text,
+    with_interval,
+)
+from lit_vir.commands.runs import Run
+
+LABELS = np.arange(400) % 10
+
+
+def run(model: str, seed: int | None, right: int, **changes) -> Run:
+    """A run whose first `right` of 400 test images are right (the others predicted one class off)."""
+    predicted = np.where(np.arange(400) < right, LABELS, (LABELS + 1) % 10)
+    fields = dict(
+        path=f"runs/{model}/s{seed}",
+        model=model,
+        recipe="reference",
+        dataset="FashionMNIST",
+        seed=seed,
+        epochs=3,
+        budget="15m",
+        precision="32-true",
+        val_acc_final=0.5,
+        val_acc_best=0.6 + 0.01 * (seed or 0),
+        test_acc=right / 400,
+        test_last_acc=(right - 4) / 400,
+        test_images=400,
+        trainable_params=1234567,
+        fixed_params=0,
+        peak_memory_mib=1000.0 + (seed or 0),
+        epoch_time_s=10.0 * (seed or 1),
+        fit_time_s=900.0,
+        train_flops_per_image=1e6,
+        train_flops=2.5e12 * (seed or 1),
+        images_seen=1000 * (seed or 1),
+        epochs_completed=0.5 * (seed or 1),
+        optimizer_steps=10 * (seed or 1),
+        threads=1,
+        cpu_affinity="1",
+        device="cpu",
+        logger="tensorboard",
+        predictions={"test/label": LABELS, "test/prediction": predicted},
+    )
+    return Run(**{**fields, **changes})
+
+
+def column(row: list[str], name: str, columns=SUMMARY_COLUMNS) -> str:
+    return row[columns.index(name)]
+
+
+def test_rows_group_runs_that_differ_only_in_seed_sorted_by_seed():
+    runs = [
+        run("ViR-1", 3, 300),
+        run("ViR-1", None, 300),
+        run("ViR-1", 1, 300),
+        run("ViR-1", 2, 300, recipe="x"),
+        run("ViR-1", 2, 300, dataset="MNIST"),
+        run("ViR-1", 2, 300, budget="4m"),
+        run("ViR-1", 2, 300, precision="bf16-mixed"),
+    ]
+    groups = group_runs(runs)
+    assert [len(group.runs) for group in groups] == [3, 1, 1, 1, 1]
+    assert [member.seed for member in groups[0].runs] == [1, 3, None]
+    assert groups[1].label == "ViR-1 (x)" and groups[0].label == "ViR-1"
+    assert [group.length for group in groups] == ["15m", "15m", "15m", "4m", "15m"]
+
+
+def test_the_baseline_is_named_on_the_same_dataset_and_prefers_the_same_length():
+    groups = group_runs(
+        [
+            run("ViR-1", 1, 300),
+            run("ViR-1", 1, 300, budget="4m"),
+            run("ViT", 1, 300),
+            run("ViT", 1, 300, budget="4m"),
+            run("ViT", 1, 300, dataset="MNIST"),
+            run("ViR-1", 1, 300, recipe="strong"),
+        ]
+    )
+    vir, vir_short, vit, vit_short, vit_mnist, vir_strong = groups
+    assert baseline_of(vit, groups, "ViR-1") is vir and baseline_of(vit_short, groups, "ViR-1") is vir_short
+    assert baseline_of(vit_mnist, groups, "ViR-1") is None
+    assert baseline_of(vit, groups, "ViR-1 (strong)") is vir_strong  # a label with its recipe names it too
+    assert baseline_of(vir, groups, "ViR-1") is vir_strong  # never itself; of the others, the one of its length
+
+
+def test_runs_pair_by_seed_or_as_two_single_runs_and_say_why_not():
+    base = group_runs([run("B", 1, 300), run("B", 2, 300)])[0]
+    ours = group_runs([run("A", 2, 310), run("A", 3, 310)])[0]
+    a, b = paired_runs(ours, base)
+    assert [r.seed for r in a] == [2] and [r.seed for r in b] == [2]
+    single, lone = group_runs([run("A", 7, 310)])[0], group_runs([run("B", 8, 300)])[0]
+    a, b = paired_runs(single, lone)
+    assert a[0] is single.runs[0] and b[0] is lone.runs[0]
+    assert paired_runs(single, base) == "no seed in common"
+    bare = group_runs([run("A", 1, 310, predictions={})])[0]
+    assert paired_runs(bare, base) == "no per-image predictions (test_predictions.npz)"
+    other = run("A", 1, 310)
+    other.predictions = {"test/label": LABELS[::-1], "test/prediction": LABELS[::-1]}
+    assert paired_runs(group_runs([other])[0], base) == "not the same test images"
+
+
+def test_the_summary_row_is_each_number_computed_by_hand():
+    rights = {1: 300, 2: 320, 3: 340}
+    runs = [run("ViR-1", seed, 280 + 4 * seed) for seed in (1, 2, 3)] + [run("A", s, r) for s, r in rights.items()]
+    rows = {row[0]: row for row in summary_rows(group_runs(runs), baseline="ViR-1")}
+    row = rows["A"]
+    outcomes = [(np.arange(400) < r).astype(np.int8) for r in rights.values()]
+    interval = accuracy_interval(outcomes)
+    assert column(row, "runs") == "3" and column(row, "CI over") == "seeds × images"
+    expected = f"{100 * interval.estimate:.2f} [{100 * interval.low:.2f}, {100 * interval.high:.2f}]"
+    assert column(row, "test acc % (best val) [95% CI]") == expected
+    accuracies = [r / 400 for r in rights.values()]
+    half = stats.t.ppf(0.975, 2) * statistics.stdev(accuracies) / np.sqrt(3)
+    low, high = max(0, np.mean(accuracies) - half), min(1, np.mean(accuracies) + half)
+    assert column(row, "t-interval over seeds") == f"[{100 * low:.2f}, {100 * high:.2f}]"
+    assert column(row, "test acc % (final)") == (
+        f"{100 * np.mean([(r - 4) / 400 for r in rights.values()]):.2f} ± "
+        f"{100 * statistics.stdev([(r - 4) / 400 for r in rights.values()]):.2f}"
+    )
+    assert column(row, "epochs completed") == "1.00 ± 0.50"  # 0.5, 1.0, 1.5
+    assert column(row, "images seen") == "2000 ± 1000" and column(row, "optimiser steps") == "20 ± 10"
+    assert column(row, "trainable") == "1,234,567" and column(row, "fixed") == "0"
+    assert column(row, "peak memory MiB") == "1002 ± 1" and column(row, "epoch s") == "20.0 ± 10.0"
+    assert column(row, "train FLOPs") == "5.00 ± 2.50 T" and column(row, "threads") == "1 on 1"
+    # A − ViR-1, paired seed by seed on the same images: A is right on 300..340 and ViR-1 on 284..292 first images
+    per_seed = [(rights[s] - (280 + 4 * s)) / 400 for s in (1, 2, 3)]
+    delta = column(row, "Δ vs baseline, points [95% CI]")
+    assert delta.startswith(f"{100 * np.mean(per_seed):+.2f} [")
+    assert column(row, "p").endswith("(sign-flip 0.25)")  # all three seeds the same sign: 2 of 8 assignments
+    assert column(row, "test") == "paired bootstrap (seeds × images), 3 seeds"
+    assert column(rows["ViR-1"], "Δ vs baseline, points [95% CI]") == "(baseline)"
+    assert column(rows["ViR-1"], "p") == "" and column(rows["ViR-1"], "test") == ""
+
+
+def test_a_row_without_a_baseline_or_predictions_says_so():
+    runs = [run("A", 1, 300, dataset="MNIST"), run("ViR-1", 1, 300), run("C", 1, 300, predictions={})]
+    rows = {row[0]: row for row in summary_rows(group_runs(runs), baseline="ViR-1")}
+    assert column(rows["A"], "Δ vs baseline, points [95% CI]") == "no ViR-1 row on MNIST".join(("not paired: ", ""))
+    assert column(rows["C"], "test acc % (best val) [95% CI]") == "75.00"  # the logged accuracy, no interval
+    assert column(rows["C"], "CI over") == "–"
+    assert column(rows["C"], "Δ vs baseline, points [95% CI]").startswith("not paired: no per-image predictions")
+    assert all(column(row, "Δ vs baseline, points [95% CI]") == "" for row in summary_rows(group_runs(runs), None))
+
+
+def test_the_per_run_rows_pair_each_seed_with_mcnemar():
+    runs = [run("ViR-1", 1, 300), run("ViR-1", 2, 300), run("A", 1, 320), run("A", 3, 320)]
+    rows, records = run_rows(group_runs(runs), baseline="ViR-1")
+    by_seed = {(row[0], row[3]): row for row in rows}
+    first = by_seed["A", "1"]
+    # 20 images right only for A, none only for ViR-1: McNemar's exact p = 2 · 0.5^20
+    assert column(first, "Δ vs baseline [95% CI]", RUN_COLUMNS).startswith("+5.00 [")
+    assert float(column(first, "p", RUN_COLUMNS)) == pytest.approx(stats.binomtest(0, 20).pvalue, rel=1e-2)
+    assert column(by_seed["A", "3"], "Δ vs baseline [95% CI]", RUN_COLUMNS) == "not paired: no run of that seed"
+    assert column(by_seed["ViR-1", "1"], "Δ vs baseline [95% CI]", RUN_COLUMNS) == ""
+    interval = accuracy_interval([(np.arange(400) < 320).astype(np.int8)])
+    record = next(r for r in records if r["model"] == "A" and r["seed"] == 1)
+    assert (record["test_acc_low"], record["test_acc_high"]) == (interval.low, interval.high)
+    assert record["difference"] == pytest.approx(20 / 400) and record["vs_baseline"] == "ViR-1"
+    assert record["p"] == pytest.approx(stats.binomtest(0, 20).pvalue) and record["test"].startswith("McNemar")
+    assert "predictions" not in record
+    assert column(first, "epochs completed", RUN_COLUMNS) == "0.50"
+    assert column(first, "images seen", RUN_COLUMNS) == "1,000"
+
+
+def test_the_small_formatters():
+    assert with_interval(None, 0.8834) == "88.34" and with_interval(None) == "–"
+    assert with_interval(t_interval([0.5, 0.7])) == "60.00 [-67.06, 187.06]"  # unbounded on its own …
+    assert bounded(t_interval([0.5, 0.7])) == "[0.00, 100.00]"  # … cut to [0, 100]% in the table
+    assert bounded(None) == "–"
+    assert mean_sd([None, 2.0, 4.0]) == f"3.00 ± {statistics.stdev([2.0, 4.0]):.2f}" and mean_sd([None]) == "–"
+    assert mean_sd([0.5], scale=100, digits=1) == "50.0"
+    two = [run("A", 1, 1, threads=2, cpu_affinity="0-1"), run("A", 2, 1), run("A", 3, 1, threads=None)]
+    assert threads_text(two) == "1 on 1/2 on 0-1" and threads_text([run("A", 1, 1, threads=None)]) == "–"
+    assert threads_text([run("A", 1, 1, cpu_affinity="")]) == "1 on ?"
