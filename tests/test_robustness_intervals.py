@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from lit_vir.analysis.uncertainty import accuracy_interval
+from lit_vir.analysis.uncertainty import accuracy_interval, resampled_means
 from lit_vir.cli import main
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
 from lit_vir.robustness.intervals import (
@@ -256,3 +257,32 @@ def test_paired_corruptions_refuses_runs_that_do_not_pair():
         paired_corruptions(CELLS, [a, a], [a])
     with pytest.raises(ValueError, match="the same seeds, cells and test images"):
         paired_corruptions(CELLS, [a], [a[:, :50]])
+
+
+def test_a_paired_cells_interval_is_its_differences_resampled_by_hand():
+    """One seed each: per cell, the interval of A − B over the same images drawn for both, against resampling indices
+    by hand; and the default is 2,000 resamples of the shared two-level bootstrap (tested in test_uncertainty.py)."""
+    a = outcomes([0.9, 0.8, 0.6, 0.85, 0.7, 0.75, 0.5], 1200, seed=41)
+    b = outcomes([0.85, 0.8, 0.65, 0.8, 0.7, 0.7, 0.55], 1200, seed=42)
+    paired = paired_corruptions(CELLS, [a], [b], resamples=4000)
+    rng = np.random.default_rng(3)
+    delta = a.astype(int) - b.astype(int)
+    draws = np.array([delta[:, rng.integers(1200, size=1200)].mean(axis=1) for _ in range(4000)])  # (R, cells)
+    low, high = np.quantile(draws, [0.025, 0.975], axis=0)
+    assert paired.low == pytest.approx(low, abs=0.005) and paired.high == pytest.approx(high, abs=0.005)
+    default = paired_corruptions(CELLS, [a], [b])
+    rows, _ = resampled_means([delta.astype(np.int8)], benchmark_weights(CELLS), 2_000)
+    assert default.low == pytest.approx(np.quantile(rows, 0.025, axis=0), abs=1e-12)
+    intervals = corruption_intervals(CELLS, [a])
+    rows, _ = resampled_means([a], benchmark_weights(CELLS), 2_000)
+    assert intervals.high == pytest.approx(np.quantile(rows, 0.975, axis=0), abs=1e-12)
+
+
+def test_no_benchmark_cells_compute_without_warnings():
+    """The fallback weights (every cell) keep the unused mean finite: no division by a zero weight sum."""
+    cells = [("clean", 0), (EXTRA_CORRUPTIONS[0], 2)]
+    a, b = outcomes([0.9, 0.6], 300, seed=51), outcomes([0.8, 0.6], 300, seed=52)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        corruption_intervals(cells, [a], resamples=50)
+        paired_corruptions(cells, [a], [b], resamples=50)
