@@ -34,8 +34,8 @@ def numbers(text: str) -> list[float]:
     return [float(value.replace(",", "")) for value in re.findall(r"[-+]?\d[\d,]*\.?\d*", text.replace("−", "-"))]
 
 
-def summary() -> dict[str, dict[str, str]]:
-    with (RAW / "compare_summary.csv").open() as stream:
+def summary(folder: Path = RAW) -> dict[str, dict[str, str]]:
+    with (folder / "compare_summary.csv").open() as stream:
         return {row["model"]: row for row in csv.DictReader(stream)}
 
 
@@ -70,3 +70,15 @@ def test_the_robustness_tables_row_is_robustness_csv(label):
     assert numbers(page[3]) == percent(mean, "accuracy", "low", "high")
     if label != "ViR-1":
         assert numbers(page[4]) == percent(mean, "difference", "difference_low", "difference_high")
+
+
+@pytest.mark.parametrize("label", list(LABELS))
+def test_the_equal_epoch_tables_row_is_its_compare_summary_csv(label):
+    rows = {row[0]: row for row in page_table("## Equal epochs")}
+    page, raw = rows[label], summary(RAW / "epochs")[LABELS[label]]
+    assert int(page[1]) == int(raw["runs"]) and raw["length"] == "10 epochs"
+    assert numbers(page[2]) == numbers(raw["test acc % (best val) [95% CI]"])
+    assert numbers(page[3]) == numbers(raw["t-interval over seeds"])
+    if label != "ViR-1":
+        assert numbers(page[4]) == numbers(raw["Δ vs baseline, points [95% CI]"])
+        assert page[5].endswith(f"(sign-flip {raw['p'].split('sign-flip ')[1]}")

@@ -382,6 +382,10 @@ def test_a_killed_driver_is_rerun_the_interrupted_trial_resumes_and_nothing_fini
     assert len(trial_record(first)["attempts"]) == 1  # not run again
     record = trial_record(killed)
     assert [attempt["trial"] for attempt in record["attempts"]] == [1, 2] and record["resumed_from_checkpoint"]
+    # each attempt's ending in its own entry; the trial's own fields are the last attempt's
+    assert record["attempts"][0]["outcome"] == "interrupted" and "resumes" in record["attempts"][0]["reason"]
+    assert (record["state"], record["outcome"], record["reason"]) == ("COMPLETE", "complete", "")
+    assert "traceback" not in record and "outcome" not in record["attempts"][1]
     assert read_checkpoint(killed / "checkpoints" / "last.ckpt")["global_step"] == 8  # 2 epochs × 4, not 5 + 8
     assert len(tb_scalars(killed, "val/acc")) == 2  # one validation per epoch, none repeated
 
@@ -450,6 +454,7 @@ def test_a_killed_worker_is_found_by_its_silence_and_its_trial_resumes(tmp_path)
     assert found[1].params == found[0].params and found[1].user_attrs["crashes"] == 1
     record = trial_record(sweep / "runs/crash/t000")
     assert len(record["attempts"]) == 2 and record["resumed_from_checkpoint"]
+    assert record["attempts"][0]["outcome"] == "lost" and record["outcome"] == "complete"  # killed: said nothing
     assert read_checkpoint(sweep / "runs/crash/t000/checkpoints/last.ckpt")["global_step"] == 8
     assert len(tb_scalars(sweep / "runs/crash/t000", "val/acc")) == 2  # epoch 1's validation not repeated
 

@@ -124,6 +124,9 @@ def suggest(plan: Plan, trial: optuna.Trial) -> dict[str, Any]:
     return params
 
 
+ATTEMPT_ENDING = ("state", "outcome", "reason", "traceback", "ended")  # how one attempt ended, kept in its entry
+
+
 @dataclass
 class TrialRun:
     """The runs of one trial: its cell's argv, its parameters, and one `lit-vir fit` per seed."""
@@ -186,7 +189,13 @@ class TrialRun:
         path = self.folder(seed) / "trial.yaml"
         previous = yaml.safe_load(path.read_text()) if path.is_file() else {}
         history = previous.get("attempts", [])
-        if fields.get("state") == "RUNNING":
+        if fields.get("state") == "RUNNING":  # a new attempt: the last one's ending goes into its own entry
+            if history:
+                ending = {key: previous[key] for key in ATTEMPT_ENDING if key in previous}
+                if ending.get("state") == "RUNNING":  # it never said how it ended: its worker was killed or lost
+                    ending = {"state": "LOST", "outcome": "lost", "reason": "its worker stopped without a record"}
+                history[-1] = {**history[-1], **ending}
+            previous = {key: value for key, value in previous.items() if key not in ATTEMPT_ENDING}
             history = [*history, {"trial": self.trial.number, "started": now(), **self.worker}]
         content = {
             "sweep": self.plan.spec.name,
