@@ -197,6 +197,31 @@ def test_a_readout_without_reservoir_nodes_is_quantized():
     assert_levels(recorder, 3, 3, nodes=0)
 
 
+def test_the_no_reservoir_ablation_is_quantized():
+    """ViR with use_reservoir=False (configs/ablation/no_reservoir.yaml) hands its readouts no states at all (None,
+    not an empty tensor): the quantised model computes the float one before widths are set, and at 3 bits every
+    product but the edges, the readouts' included, has at most 2³ levels per group."""
+    torch.manual_seed(0)
+    model = ViR(
+        num_classes=10,
+        image_size=28,
+        in_channels=1,
+        patch_size=7,
+        num_nodes=NODES,
+        jump_size=5,
+        embed_dim=DIM,
+        mlp_dim=32,
+        use_reservoir=False,
+    ).eval()
+    pictures = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    quantized = calibrated_copy(model, pictures, Recipe(sq_b=False))
+    torch.testing.assert_close(quantized(pictures), model(pictures), atol=1e-5, rtol=0)
+    set_precision(quantized, 3)
+    recorder = record(quantized, pictures)
+    assert counts(recorder)["linear"] >= 2
+    assert_levels(recorder, 3, 8, nodes=0)  # the patch embedding and head stay at W8A8 by default
+
+
 def test_the_recorder_sees_a_float_model_as_unquantized():
     """The check itself can fail: the float ViT computes its attention with SDPA, unseen as products, and its
     other products have far more than 2^8 levels."""

@@ -247,8 +247,9 @@ class QuantReadout(nn.Module):
             SegmentedQuantizer([dim, nodes, dim, dim, nodes, dim], ["symmetric"] * 3 + ["asymmetric"] * 3),
         )
 
-    def forward(self, tokens: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        linear = torch.cat([tokens, states.to(tokens.dtype)], dim=-1)  # (B, T, D+N)
+    def forward(self, tokens: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
+        # states None: the `no_reservoir` ablation (use_reservoir=False), whose readouts read the tokens alone (N = 0)
+        linear = tokens if states is None else torch.cat([tokens, states.to(tokens.dtype)], dim=-1)  # (B, T, D+N)
         output = torch.tanh(self.state_readout(linear))  # (B, T, D)
         features = torch.cat([linear, output], dim=-1)  # (B, T, 2D+N)
         return torch.tanh(self.quadratic_readout(torch.cat([features, features.square()], dim=-1)))  # (B, T, D)
