@@ -253,9 +253,10 @@ def test_several_seeds_give_seed_level_p_values_and_the_exact_sign_flip_of_the_m
 
 def test_paired_corruptions_refuses_runs_that_do_not_pair():
     a = outcomes([0.9] * len(CELLS), 100, seed=31)
-    with pytest.raises(ValueError, match="the same seeds, cells and test images"):
+    message = r"^paired_corruptions: the two models need the same seeds, cells and test images$"
+    with pytest.raises(ValueError, match=message):
         paired_corruptions(CELLS, [a, a], [a])
-    with pytest.raises(ValueError, match="the same seeds, cells and test images"):
+    with pytest.raises(ValueError, match=message):
         paired_corruptions(CELLS, [a], [a[:, :50]])
 
 
@@ -274,8 +275,12 @@ def test_a_paired_cells_interval_is_its_differences_resampled_by_hand():
     rows, _ = resampled_means([delta.astype(np.int8)], benchmark_weights(CELLS), 2_000)
     assert default.low == pytest.approx(np.quantile(rows, 0.025, axis=0), abs=1e-12)
     intervals = corruption_intervals(CELLS, [a])
-    rows, _ = resampled_means([a], benchmark_weights(CELLS), 2_000)
+    rows, means = resampled_means([a], benchmark_weights(CELLS), 2_000)
     assert intervals.high == pytest.approx(np.quantile(rows, 0.975, axis=0), abs=1e-12)
+    # the mean over 6 cells lies on a finer grid than one cell's accuracy: one resample more or less would show there
+    assert (intervals.mean.low, intervals.mean.high) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    _, paired_means = resampled_means([delta.astype(np.int8)], benchmark_weights(CELLS), 2_000)
+    assert (default.mean.low, default.mean.high) == pytest.approx(tuple(np.quantile(paired_means, [0.025, 0.975])))
 
 
 def test_no_benchmark_cells_compute_without_warnings():
@@ -286,3 +291,24 @@ def test_no_benchmark_cells_compute_without_warnings():
         warnings.simplefilter("error")
         corruption_intervals(cells, [a], resamples=50)
         paired_corruptions(cells, [a], [b], resamples=50)
+
+
+def test_the_mean_interval_and_its_p_leave_clean_out_and_several_seeds_say_so():
+    """Clean right on every image while the benchmark cells are at about 50%: the mean's interval must sit around 50%
+    (clean left out of its resampling, not only of its estimate); the two-seed p-values are twice the smaller tail of
+    the shared two-level bootstrap (lit_vir.analysis.uncertainty.resampled_means, checked by hand there)."""
+    seeds = [outcomes([1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], 500, seed=s) for s in (61, 62)]
+    intervals = corruption_intervals(CELLS, seeds, resamples=1000)
+    assert intervals.over == "seeds × images" and intervals.mean.over == "seeds × images"
+    assert intervals.per_corruption["clean"].over == "seeds × images"
+    assert intervals.mean.high < 0.6 and intervals.mean.low > 0.4
+    others = [outcomes([0.0, 0.48, 0.5, 0.46, 0.5, 0.47, 0.5], 500, seed=s) for s in (63, 64)]
+    paired = paired_corruptions(CELLS, seeds, others, resamples=1000)
+    assert paired.mean.high < 0.2  # the clean cell's +1 left out of the mean's resampling
+    deltas = [x.astype(np.int8) - y.astype(np.int8) for x, y in zip(seeds, others, strict=True)]
+    rows, means = resampled_means(deltas, benchmark_weights(CELLS), 1000)
+    tails = np.minimum((rows <= 0).mean(axis=0), (rows >= 0).mean(axis=0))
+    assert paired.p.tolist() == np.minimum(1.0, 2 * tails).tolist()
+    assert 0 < paired.p[1:].min() < 0.5  # an intermediate p, where a factor other than 2 would show
+    assert paired.mean.p == min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0)))
+    assert 0 < paired.mean.p < 0.5
