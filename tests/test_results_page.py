@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,30 @@ def test_the_equal_epoch_tables_row_is_its_compare_summary_csv(label):
     if label != "ViR-1":
         assert numbers(page[4]) == numbers(raw["Δ vs baseline, points [95% CI]"])
         assert page[5].endswith(f"(sign-flip {raw['p'].split('sign-flip ')[1]}")
+
+
+def in_percent(run: dict[str, str], *keys: str) -> list[float]:
+    return [round(100 * float(run[key]), 2) for key in keys]
+
+
+def test_the_topology_tables_rows_are_the_compared_runs():
+    """docs/topology.md's accuracy table against the per-run CSV of its `compare` (seed 1 of each topology)."""
+    text = (ROOT / "docs" / "topology.md").read_text()
+    lines = text[text.index("## Accuracy on Fashion-MNIST") :].splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("| topology"))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2 :]]
+    rows = rows[: next(index for index, row in enumerate(rows) if len(row) < 2)]
+    with (ROOT / "docs" / "measurements" / "topology" / "accuracy-fmnist" / "compare.csv").open() as stream:
+        runs = {(run["model"], run["seed"]): run for run in csv.DictReader(stream)}
+    assert len(rows) == 6
+    for row in rows:
+        name = row[0].split("`")[1]
+        run = runs["ViR-1" if name == "cycle_jumps" else f"ViR-1 {name}", "1"]
+        percent = partial(in_percent, run)
+        assert numbers(row[2]) == percent("test_acc", "test_acc_low", "test_acc_high"), name
+        assert numbers(row[5]) == percent("test_last_acc") and numbers(row[6]) == [
+            round(float(run["epochs_completed"]), 2)
+        ]
+        if name != "cycle_jumps":
+            assert numbers(row[3]) == percent("difference", "difference_low", "difference_high"), name
+            assert float(row[4]) == pytest.approx(float(run["p"]), abs=0.006), name
