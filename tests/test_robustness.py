@@ -303,3 +303,73 @@ def test_perturb_command_compares_checkpoints_and_reproduces_the_unperturbed_acc
         assert [(row["kind"], float(row["level"]), float(row["accuracy"])) for row in csv.DictReader(stream)] == [
             (row["kind"], row["level"], row["accuracy"]) for row in rows
         ]
+
+
+def test_reference_corruptions_it_lacks_or_cannot_divide_by_are_left_out():
+    """CE and rCE by hand where the reference misses a corruption (the first benchmark one: the others still count),
+    makes no error on one (no CE: 0 in the denominator) or loses nothing to it (no rCE), and where our run has no
+    clean cell (no rCE at all)."""
+    reference = summarize({("clean", 0): 0.8, ("fog", 1): 1.0, ("contrast", 1): 0.8, ("pixelate", 1): 0.6})
+    ours = {("gaussian_noise", 1): 0.5, ("fog", 1): 0.9, ("contrast", 1): 0.7, ("pixelate", 1): 0.7}
+    found = summarize({("clean", 0): 0.9, **ours}, reference, reference_name="ref")
+    assert found.corruption_errors == {"contrast": pytest.approx(150.0), "pixelate": pytest.approx(75.0)}
+    # rCE_pixelate = (0.3 − 0.1) / (0.4 − 0.2); contrast: the reference loses nothing (0.2 − 0.2), fog: 0 − 0.2 < 0
+    assert found.relative_corruption_errors == {"fog": pytest.approx(0.0), "pixelate": pytest.approx(100.0)}
+    assert found.mce == pytest.approx(112.5) and found.reference == "ref"
+    without_clean = summarize(ours, reference)
+    assert without_clean.relative_corruption_errors == {} and without_clean.relative_mce is None
+    assert without_clean.corruption_errors == found.corruption_errors
+
+
+def test_only_extra_corruptions_give_no_mean():
+    summary = summarize({("clean", 0): 0.9, ("speckle_noise", 1): 0.5})
+    assert summary.benchmark_corruptions == [] and summary.mean_corruption_accuracy is None
+    assert summary.mce_unnormalised is None and summary.per_corruption == {"speckle_noise": 0.5}
+
+
+def test_the_intervals_enter_the_summary_its_rows_and_its_json(tmp_path):
+    """with_intervals on a real CellIntervals: every cell's bounds by severity, clean apart, each corruption's bounds
+    (clean not among them), the mean's, what they resample and the test size; the CSV rows and the JSON file (indented
+    by 2, read back with integer severities) carry them."""
+    import numpy as np
+
+    from lit_vir.robustness.intervals import corruption_intervals
+    from lit_vir.robustness.metrics import with_intervals
+
+    cells = [("clean", 0), ("fog", 1), ("fog", 2), ("speckle_noise", 1)]
+    generator = np.random.default_rng(7)
+    matrix = (generator.random((4, 300)) < np.array([[0.9], [0.7], [0.5], [0.4]])).astype(np.int8)
+    intervals = corruption_intervals(cells, [matrix], resamples=500)
+    accuracy = {cell: float(row.mean()) for cell, row in zip(cells, matrix, strict=True)}
+    summary = with_intervals(summarize(accuracy), intervals, test_images=300)
+    bounds = {
+        cell: [float(low), float(high)] for cell, low, high in zip(cells, intervals.low, intervals.high, strict=True)
+    }
+    assert summary.cell_intervals == {
+        "fog": {1: bounds["fog", 1], 2: bounds["fog", 2]},
+        "speckle_noise": {1: bounds["speckle_noise", 1]},
+    }
+    assert summary.clean_interval == bounds["clean", 0]
+    fog = intervals.per_corruption["fog"]
+    assert summary.per_corruption_intervals == {
+        "fog": [fog.low, fog.high],
+        "speckle_noise": [
+            intervals.per_corruption["speckle_noise"].low,
+            intervals.per_corruption["speckle_noise"].high,
+        ],
+    }
+    assert summary.mean_corruption_interval == [intervals.mean.low, intervals.mean.high]
+    assert summary.interval_over == "images" and summary.test_images == 300
+    rows = {(row["corruption"], row["severity"]): row for row in summary.rows()}
+    assert [rows["fog", 2]["accuracy_low"], rows["fog", 2]["accuracy_high"]] == bounds["fog", 2]
+    assert rows["speckle_noise", 1]["accuracy_low"] == bounds["speckle_noise", 1][0]
+    summary.to_json(tmp_path / "summary.json")
+    text = (tmp_path / "summary.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=2) and text.startswith('{\n  "cells": {')
+    assert load_summary(tmp_path / "summary.json") == summary
+    no_mean = with_intervals(summarize({("speckle_noise", 1): 0.4}), corruption_intervals(cells[3:], [matrix[3:]]), 300)
+    assert no_mean.mean_corruption_interval is None and no_mean.clean_interval is None
+    legacy = json.loads(text)
+    del legacy["cell_intervals"]  # a summary written before the intervals existed
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    assert load_summary(tmp_path / "legacy.json").cell_intervals == {}
