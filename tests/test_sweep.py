@@ -115,6 +115,9 @@ class Driver:
                 env=environment,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # a shell's background job ignores SIGINT and its children inherit that; the tests that stop a
+                # trial with SIGINT or wait at a step for a signal need the default, whoever started pytest
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
 
     def ended(self) -> bool:
