@@ -22,6 +22,7 @@ TUNING=${TUNING:-fmnist_lr fmnist_lr_low}
 EPOCHS=${EPOCHS:-sweeps/fmnist_epochs/runs}
 TOPOLOGY=${TOPOLOGY:-sweeps/fmnist_topology/runs}
 RIDGE=${RIDGE:-sweeps/fmnist_ridge_equal_time/runs}
+RIDGE_130S=${RIDGE_130S:-sweeps/fmnist_ridge_equal_time_130s/runs}
 ROBUST=${ROBUST:-logs/results-fmnist-robustness}
 ROBUST_BATCHES=${ROBUST_BATCHES:-20}
 ROBUST_ROWS=${ROBUST_ROWS:-vir1 no_reservoir memoryless vit_small_reference}
@@ -106,11 +107,12 @@ case "${1:?tuning, robustness, compare or topology}" in
     lit-vir compare "${finished[@]}" --baseline ViR-1 --output docs/measurements/topology/accuracy-fmnist \
       --title "Fashion-MNIST, ViR-1 with each reservoir topology, 15-minute budget on one pinned CPU thread"
     records "$TOPOLOGY" docs/measurements/topology/accuracy-fmnist/runs
-    mapfile -t finished < <(complete "$RIDGE")
+    mapfile -t finished < <(complete "$RIDGE" "$RIDGE_130S")
     if [ "${#finished[@]}" -gt 0 ]; then
       lit-vir compare "${finished[@]}" --baseline "ViR-1 ridge" --output docs/measurements/topology/ridge-equal-time \
-        --title "Fashion-MNIST, the closed-form ridge readout against ViR-1 trained by gradient for 4 minutes"
+        --title "Fashion-MNIST, the closed-form ridge readout against ViR-1 trained by gradient for 130 s and 4 minutes"
       records "$RIDGE" docs/measurements/topology/ridge-equal-time/runs
+      [ -d "$RIDGE_130S" ] && records "$RIDGE_130S" docs/measurements/topology/ridge-equal-time/runs
     fi
     ;;
   *) echo "usage: $0 tuning|robustness|compare|topology (the training runs are sweeps: see the top of this file)" >&2; exit 2 ;;

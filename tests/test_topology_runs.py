@@ -182,3 +182,24 @@ def test_the_topology_sweeps_reference_is_the_results_tables_vir1_run(monkeypatc
         config.pop("config", None)  # the -c files read, which differ by the cycle_jumps piece itself
     assert same == reference
     assert reference.model.init_args.optimizer.init_args.lr == 3.0e-4
+
+
+@pytest.mark.parametrize("name", ["fmnist_ridge_equal_time", "fmnist_ridge_equal_time_130s"])
+def test_the_ridge_equal_time_sweeps_build_every_cell(name, monkeypatch):
+    """The ridge readout and the gradient rows it is compared with: every cell parses and builds (a 32-node model
+    here), the ridge without a time limit, the gradient rows with theirs, both at ViR-1's tuned rate."""
+    monkeypatch.chdir(CONFIGS.parent)
+    spec = read_spec(CONFIGS / "sweep" / f"{name}.yaml")
+    assert spec.grid.seeds == [1, 2, 3] and spec.launcher.cores == [1]
+    tiny = {key[2:]: value for key, value in zip(SMALL[::2], SMALL[1::2], strict=True)}
+    spec.overrides.update(tiny)
+    found = {cell.name: cell for cell in validate(spec)}
+    budgets = {"ridge": None, "vir1_4min": "00:00:04:00", "vir1_130s": "00:00:02:10"}
+    parser = run_parser()
+    for cell_name, cell in found.items():
+        config = parser.parse_args(base_argv(spec) + list(cell.argv))
+        assert config.trainer.max_time == budgets[cell_name], cell_name
+        if cell_name != "ridge":
+            assert config.model.init_args.optimizer.init_args.lr == 3.0e-4
+        else:
+            assert config.model.class_path == "lit_vir.training.RidgeClassifier"
