@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -422,6 +423,70 @@ def test_a_combination_the_model_refuses_fails_with_its_message_and_is_not_retri
     assert "jump_size (ℓ) = 20" in trial_record(tmp_path / "sweeps/tiny/runs/tiny/t001")["reason"]
     main(["sweep", "status", "-c", str(spec)])
     assert "failed: invalid configuration" in capsys.readouterr().out
+    # asked to, the sweep runs the failed trial again (and only it): here its cause is still there, so it fails again
+    main(["sweep", "run", "-c", str(spec), "--retry_failed", "true"])
+    assert "failed trials 1 enqueued again" in capsys.readouterr().out
+    again = trials(spec)[4:]
+    assert [(t.number, t.state, t.user_attrs["outcome"], t.user_attrs["root_trial"]) for t in again] == [
+        (4, TrialState.FAIL, "failed", 1)
+    ]
+    assert again[0].params == failed.params and again[0].user_attrs["crashes"] == 0
+    record = trial_record(tmp_path / "sweeps/tiny/runs/tiny/t001")
+    assert record["state"] == "FAIL" and "jump_size (ℓ) = 20" in record["reason"]  # refused again before it ran
+    main(["sweep", "run", "-c", str(spec)])  # without the flag, nothing runs again
+    assert len(trials(spec)) == 5
+
+
+def test_the_trial_value_is_the_best_over_the_whole_run_when_a_trial_resumes(tmp_path):
+    """The reporter's best value travels in the checkpoint: a run resumed from last.ckpt with no budget left (it
+    trains and validates no more) keeps the value of its validations before the interruption, and a resumed run that
+    validates again keeps a better earlier value. A checkpoint without the reporter's state (written before it kept
+    one) gives the best score of its ModelCheckpoint on the same metric."""
+    from lit_vir.cli import run
+    from lit_vir.sweep.trial import TrialReporter
+
+    def reporter() -> TrialReporter:
+        return TrialReporter(optuna.create_study(direction="maximize").ask(), "val/acc", "maximize", report=False)
+
+    folder = tmp_path / "runs"
+    argv = ["fit", "-c", str(CONFIGS / "quickstart.yaml"), *as_cli(TINY_TRIAL)]
+    argv += ["--trainer.logger.init_args.save_dir", str(folder), "--trainer.logger.init_args.name", "r"]
+    argv += ["--trainer.logger.init_args.version", "v"]
+    first = reporter()
+    run(argv, [first])
+    run_folder = folder / "r" / "v"
+    validations = tb_scalars(run_folder, "val/acc")  # the independent record: TensorBoard's
+    assert len(validations) == 2 and first.best == pytest.approx(max(validations))
+    last = run_folder / "checkpoints" / "last.ckpt"
+
+    resumed = reporter()
+    run([*argv, "--ckpt_path", str(last)], [resumed])  # max_epochs 2 reached: nothing to train or validate
+    assert len(tb_scalars(run_folder, "val/acc")) == 2 and resumed.best == pytest.approx(max(validations))
+
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    (key,) = [key for key in checkpoint["callbacks"] if key.startswith("TrialReporter")]
+    checkpoint["callbacks"][key]["best"] = 2.0  # above any accuracy: only a value from before the resume is this
+    torch.save(checkpoint, last)
+    higher = reporter()
+    run([*argv, "--ckpt_path", str(last), "--trainer.max_epochs", "3"], [higher])
+    assert len(tb_scalars(run_folder, "val/acc")) == 3 and higher.best == 2.0
+
+    legacy = torch.load(last, map_location="cpu", weights_only=False)
+    del legacy["callbacks"][key]
+    (model_checkpoint,) = [state for name, state in legacy["callbacks"].items() if "ModelCheckpoint{" in name]
+    torch.save(legacy, last)
+    restored = reporter()
+    run([*argv, "--ckpt_path", str(last), "--trainer.max_epochs", "3"], [restored])
+    assert restored.best == pytest.approx(float(model_checkpoint["best_model_score"]))
+    assert restored.best == pytest.approx(max(tb_scalars(run_folder, "val/acc")))
+
+
+def as_cli(overrides: dict) -> list[str]:
+    return [
+        item
+        for key, value in overrides.items()
+        for item in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))
+    ]
 
 
 def test_a_killed_worker_is_found_by_its_silence_and_its_trial_resumes(tmp_path):

@@ -26,7 +26,7 @@ from lit_vir.checks import ConfigError
 from lit_vir.sweep.spec import SweepSpec, absolute, as_dict, write_spec
 from lit_vir.sweep.storage import redacted, storage_url
 from lit_vir.sweep.studies import Plan
-from lit_vir.sweep.trial import Fit
+from lit_vir.sweep.trial import Fit, retry_failed
 from lit_vir.sweep.validate import validate
 from lit_vir.sweep.worker import Worker, recover, storage_of
 
@@ -36,8 +36,9 @@ FOREVER_MIN = 60 * 24 * 365  # a local worker has no time limit (submitit's defa
 IDENTITY = ("base", "overrides", "grid", "search", "metric", "direction")  # what a rerun may not change
 
 
-def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
-    """Run (or continue) the sweep; the number of trials that are still not finished when it returns."""
+def run_sweep(spec: SweepSpec, fit: Fit, console: Console, retry: bool = False) -> int:
+    """Run (or continue) the sweep; the number of trials that are still not finished when it returns. `retry`:
+    trials that failed for good are run again (after their cause was fixed)."""
     spec = absolute(spec)
     validate(spec)
     url = storage_url(spec)  # refuses a URL with a password before anything is written
@@ -50,6 +51,11 @@ def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
     console.print(f"sweep [bold]{spec.name}[/]: {spec.folder} · storage {redacted(url)}")
     storage = storage_of(spec)
     studies = plan.prepare(storage)
+    if retry:
+        for study in studies:
+            retried = retry_failed(study)
+            if retried:
+                console.print(f"{study.study_name}: failed trials {', '.join(map(str, retried))} enqueued again")
     while True:
         recover(studies)
         counts = count(studies)

@@ -47,7 +47,7 @@ from lit_vir.sweep.validate import base_argv, check_builds, parse_run, run_parse
 from lit_vir.training.checkpoints import CheckpointError
 from lit_vir.training.guards import NonFiniteLossError
 
-__all__ = ["Fit", "TrialReporter", "requeue", "run_trial"]
+__all__ = ["Fit", "TrialReporter", "requeue", "retry_failed", "run_trial"]
 
 # `lit_vir.cli.run`: runs `lit-vir fit` in this process with extra callbacks. Passed down by the command, so
 # this layer does not import the CLI above it.
@@ -57,7 +57,11 @@ STOPS = (NonFiniteLossError, DatasetFilesMissing, CorruptDatasetFile, Checkpoint
 
 class TrialReporter(PyTorchLightningPruningCallback):
     """optuna-integration's pruning callback, which also keeps the best value of the metric over validations
-    (the trial's value) and reports only when the trial's pruner looks at epochs."""
+    (the trial's value) and reports only when the trial's pruner looks at epochs.
+
+    The best value is saved in every checkpoint and restored with it, so a trial resumed from `last.ckpt` keeps the
+    validations before the interruption: its value is the best over the whole run, and a run whose budget was
+    already spent when it was interrupted (it resumes, trains no further and validates no more) keeps its value."""
 
     def __init__(self, trial: optuna.Trial, monitor: str, direction: str, report: bool) -> None:
         super().__init__(trial, monitor)
@@ -70,11 +74,30 @@ class TrialReporter(PyTorchLightningPruningCallback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None:
-            value = float(value)
-            if self.best is None or (value > self.best if self.maximize else value < self.best):
-                self.best = value
+            self.keep(float(value))
         if self.report:
             super().on_validation_end(trainer, pl_module)
+
+    def keep(self, value: float) -> None:
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best = value
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("monitor") == self.monitor and state_dict.get("best") is not None:
+            self.keep(float(state_dict["best"]))
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint written before the reporter kept its state: the best score of a ModelCheckpoint that
+        monitored the same metric in the same direction (Lightning calls this before `load_state_dict`)."""
+        mode = f"'mode': '{'max' if self.maximize else 'min'}'"  # in the state's key, ModelCheckpoint{...}
+        for key, state in checkpoint.get("callbacks", {}).items():
+            if not ("ModelCheckpoint{" in key and mode in key and state.get("monitor") == self.monitor):
+                continue
+            if state.get("best_model_score") is not None:
+                self.keep(float(state["best_model_score"]))
 
 
 @dataclass
@@ -351,16 +374,41 @@ def tell(study: optuna.Study, trial: optuna.Trial, ending: Ending, plan: Plan) -
     return ending
 
 
+def carried_attrs(frozen: FrozenTrial) -> dict[str, Any]:
+    """What the next attempt of a trial inherits from its last one: all but how that attempt ended."""
+    return {key: value for key, value in frozen.user_attrs.items() if key not in ("outcome", "reason", "seed_values")}
+
+
 def requeue(study: optuna.Study, frozen: FrozenTrial, max_retries: int, crashed: bool) -> bool:
     """Enqueue a failed trial's parameters again (its run folder, named after its first number, is resumed); a
     crash counts against `max_retries`, an interruption does not. False when it is given up."""
-    attrs = {key: value for key, value in frozen.user_attrs.items() if key not in ("outcome", "reason", "seed_values")}
+    attrs = carried_attrs(frozen)
     crashes = attrs.get("crashes", 0) + int(crashed)
     if crashes > max_retries:
         return False
     attrs.update(root_trial=attrs.get("root_trial", frozen.number), crashes=crashes, resumes=frozen.number)
     study.enqueue_trial(frozen.params, user_attrs=attrs)
     return True
+
+
+def retry_failed(study: optuna.Study) -> list[int]:
+    """Enqueue again every trial whose latest attempt failed for good (a configuration error, a deterministic stop,
+    crashes beyond `max_retries`), once the cause is fixed: `lit-vir sweep run --retry_failed true`. The retry
+    starts its crash count afresh and resumes its run folder from `last.ckpt` where there is one. The trials'
+    first numbers, in order."""
+    chains: dict[int, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        chains.setdefault(root_number(trial), []).append(trial)
+    retried = []
+    for root, attempts in sorted(chains.items()):
+        latest = max(attempts, key=lambda trial: trial.number)
+        if latest.state != TrialState.FAIL:  # an interrupted or crashed trial with retries left is already WAITING
+            continue
+        attrs = carried_attrs(latest)
+        attrs.update(root_trial=root, crashes=0, resumes=latest.number)
+        study.enqueue_trial(latest.params or latest.system_attrs.get("fixed_params", {}), user_attrs=attrs)
+        retried.append(root)
+    return retried
 
 
 def worker_record() -> dict[str, Any]:
