@@ -110,3 +110,28 @@ def test_the_topology_tables_rows_are_the_compared_runs():
         if name != "cycle_jumps":
             assert numbers(row[3]) == percent("difference", "difference_low", "difference_high"), name
             assert float(row[4]) == pytest.approx(float(run["p"]), abs=0.006), name
+
+
+def test_the_ridge_tables_rows_are_its_compare_summary_csv():
+    """docs/topology.md's ridge-at-equal-time table and the per-seed differences its text quotes, against the CSVs of
+    its `compare` (rows told apart by their budget: one pass, 130 s, 4 minutes)."""
+    text = (ROOT / "docs" / "topology.md").read_text()
+    section = text[text.index("### Measured on Fashion-MNIST: the ridge") :]
+    lines = section.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("| model"))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2 : start + 5]]
+    folder = ROOT / "docs" / "measurements" / "topology" / "ridge-equal-time"
+    with (folder / "compare_summary.csv").open() as stream:
+        raw = {row["length"]: row for row in csv.DictReader(stream)}
+    for row, length in zip(rows, ["1 epochs", "2m10s", "4m"], strict=True):
+        summary_row = raw[length]
+        assert numbers(row[2]) == numbers(summary_row["test acc % (best val) [95% CI]"]), length
+        assert numbers(row[6]) == numbers(summary_row["trainable"])
+        assert numbers(row[7])[0] == numbers(summary_row["train FLOPs"])[0]
+        if length != "1 epochs":
+            assert numbers(row[3]) == numbers(summary_row["Δ vs baseline, points [95% CI]"]), length
+            assert float(row[4]) == numbers(summary_row["p"].split("sign-flip ")[1])[0]
+    with (folder / "compare.csv").open() as stream:
+        per_seed = [run for run in csv.DictReader(stream) if "vir1_130s" in run["path"]]
+    quoted = sorted(round(100 * float(run["difference"]), 2) for run in per_seed)
+    assert f"+{quoted[0]:.2f}, +{quoted[1]:.2f} and +{quoted[2]:.2f} points" in section

@@ -710,3 +710,27 @@ def test_a_slurm_array_runs_the_trials_and_a_preempted_trial_resumes(tmp_path, s
 
 def squeue(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout
+
+
+def test_a_trial_run_again_is_taken_before_the_trials_that_never_started(tmp_path):
+    """Three slots; two workers take the first two, and both are interrupted, the second's requeue first. The next
+    takes resume the first, then the second (by first number, not by when they were enqueued again), and only then
+    does the third start."""
+    from optuna.storages import RDBStorage
+
+    from lit_vir.sweep.storage import pop_waiting
+    from lit_vir.sweep.trial import requeue
+
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="order", storage=storage)
+    for slot in range(3):
+        study.enqueue_trial({"x": float(slot)}, user_attrs={"slot": slot})
+    assert [pop_waiting(study, storage)[0] for _ in range(2)] == [0, 1]
+    for number in (1, 0):
+        study.tell(number, state=TrialState.FAIL)
+        assert requeue(study, study.get_trials(deepcopy=False)[number], max_retries=0, crashed=False)
+    order = [pop_waiting(study, storage)[0] for _ in range(3)]
+    assert order == [4, 3, 2]  # trial 4 resumes trial 0, trial 3 resumes trial 1
+    found = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    assert [found[number].user_attrs.get("root_trial", number) for number in order] == [0, 1, 2]
+    assert pop_waiting(study, storage) is None

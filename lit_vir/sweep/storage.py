@@ -155,15 +155,24 @@ def one_taker(storage: RDBStorage) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def taking_order(frozen: FrozenTrial) -> tuple[bool, int, int]:
+    """Trials run again before new ones; each by its first number (then its own, for a trial enqueued twice)."""
+    attrs = frozen.user_attrs
+    return "resumes" not in attrs, attrs.get("root_trial", frozen.number), frozen.number
+
+
 def pop_waiting(study: optuna.Study, storage: RDBStorage) -> tuple[int, int] | None:
     """Take one WAITING trial of the study and make it RUNNING — one atomic change in the storage, so a trial goes
     to exactly one worker — and return its number and storage id; None when none is left. (Optuna's `ask` would
-    create a new trial when none waits: a study must not grow past its slots.)"""
+    create a new trial when none waits: a study must not grow past its slots.) A trial run again (interrupted, or
+    crashed and retried) is taken first, in the order of its first number: work begun, with a checkpoint to resume,
+    is finished before new work starts, rather than waiting behind the whole queue."""
     study_id = storage.get_study_id_from_name(study.study_name)
     for attempt in range(20):
         try:
             with one_taker(storage):
-                for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                for frozen in sorted(waiting, key=taking_order):
                     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
                     try:
                         if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
