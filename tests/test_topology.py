@@ -329,6 +329,31 @@ def test_watts_strogatz_rewiring_keeps_the_degree_sum_and_a_simple_undirected_gr
         assert moved > 0.8 * links
 
 
+@pytest.mark.parametrize("name", ["random_sparse", "small_world"])
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_the_option_weight_distribution_reaches_the_links_of_w(name, distribution):
+    """W's link values through the options (scaled to α by one unknown factor): the chosen law fits (its scale
+    taken from the values), the other is rejected."""
+    weights = topology(name, num_nodes=100, density=0.2, degree=20, weight_distribution=distribution).numpy()
+    values = weights[weights != 0]  # 2,000 links
+    as_normal = scipy.stats.kstest(values / values.std(), scipy.stats.norm().cdf).pvalue
+    as_uniform = scipy.stats.kstest(values / np.abs(values).max(), scipy.stats.uniform(-1, 2).cdf).pvalue
+    fits, rejected = (as_normal, as_uniform) if distribution == "normal" else (as_uniform, as_normal)
+    assert fits > 1e-3 and rejected < 1e-6
+
+
+def test_watts_strogatz_on_a_complete_lattice_moves_nothing_and_draws_one_uniform_per_link():
+    """k = N − 1: every node is linked to every other, so no link has anywhere to go; the draws are still one
+    uniform per lattice link (N·k/2 = 10), so what the generator gives next (small_world's link values) does not
+    depend on how many moves were possible."""
+    generator, replay = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    adjacency = watts_strogatz(5, 4, 1.0, generator).numpy()
+    assert np.array_equal(adjacency, ~np.eye(5, dtype=bool))
+    for _ in range(10):
+        torch.rand(1, generator=replay)
+    assert torch.equal(generator.get_state(), replay.get_state())
+
+
 def test_small_world_weights_sit_on_the_graph_and_each_direction_is_drawn_independently():
     weights = topology("small_world", num_nodes=50, degree=4, rewiring_probability=0.2).numpy()
     links = weights != 0

@@ -190,6 +190,8 @@ def watts_strogatz(
     link u — u+j to u — w, w uniform among the nodes that are neither u nor already linked to u (a node linked to
     every other keeps its link). The number of links, N·k/2, is kept; p = 0 leaves the lattice. The algorithm of
     networkx's `watts_strogatz_graph`, drawing from `generator`: one uniform per lattice link, then the targets.
+    The link u — u+j is always there when its turn comes: only its own turn moves it, and a moved link never lands
+    on a lattice place not visited yet (that place is still linked, so it is not a candidate).
     """
     adjacency = ring_lattice(num_nodes, degree)
     for offset in range(1, degree // 2 + 1):
@@ -199,7 +201,7 @@ def watts_strogatz(
             v = (u + offset) % num_nodes
             candidates = (~adjacency[u]).nonzero().flatten()
             candidates = candidates[candidates != u]
-            if len(candidates) == 0 or not adjacency[u, v]:
+            if len(candidates) == 0:
                 continue
             w = int(candidates[torch.randint(len(candidates), (1,), generator=generator)].item())
             adjacency[u, v] = adjacency[v, u] = False
