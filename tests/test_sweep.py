@@ -424,7 +424,7 @@ def test_a_combination_the_model_refuses_fails_with_its_message_and_is_not_retri
     main(["sweep", "status", "-c", str(spec)])
     assert "failed: invalid configuration" in capsys.readouterr().out
     # asked to, the sweep runs the failed trial again (and only it): here its cause is still there, so it fails again
-    main(["sweep", "run", "-c", str(spec), "--retry_failed", "true"])
+    main(["sweep", "run", "-c", str(spec), "--launcher.retry_failed", "true"])
     assert "failed trials 1 enqueued again" in capsys.readouterr().out
     again = trials(spec)[4:]
     assert [(t.number, t.state, t.user_attrs["outcome"], t.user_attrs["root_trial"]) for t in again] == [

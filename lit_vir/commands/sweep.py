@@ -28,7 +28,7 @@ examples:
   lit-vir sweep run -c configs/sweep/digits.yaml                      # a 4-trial grid on digits, 2 local workers
   lit-vir sweep run -c configs/sweep/digits_reservoir.yaml            # TPE over α, SD, N, ... with a median pruner
   lit-vir sweep run -c configs/sweep/digits.yaml --launcher.workers 1 # the same sweep, one worker (continues it)
-  lit-vir sweep run -c configs/sweep/digits.yaml --retry_failed true  # after fixing what made trials fail
+  lit-vir sweep run -c configs/sweep/digits.yaml --launcher.retry_failed true  # after fixing a cause
   lit-vir sweep status -c configs/sweep/digits.yaml                   # every trial: state, parameters, value
   lit-vir sweep report -c configs/sweep/digits_reservoir.yaml         # best trials, importances, figures
   lit-vir sweep run -c configs/sweep/fmnist_lr.yaml --launcher.kind slurm --launcher.partition gpu \\
@@ -62,14 +62,6 @@ def parser() -> jsonargparse.ArgumentParser:
         sub = spec_parser(f"lit-vir sweep {name}", summary, EXAMPLES)
         if name == "report":
             sub.add_argument("--top", type=int, default=10, help="how many of the best trials the report lists")
-        if name == "run":
-            sub.add_argument(
-                "--retry_failed",
-                type=bool,
-                default=False,
-                help="run again the trials that failed for good (a configuration error, a deterministic stop, "
-                "crashes beyond launcher.max_retries), once their cause is fixed; each resumes from its last.ckpt",
-            )
         subcommands.add_subcommand(name, sub, help=summary)
     return top
 
@@ -93,7 +85,7 @@ def main(argv: list[str]) -> None:
             from lit_vir.cli import run
 
             with config_errors():
-                unfinished = run_sweep(spec, run, console, retry=options.retry_failed)
+                unfinished = run_sweep(spec, run, console)
             show_status(spec, console)
             if unfinished and spec.launcher.kind != "slurm":
                 raise SystemExit(1)

@@ -36,9 +36,8 @@ FOREVER_MIN = 60 * 24 * 365  # a local worker has no time limit (submitit's defa
 IDENTITY = ("base", "overrides", "grid", "search", "metric", "direction")  # what a rerun may not change
 
 
-def run_sweep(spec: SweepSpec, fit: Fit, console: Console, retry: bool = False) -> int:
-    """Run (or continue) the sweep; the number of trials that are still not finished when it returns. `retry`:
-    trials that failed for good are run again (after their cause was fixed)."""
+def run_sweep(spec: SweepSpec, fit: Fit, console: Console) -> int:
+    """Run (or continue) the sweep; the number of trials that are still not finished when it returns."""
     spec = absolute(spec)
     validate(spec)
     url = storage_url(spec)  # refuses a URL with a password before anything is written
@@ -51,7 +50,7 @@ def run_sweep(spec: SweepSpec, fit: Fit, console: Console, retry: bool = False) 
     console.print(f"sweep [bold]{spec.name}[/]: {spec.folder} · storage {redacted(url)}")
     storage = storage_of(spec)
     studies = plan.prepare(storage)
-    if retry:
+    if spec.launcher.retry_failed:
         for study in studies:
             retried = retry_failed(study)
             if retried:

@@ -184,6 +184,9 @@ class Launcher:
         wait: `slurm`: wait for the array to end (else submit and return; `lit-vir sweep status` follows it).
         max_retries: times a crashed trial (an error, or a worker killed, e.g. by the OOM killer) is run again;
             an interrupted one (SIGTERM, preemption, time-out) always resumes and does not count.
+        retry_failed: at the start of this run, enqueue again the trials that failed for good (a configuration
+            error, a deterministic stop, crashes beyond `max_retries`), once their cause is fixed; each resumes
+            from its last.ckpt where it has one.
         heartbeat_s: seconds between a running trial's heartbeats; one silent for `grace_s` is taken as crashed.
     """
 
@@ -196,6 +199,7 @@ class Launcher:
     slurm_options: dict[str, Any] = field(default_factory=dict)
     wait: bool = True
     max_retries: int = 2
+    retry_failed: bool = False
     heartbeat_s: float = 30
     grace_s: float = 180
 

@@ -393,7 +393,7 @@ def requeue(study: optuna.Study, frozen: FrozenTrial, max_retries: int, crashed:
 
 def retry_failed(study: optuna.Study) -> list[int]:
     """Enqueue again every trial whose latest attempt failed for good (a configuration error, a deterministic stop,
-    crashes beyond `max_retries`), once the cause is fixed: `lit-vir sweep run --retry_failed true`. The retry
+    crashes beyond `max_retries`), once the cause is fixed: `lit-vir sweep run --launcher.retry_failed true`. The retry
     starts its crash count afresh and resumes its run folder from `last.ckpt` where there is one. The trials'
     first numbers, in order."""
     chains: dict[int, list[FrozenTrial]] = {}
