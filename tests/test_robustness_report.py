@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import math
 
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
@@ -20,6 +21,7 @@ from lit_vir.robustness.report import (
     corruption_table,
     paired_table,
     perturbation_figure,
+    write_corruption_files,
     write_paired_file,
 )
 from tests.test_robustness import table_cells
@@ -155,3 +157,59 @@ def test_the_perturbation_figure_has_a_panel_per_kind_and_a_line_per_model():
     ).axes
     assert [axes.get_xlabel() for axes in labels] == ["input sparsity SD", "seed of W"]
     assert not math.isnan(labels[0].lines[0].get_xydata()[0, 1])
+
+
+def test_the_tables_numbers_are_right_aligned_and_the_mean_bold():
+    reference = summarize({("clean", 0): 0.8, ("fog", 1): 0.6})
+    table = corruption_table(summarize({("clean", 0): 0.9, ("fog", 1): 0.8}, reference, reference_name="r"))
+    assert [(str(column.header), column.justify) for column in table.columns] == [
+        ("corruption", "left"),
+        ("s1", "right"),
+        ("mean", "right"),
+        ("CE %", "right"),
+        ("rCE %", "right"),
+    ]
+    assert table.columns[2].style == "bold"
+    assert [column.justify for column in paired_table(paired(), "B").columns] == ["left", "right"]
+
+
+def test_the_heatmap_keeps_its_look_whatever_the_users_matplotlib_defaults():
+    """viridis, 0–100, cells that fill the figure, white labels below 60% and black from 60%, labels of size 7 centred
+    in their cells, the default title — also under a matplotlibrc that sets another colour map and sizes."""
+    summary = summarize({("fog", 1): 0.6, ("fog", 2): 0.605, ("fog", 3): 0.595})
+    with matplotlib.rc_context({"image.cmap": "gray", "font.size": 13, "axes.titlesize": 15, "image.aspect": "equal"}):
+        figure = corruption_heatmap(summary)
+    axes = figure.axes[0]
+    image = axes.images[0]
+    assert image.get_cmap().name == "viridis" and axes.get_aspect() == "auto"
+    assert image.colorbar is not None and image.colorbar.ax is figure.axes[1]
+    by_column = sorted(axes.texts, key=lambda text: text.get_position())  # 60.0, 60.5, 59.5 (100 × a: exact)
+    assert [to_rgba(text.get_color()) for text in by_column] == [to_rgba("black")] * 2 + [to_rgba("white")]
+    assert all(
+        (text.get_fontsize(), text.get_horizontalalignment(), text.get_verticalalignment()) == (7, "center", "center")
+        for text in axes.texts
+    )
+    assert axes.get_title() == "Accuracy (%) per corruption and severity"
+    assert axes.title.get_fontsize() == 9
+
+
+def test_the_perturbation_figure_keeps_its_look():
+    rows = [{"kind": "noise", "model": "ViR-1", "level": level, "accuracy": 0.5} for level in (0.0, 1e-4, 1e-2)]
+    with matplotlib.rc_context({"lines.marker": "", "axes.titlesize": 15, "legend.fontsize": 13, "grid.alpha": 1}):
+        figure = perturbation_figure(rows)
+    (axes,) = figure.axes
+    assert axes.lines[0].get_marker() == "o"
+    assert axes.xaxis.get_transform().linthresh == 1e-3  # linear below 0.001, logarithmic above
+    assert axes.title.get_fontsize() == 9
+    assert [text.get_fontsize() for text in axes.get_legend().get_texts()] == [7]
+    gridlines = axes.xaxis.get_gridlines()
+    assert gridlines[0].get_visible() and gridlines[0].get_alpha() == 0.3
+
+
+def test_the_corruption_files_go_into_a_new_nested_folder_at_120_dpi(tmp_path):
+    summary = summarize({("fog", 1): 0.8, ("contrast", 1): 0.5})
+    written = write_corruption_files(summary, tmp_path / "a" / "b")
+    png = written[2].read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the IHDR chunk
+    inches = corruption_heatmap(summary).get_size_inches()
+    assert (width, height) == (round(120 * inches[0]), round(120 * inches[1]))
