@@ -215,7 +215,9 @@ def cosine_by_hand(step: int, warmup: int, total: int, low: float) -> float:
     return low + (1 - low) * (1 + math.cos(math.pi * progress)) / 2
 
 
-@pytest.mark.parametrize(("options", "warmup", "total", "low"), [({}, 5, 8, 0.0), ({"warmup": 3}, 3, 10, 0.1)])
+@pytest.mark.parametrize(
+    ("options", "warmup", "total", "low"), [({}, 5, 8, 0.0), ({"warmup": 3}, 3, 10, 0.1), ({"warmup": 3}, 3, 4, 0.0)]
+)
 def test_warmup_cosine_rates_are_timms_formula(options, warmup, total, low):
     options = options | ({"min_lr_ratio": low} if low else {})
     seen = rates(WarmupCosineLR(sgd(0.1), total=total, **options), total + 3)  # 3 steps past the end
@@ -244,6 +246,36 @@ def test_a_time_budgeted_schedule_decays_with_the_time_spent():
         progress = min(1.0, spent / 50.0)
         assert scheduler.get_last_lr()[0] == pytest.approx(0.1 * (0.2 + 0.8 * (1 + math.cos(math.pi * progress)) / 2))
     assert "budget" not in scheduler.state_dict()  # the clock is the trainer's, set again on resume
+
+
+def test_a_time_budget_counts_from_the_first_step_after_the_warm_up():
+    """At step = warmup the rate is the cosine of the budget already spent (half of it: half the base rate), not the
+    warm-up's last value."""
+    scheduler = WarmupCosineLR(sgd(0.1), warmup=2)
+    scheduler.span_time(60.0, lambda: 30.0)
+    assert rates(scheduler, 3) == pytest.approx([0.1 / 3, 0.2 / 3, 0.1 * 0.5])
+
+
+def test_each_modules_declared_exemptions_count_under_their_full_names():
+    """`no_weight_decay()` of the model itself and of two submodules: their names joined to the module's path, the
+    union of all three (2-D weights, which the ndim rule alone would decay)."""
+
+    class Declares(torch.nn.Linear):
+        def no_weight_decay(self) -> set[str]:
+            return {"weight"}
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = Declares(2, 2), Declares(2, 2), torch.nn.Linear(2, 2)
+            self.d = torch.nn.Sequential(Declares(2, 2))
+
+        def no_weight_decay(self) -> set[str]:
+            return {"c.weight"}
+
+    exempt = no_weight_decay_names(Model())
+    weights = {"a.weight", "b.weight", "c.weight", "d.0.weight"}
+    assert exempt == weights | {"a.bias", "b.bias", "c.bias", "d.0.bias"}
 
 
 @pytest.mark.parametrize(
