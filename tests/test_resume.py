@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_vir.cli import main
@@ -73,9 +75,15 @@ def test_last_checkpoint_is_the_last_epoch_even_when_an_earlier_one_was_best(tmp
 
 def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path, monkeypatch):
     straight = fit_in(tmp_path / "straight", monkeypatch, "--trainer.max_epochs", "2")
-    fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "1")
+    monkeypatch.setattr(sys, "argv", ["lit-vir", "first attempt"])  # what environment.yaml records as the command
+    first_attempt = fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "1") / "environment.yaml"
+    before = yaml.safe_load(first_attempt.read_text())
+    monkeypatch.setattr(sys, "argv", ["lit-vir", "second attempt"])
     resumed = fit_in(tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "2", "--ckpt_path", "last")
     assert resumed == tmp_path / "resumed" / "logs" / "vir-mnist" / "version_0"  # same folder, no version_1
+    record = yaml.safe_load((resumed / "environment.yaml").read_text())  # the last attempt, and the first kept
+    assert record["command"] == ["lit-vir", "second attempt"] and record["earlier_attempts"] == [before]
+    assert before["command"] == ["lit-vir", "first attempt"] and "earlier_attempts" not in before
     assert not (resumed.parent / "version_1").exists()
     first = read_checkpoint(straight / "checkpoints" / "last.ckpt")["state_dict"]
     second = read_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import subprocess
@@ -86,6 +87,7 @@ def environment() -> dict[str, Any]:
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": threads(),
         "load_average_start": load_average(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": list(sys.argv),
     }
 
@@ -107,7 +109,9 @@ def write_hparams_summary(logger: TensorBoardLogger, config: dict) -> None:
 
 class SaveConfigAndEnvironment(SaveConfigCallback):
     """LightningCLI's config.yaml plus environment.yaml (versions, commit, machine, threads and CPU affinity, the
-    load average at start and at the end, command) and the run's row in TensorBoard's HPARAMS tab."""
+    load average at start and at the end, start time, command) and the run's row in TensorBoard's HPARAMS tab. A
+    run resumed in its folder keeps the records of its earlier attempts (`earlier_attempts`): a resumed attempt may
+    run on other cores, another commit or another machine, and the top level describes only the last one."""
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         """Runs on rank zero only, so it must not call collectives (`trainer.log_dir` broadcasts)."""
@@ -116,7 +120,11 @@ class SaveConfigAndEnvironment(SaveConfigCallback):
             return
         target = Path(folder) / "environment.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(environment(), sort_keys=False))
+        record = environment()
+        if target.is_file():  # a resumed run: what its earlier attempts ran on stays on record, oldest first
+            earlier = yaml.safe_load(target.read_text()) or {}
+            record["earlier_attempts"] = [*earlier.pop("earlier_attempts", []), earlier]
+        target.write_text(yaml.safe_dump(record, sort_keys=False))
         self.environment_file = target
         tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if tensorboard:
