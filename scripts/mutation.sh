@@ -25,7 +25,8 @@ QUANTIZATION_TESTS="tests/test_quantizers.py tests/test_quantization.py tests/te
   tests/test_quantization_levels.py tests/test_mixed_precision.py -k 'not command and not help'"
 declare -A SELECTION=(
   [lit_vir/models/reservoir.py]="tests/test_reservoir.py tests/test_engine.py tests/test_recurrence.py
-    tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py
+    tests/test_ablations.py tests/test_vir_oracle.py tests/test_analysis.py tests/test_topology.py
+    tests/test_reservoirpy_oracle.py
     -k 'not reference_no_reservoir and not bench and not training_with and not cannot_fit and not augmented'"
   [lit_vir/models/topology.py]="tests/test_topology.py tests/test_reservoir.py tests/test_analysis.py
     tests/test_reservoirpy_oracle.py"

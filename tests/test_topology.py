@@ -441,7 +441,7 @@ def test_every_topology_of_a_seed_shares_v_and_b_and_differs_in_w():
 def test_memoryless_zeroes_w_of_every_topology():
     for name in TOPOLOGIES:
         weight, _, _ = draw_matrices(ReservoirOptions(topology=name, num_nodes=20, jump_size=3, memoryless=True), 4, 0)
-        assert not weight.any()
+        assert weight.shape == (20, 20) and weight.dtype == torch.float64 and not weight.any()
 
 
 def test_builders_and_options_name_the_same_topologies():
