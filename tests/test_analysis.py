@@ -612,6 +612,17 @@ def test_sigma_and_omega_of_measured_values_by_hand():
     )
 
 
+def test_sigma_and_omega_are_nan_where_a_reference_has_no_triangles():
+    """A ring (C = 0) against references without triangles: each ratio to a zero is NaN, not an error or ±inf;
+    σ stays a number (0) where only the lattice lacks triangles, ω where only the random graph does."""
+    none = SmallWorld.of((0.0, 2.0), (0.0, 1.5), (0.0, 3.0), edges=4)
+    assert math.isnan(none.sigma) and math.isnan(none.omega)
+    lattice_empty = SmallWorld.of((0.0, 2.0), (0.2, 1.5), (0.0, 3.0), edges=4)
+    assert lattice_empty.sigma == 0.0 and math.isnan(lattice_empty.omega)
+    random_empty = SmallWorld.of((0.3, 2.0), (0.0, 1.5), (0.6, 3.0), edges=4)
+    assert math.isnan(random_empty.sigma) and random_empty.omega == pytest.approx(1.5 / 2.0 - 0.3 / 0.6)
+
+
 def test_a_graph_without_edges_has_an_infinite_path_length():
     empty = torch.zeros(4, 4, dtype=torch.float64)
     assert characteristic_path_length(empty, torch.arange(4)) == float("inf")
