@@ -246,3 +246,17 @@ def test_a_timm_model_trains_through_the_cli_and_its_checkpoint_loads_weights_on
     with torch.no_grad():
         accuracy = (classifier(batch_images).argmax(dim=-1) == labels).double().mean().item()
     assert accuracy == pytest.approx(logged(run, "test_last/acc")[-1], abs=1e-6)
+
+
+def test_the_emas_options_reach_lightnings_averaging():
+    """Which steps and epochs update the average (Lightning's rule: from the starting step on, every n-th step; every
+    epoch from the starting epoch on), and the decay the warm-up ends at: 0.999 by default (after a million updates
+    the average moves 0.001 of the way to the weights)."""
+    by_step = ExponentialMovingAverage(update_every_n_steps=3, update_starting_at_step=4)
+    assert [step for step in range(12) if by_step.should_update(step_idx=step)] == [6, 9]
+    by_epoch = ExponentialMovingAverage(update_every_n_steps=0, update_starting_at_epoch=2)
+    assert [epoch for epoch in range(4) if by_epoch.should_update(step_idx=epoch, epoch_idx=epoch)] == [2, 3]
+    assert [step for step in range(4) if ExponentialMovingAverage().should_update(step_idx=step)] == [0, 1, 2, 3]
+    update = ExponentialMovingAverage()._kwargs["avg_fn"]  # what the AveragedModel built at setup calls
+    moved = update(torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64), torch.tensor(1_000_000))
+    assert moved.item() == pytest.approx(0.001, rel=1e-9)
