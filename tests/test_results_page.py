@@ -89,27 +89,68 @@ def in_percent(run: dict[str, str], *keys: str) -> list[float]:
     return [round(100 * float(run[key]), 2) for key in keys]
 
 
-def test_the_topology_tables_rows_are_the_compared_runs():
-    """docs/topology.md's accuracy table against the per-run CSV of its `compare` (seed 1 of each topology)."""
+def topology_tables() -> tuple[list[list[str]], list[list[str]]]:
+    """docs/topology.md's two accuracy tables (per topology over seeds, then per run): their body rows."""
     text = (ROOT / "docs" / "topology.md").read_text()
     lines = text[text.index("## Accuracy on Fashion-MNIST") :].splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith("| topology"))
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2 :]]
-    rows = rows[: next(index for index, row in enumerate(rows) if len(row) < 2)]
+    tables, index = [], 0
+    while len(tables) < 2:
+        while not lines[index].startswith("| topology"):
+            index += 1
+        rows = []
+        for line in lines[index + 2 :]:
+            if not line.startswith("|"):
+                break
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        tables.append(rows)
+        index += 2 + len(rows)
+    return tables[0], tables[1]
+
+
+def topology_model(cell: str) -> str:
+    name = cell.split("`")[1]
+    return "ViR-1" if name == "cycle_jumps" else f"ViR-1 {name}"
+
+
+def test_the_topology_summary_rows_are_compare_summary_csv():
+    """Each topology over its seeds: the accuracy, the paired difference and its p against compare_summary.csv,
+    the seeds against the runs compared."""
+    summary_rows, _ = topology_tables()
+    folder = ROOT / "docs" / "measurements" / "topology" / "accuracy-fmnist"
+    raw = summary(folder)
+    with (folder / "compare.csv").open() as stream:
+        runs = list(csv.DictReader(stream))
+    assert len(summary_rows) == 6
+    for row in summary_rows:
+        model = topology_model(row[0])
+        seeds = sorted(int(run["seed"]) for run in runs if run["model"] == model)
+        assert [int(seed) for seed in row[1].split(",")] == seeds, model
+        assert int(raw[model]["runs"]) == len(seeds)
+        assert numbers(row[2]) == numbers(raw[model]["test acc % (best val) [95% CI]"]), model
+        assert row[3] == raw[model]["CI over"]
+        if model != "ViR-1":
+            assert numbers(row[4]) == numbers(raw[model]["Δ vs baseline, points [95% CI]"]), model
+            assert row[5] == raw[model]["p"], model
+        assert numbers(row[6]) == numbers(raw[model]["test acc % (final)"])
+        assert numbers(row[7]) == numbers(raw[model]["epochs completed"])
+
+
+def test_the_topology_per_run_rows_are_the_compared_runs():
+    """Each run of each topology against the per-run CSV of its `compare` (paired with cycle_jumps's run of the
+    same seed), and every compared run in the table."""
+    _, run_rows = topology_tables()
     with (ROOT / "docs" / "measurements" / "topology" / "accuracy-fmnist" / "compare.csv").open() as stream:
         runs = {(run["model"], run["seed"]): run for run in csv.DictReader(stream)}
-    assert len(rows) == 6
-    for row in rows:
-        name = row[0].split("`")[1]
-        run = runs["ViR-1" if name == "cycle_jumps" else f"ViR-1 {name}", "1"]
+    assert sorted((topology_model(row[0]), row[1]) for row in run_rows) == sorted(runs)
+    for row in run_rows:
+        run = runs[topology_model(row[0]), row[1]]
         percent = partial(in_percent, run)
-        assert numbers(row[2]) == percent("test_acc", "test_acc_low", "test_acc_high"), name
-        assert numbers(row[5]) == percent("test_last_acc") and numbers(row[6]) == [
-            round(float(run["epochs_completed"]), 2)
-        ]
-        if name != "cycle_jumps":
-            assert numbers(row[3]) == percent("difference", "difference_low", "difference_high"), name
-            assert float(row[4]) == pytest.approx(float(run["p"]), abs=0.006), name
+        assert numbers(row[2]) == percent("test_acc", "test_acc_low", "test_acc_high"), row[0]
+        assert numbers(row[5]) == percent("test_last_acc")
+        assert numbers(row[6]) == [round(float(run["epochs_completed"]), 2)]
+        if run["model"] != "ViR-1":
+            assert numbers(row[3]) == percent("difference", "difference_low", "difference_high"), row[0]
+            assert float(row[4]) == pytest.approx(float(run["p"]), abs=0.006), row[0]
 
 
 def test_the_ridge_tables_rows_are_its_compare_summary_csv():
