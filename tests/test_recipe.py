@@ -122,6 +122,14 @@ def test_prob_is_the_chance_that_a_batch_is_mixed(seed):
         assert torch.equal(mixed, images) and torch.equal(targets, torch.nn.functional.one_hot(labels, 5).float())
     never = BatchMixing(prob=0.0)(images, labels, 5)
     assert torch.equal(never[0], images) and torch.equal(never[1], torch.nn.functional.one_hot(labels, 5).float())
+    assert never[1].dtype == images.dtype  # float targets, as the mixed ones are
+    _, unmixed = BatchMixing(prob=0.0)(images, labels % 3, 5)  # classes 3 and 4 absent from the batch
+    assert unmixed.shape == (8, 5) and not unmixed[:, 3:].any()
+
+
+def test_the_alphas_reach_torchvisions_mixers():
+    mixup, cutmix = BatchMixing(mixup_alpha=0.3, cutmix_alpha=0.6).transform(10).transforms
+    assert (mixup.alpha, cutmix.alpha) == (0.3, 0.6)
 
 
 @pytest.mark.parametrize(
