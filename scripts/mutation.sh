@@ -63,7 +63,7 @@ declare -A SELECTION=(
   [lit_vir/robustness/metrics.py]="tests/test_robustness.py"
   [lit_vir/robustness/perturb.py]="tests/test_robustness.py tests/test_timm_model.py -k 'not pretrained'"
   [lit_vir/robustness/report.py]="tests/test_robustness.py tests/test_robustness_report.py"
-  [lit_vir/data/base.py]="tests/test_data.py tests/test_recipe.py tests/test_cifar10c.py tests/test_corruptions.py
+  [lit_vir/data/base.py]="tests/test_data.py tests/test_data_loaders.py tests/test_recipe.py tests/test_cifar10c.py tests/test_corruptions.py
     -k 'not config'"
   [lit_vir/data/files.py]="tests/test_data.py tests/test_cifar10c.py"
   [lit_vir/data/mnist.py]="tests/test_data.py"

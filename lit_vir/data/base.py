@@ -145,7 +145,7 @@ class ImageDataModule(L.LightningDataModule, ABC):
         # Shuffling and worker seeds come from this generator, not the global one; its state is saved in
         # checkpoints (state_dict), so a resumed run shuffles exactly as a straight run would.
         self.shuffle_generator = torch.Generator()
-        self.shuffle_generator.manual_seed(torch.initial_seed() % 2**63)
+        self.shuffle_generator.manual_seed(torch.initial_seed())  # the run's seed (seed_everything), any 64-bit value
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
