@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from lit_vir.checks import ConfigError
 from lit_vir.data import DigitsDataModule
-from lit_vir.data.base import ImageDataModule
+from lit_vir.data.base import ImageDataModule, TransformedSubset
 
 
 def digits(**options) -> DigitsDataModule:
@@ -86,12 +86,16 @@ def test_the_rand_augment_settings_reach_torchvision():
     assert DigitsDataModule(auto_augment=None).policy() == []
 
 
-def test_trivial_augment_is_refused_below_its_smallest_image_and_named_above_it():
-    with pytest.raises(ConfigError, match=r"trivial_augment' at 8×8 px.*Use auto_augment: rand_augment"):
+def test_trivial_augment_is_refused_below_its_smallest_image_and_named_from_it():
+    with pytest.raises(
+        ConfigError,
+        match=r"trivial_augment' at 8×8 px.* \(allowed from 16 px\)\. Use auto_augment: rand_augment, whose shifts are "
+        r"relative to the image\.$",
+    ):
         DigitsDataModule(auto_augment="trivial_augment")
 
     class Large(DigitsDataModule):
-        image_size = 32  # TrivialAugmentWide's translations reach 32 px: from 32 px on it is allowed
+        image_size = 16  # the smallest size it is allowed at
 
     (policy,) = Large(auto_augment="trivial_augment").policy()
     assert isinstance(policy, v2.TrivialAugmentWide)
@@ -117,3 +121,47 @@ def test_the_defaults_are_the_ones_the_published_runs_used():
     assert {name: defaults[name] for name in expected} == expected
     module = DigitsDataModule()
     assert (module.root, module.batch_size, module.pin_memory, module.download) == ("data", 100, False, True)
+    assert (module.split_seed, module.rand_augment_ops, module.rand_augment_magnitude) == (42, 2, 9)
+
+
+def test_the_preprocessing_record_is_the_modules():
+    """What a checkpoint stores to read new images as in training: digits' 8×8 grey images, its mean and std over
+    all 1,797 images, and the class names 0–9."""
+    record = DigitsDataModule().preprocessing()
+    assert (record.image_size, record.in_channels, record.mean, record.std) == (8, 1, (0.3053,), (0.3760,))
+    assert record.class_names == tuple(str(digit) for digit in range(10))
+
+
+@pytest.mark.parametrize(("val_size", "validation"), [(1, 1), (2, 2), (0.1, 144), (0.5, 719)])
+def test_val_size_is_a_count_from_1_on_and_a_fraction_below(val_size, validation):
+    """digits' training split has 1,438 images: val_size 1 is one image, 0.1 a tenth of them (rounded)."""
+    module = digits(val_size=val_size)
+    assert (len(module.val_set), len(module.train_set)) == (validation, 1438 - validation)
+
+
+def test_a_val_size_that_leaves_no_validation_image_is_refused():
+    with pytest.raises(
+        ConfigError, match=r"val_size = 0.0001 leaves 1438 training and 0 validation images out of 1438"
+    ):
+        digits(val_size=0.0001)
+
+
+def test_random_erasing_is_in_the_training_transform_only_when_asked_for():
+    def erasers(module) -> list:
+        return [step for step in module.train_transform().transforms if isinstance(step, v2.RandomErasing)]
+
+    assert erasers(DigitsDataModule(random_erasing=0.0)) == []
+    (eraser,) = erasers(DigitsDataModule(random_erasing=0.3))
+    assert eraser.p == 0.3 and eraser.value is None  # torchvision's record of value="random" (a fill would be a list)
+
+
+def test_a_subset_names_its_items_by_the_datasets_own_names_or_their_indices():
+    class Named(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 5
+
+        def source(self, index: int) -> str:
+            return f"image-{index}.png"
+
+    assert [TransformedSubset(Named(), [4, 2], str).source(i) for i in (0, 1)] == ["image-4.png", "image-2.png"]
+    assert [TransformedSubset(list(range(5)), [4, 2], str).source(i) for i in (0, 1)] == ["4", "2"]
