@@ -68,7 +68,8 @@ declare -A SELECTION=(
   [lit_vir/data/files.py]="tests/test_data.py tests/test_cifar10c.py"
   [lit_vir/data/mnist.py]="tests/test_data.py"
   [lit_vir/data/cifar.py]="tests/test_data.py"
-  [lit_vir/data/digits.py]="tests/test_data.py tests/test_corruptions.py -k 'test_data or digits or corrupted'"
+  [lit_vir/data/digits.py]="tests/test_data.py tests/test_data_loaders.py tests/test_corruptions.py
+    -k 'test_data or digits or corrupted'"
   [lit_vir/training/schedulers.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     -k 'test_image_classifier or test_recipe or warmup'"
   [lit_vir/training/mixing.py]="tests/test_recipe.py tests/test_image_classifier.py"

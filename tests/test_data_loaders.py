@@ -165,3 +165,28 @@ def test_a_subset_names_its_items_by_the_datasets_own_names_or_their_indices():
 
     assert [TransformedSubset(Named(), [4, 2], str).source(i) for i in (0, 1)] == ["image-4.png", "image-2.png"]
     assert [TransformedSubset(list(range(5)), [4, 2], str).source(i) for i in (0, 1)] == ["4", "2"]
+
+
+@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2])
+def test_digits_test_size_outside_zero_to_one_is_refused(test_size):
+    with pytest.raises(
+        ConfigError, match=rf"^DigitsDataModule: test_size = {test_size} is outside the allowed range \(0, 1\)"
+    ):
+        DigitsDataModule(test_size=test_size)
+
+
+def test_digits_splits_are_the_published_ones_and_the_images_scikit_learns():
+    """The split every digits number in the docs used (seed split_seed + 1 = 43, 359 test images): its label counts
+    and its first images, found in scikit-learn's own array (scaled from 0–16 to [0, 1], float32); the positional
+    arguments still reach the base class."""
+    from sklearn.datasets import load_digits
+
+    test = DigitsDataModule().load_split(train=False)
+    images, labels = test.tensors
+    assert images.dtype == torch.float32 and images.shape == (359, 1, 8, 8)
+    assert torch.bincount(labels, minlength=10).tolist() == [34, 34, 37, 34, 31, 36, 31, 42, 35, 45]
+    source = load_digits().images
+    for position, index in enumerate((355, 1197, 982)):
+        assert torch.equal(images[position, 0], torch.tensor(source[index] / 16.0, dtype=torch.float32))
+    assert len(DigitsDataModule().load_split(train=True)) == 1797 - 359
+    assert DigitsDataModule("elsewhere").root == "elsewhere"

@@ -70,7 +70,6 @@ class NormalEquations:
 
     def __init__(self, width: int, num_classes: int, device: torch.device | str = "cpu") -> None:
         self.width = width
-        self.num_classes = num_classes
         self.gram = torch.zeros(width + 1, width + 1, dtype=torch.float64, device=device)  # A
         self.moments = torch.zeros(width + 1, num_classes, dtype=torch.float64, device=device)  # B
 
