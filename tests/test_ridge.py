@@ -154,6 +154,19 @@ def test_features_without_a_reservoir_are_the_pooled_tokens():
     assert feature_width(model, "mean") == 6
 
 
+def test_float32_features_are_accumulated_in_float64():
+    """A model's features arrive in float32: the sums are still float64, [f; 1]ᵀ[f; 1] of the float32 values exactly
+    (numpy in float64)."""
+    features, labels = small_problem()
+    single = features.astype(np.float32)
+    equations = NormalEquations(7, 3)
+    equations.add(torch.from_numpy(single), torch.from_numpy(labels))
+    rows = np.hstack([single.astype(np.float64), np.ones((300, 1))])
+    assert equations.gram.dtype == torch.float64
+    np.testing.assert_allclose(equations.gram.numpy(), rows.T @ rows, rtol=1e-13)
+    np.testing.assert_allclose(equations.moments.numpy(), rows.T @ one_hot(labels, 3), rtol=1e-13)
+
+
 def test_normal_equations_too_large_for_the_memory_are_refused_before_anything_runs():
     model = tiny_vir()
     width = (6 + 12) * 16  # flatten: T·(D + N)
