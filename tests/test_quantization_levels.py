@@ -97,7 +97,7 @@ def tiny_vit(cls: type = VisionTransformer) -> nn.Module:
 DIM, NODES = 16, 24
 
 
-def tiny_vir() -> ViR:
+def tiny_vir(**options) -> ViR:
     torch.manual_seed(0)
     return ViR(
         num_classes=10,
@@ -108,6 +108,7 @@ def tiny_vir() -> ViR:
         jump_size=5,
         embed_dim=DIM,
         mlp_dim=32,
+        **options,
     ).eval()
 
 
@@ -201,18 +202,7 @@ def test_the_no_reservoir_ablation_is_quantized():
     """ViR with use_reservoir=False (configs/ablation/no_reservoir.yaml) hands its readouts no states at all (None,
     not an empty tensor): the quantised model computes the float one before widths are set, and at 3 bits every
     product but the edges, the readouts' included, has at most 2³ levels per group."""
-    torch.manual_seed(0)
-    model = ViR(
-        num_classes=10,
-        image_size=28,
-        in_channels=1,
-        patch_size=7,
-        num_nodes=NODES,
-        jump_size=5,
-        embed_dim=DIM,
-        mlp_dim=32,
-        use_reservoir=False,
-    ).eval()
+    model = tiny_vir(use_reservoir=False)
     pictures = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     quantized = calibrated_copy(model, pictures, Recipe(sq_b=False))
     torch.testing.assert_close(quantized(pictures), model(pictures), atol=1e-5, rtol=0)
