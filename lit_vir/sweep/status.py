@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from lit_vir.sweep.studies import Plan
+from lit_vir.sweep.trial import attempt_chains
 
 __all__ = ["TrialRow", "status_table", "trial_rows"]
 
@@ -60,10 +61,7 @@ def state_of(latest: FrozenTrial, max_retries: int) -> str:
 def trial_rows(plan: Plan, studies: list[optuna.Study]) -> list[TrialRow]:
     rows = []
     for study in studies:
-        chains: dict[int, list[FrozenTrial]] = {}
-        for trial in study.get_trials(deepcopy=False):
-            chains.setdefault(trial.user_attrs.get("root_trial", trial.number), []).append(trial)
-        for root, attempts in sorted(chains.items()):
+        for root, attempts in sorted(attempt_chains(study).items()):
             latest = max(attempts, key=lambda trial: trial.number)
             cell = latest.user_attrs.get("cell", "")
             reason = latest.user_attrs.get("reason", "")

@@ -46,8 +46,9 @@ from lit_vir.sweep.studies import Plan
 from lit_vir.sweep.validate import base_argv, check_builds, parse_run, run_parser
 from lit_vir.training.checkpoints import CheckpointError
 from lit_vir.training.guards import NonFiniteLossError
+from lit_vir.training.provenance import now
 
-__all__ = ["Fit", "TrialReporter", "requeue", "retry_failed", "run_trial"]
+__all__ = ["Fit", "TrialReporter", "attempt_chains", "requeue", "retry_failed", "run_trial"]
 
 # `lit_vir.cli.run`: runs `lit-vir fit` in this process with extra callbacks. Passed down by the command, so
 # this layer does not import the CLI above it.
@@ -108,10 +109,6 @@ class Ending:
     reason: str = ""
     seeds: dict[str, float] = field(default_factory=dict)
     exit_code: int | None = None  # submitit's preemption exit (-1), raised again once the trial is requeued
-
-
-def now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def write_yaml(path: Path, content: dict) -> None:
@@ -391,16 +388,22 @@ def requeue(study: optuna.Study, frozen: FrozenTrial, max_retries: int, crashed:
     return True
 
 
+def attempt_chains(study: optuna.Study) -> dict[int, list[FrozenTrial]]:
+    """The study's trials grouped by their first number: each trial's attempts (a trial run again is a new Optuna
+    trial with `root_trial` set), in the order the study holds them."""
+    chains: dict[int, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        chains.setdefault(root_number(trial), []).append(trial)
+    return chains
+
+
 def retry_failed(study: optuna.Study) -> list[int]:
     """Enqueue again every trial whose latest attempt failed for good (a configuration error, a deterministic stop,
     crashes beyond `max_retries`), once the cause is fixed: `lit-vir sweep run --launcher.retry_failed true`. The retry
     starts its crash count afresh and resumes its run folder from `last.ckpt` where there is one. The trials'
     first numbers, in order."""
-    chains: dict[int, list[FrozenTrial]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        chains.setdefault(root_number(trial), []).append(trial)
     retried = []
-    for root, attempts in sorted(chains.items()):
+    for root, attempts in sorted(attempt_chains(study).items()):
         latest = max(attempts, key=lambda trial: trial.number)
         if latest.state != TrialState.FAIL:  # an interrupted or crashed trial with retries left is already WAITING
             continue

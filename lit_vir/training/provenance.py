@@ -75,6 +75,11 @@ def threads() -> dict[str, Any]:
     }
 
 
+def now() -> str:
+    """The local time with its UTC offset, to the second: when a run or an attempt started or ended."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def environment() -> dict[str, Any]:
     return {
         "lit_vir": lit_vir.__version__,
@@ -87,7 +92,7 @@ def environment() -> dict[str, Any]:
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": threads(),
         "load_average_start": load_average(),
-        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "started": now(),
         "command": list(sys.argv),
     }
 
