@@ -7,17 +7,20 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
+from lit_vir.checks import ConfigError
 from lit_vir.cli import build_from_config, main
 from lit_vir.data.corruptions import BENCHMARK_CORRUPTIONS
 from lit_vir.models import ViR, VisionTransformer
 from lit_vir.models.reservoir import Reservoir
 from lit_vir.models.topology import spectral_radius
 from lit_vir.robustness.metrics import load_summary, summarize
-from lit_vir.robustness.perturb import Perturbation, accuracy, perturbed, unperturbed_level
+from lit_vir.robustness.perturb import Perturbation, accuracy, correct_images, perturbed, unperturbed_level
 from lit_vir.robustness.report import corruption_table, write_corruption_files
 from lit_vir.training.checkpoints import load_classifier
 from tests.conftest import CONFIGS, QUICK_TRAINER, TINY_VIR
@@ -225,6 +228,59 @@ def test_relative_noise_multiplies_w_and_v_by_one_plus_epsilon_z_and_keeps_the_z
     assert not torch.equal(
         perturbed(model, Perturbation("noise", 0.05)).reservoirs[0].weight, noisy.reservoirs[0].weight
     )
+
+
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_every_bank_member_redrawn_at_a_new_density_equals_one_built_at_that_density(mode):
+    """Bank member i (a parallel core, or a serial layer) takes its V from its own seed + i: checked against models
+    built at that density, so a member that took another member's seed fails."""
+    redrawn = perturbed(tiny_vir(depth=3, mode=mode, input_sparsity=0.1), Perturbation("input_sparsity", 0.3))
+    built = tiny_vir(depth=3, mode=mode, input_sparsity=0.3)
+    assert sum(bank.num_reservoirs for bank in redrawn.reservoirs) == 3
+    for after, expected in zip(redrawn.reservoirs, built.reservoirs, strict=True):
+        assert torch.equal(after.input_weight, expected.input_weight)
+
+
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+def test_every_bank_member_redrawn_with_a_new_seed_equals_one_built_with_that_seed(mode):
+    redrawn = perturbed(tiny_vir(depth=3, mode=mode, seed=42), Perturbation("reservoir_seed", 7))
+    built = tiny_vir(depth=3, mode=mode, seed=7)
+    for after, expected in zip(redrawn.reservoirs, built.reservoirs, strict=True):
+        assert torch.equal(after.weight, expected.weight)
+    members = torch.cat([bank.weight for bank in redrawn.reservoirs])  # (3, N, N), whether 1 bank of 3 or 3 of 1
+    assert not torch.equal(members[0], members[-1])  # each member has its own seed
+
+
+class FirstPixels(nn.Module):
+    """Logits = the first three pixels of each image: a model whose every prediction is known by hand."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, 3)
+        return images.flatten(1)[:, :3]
+
+
+def test_correct_images_marks_each_image_right_or_wrong_in_batch_order():
+    first = torch.zeros(3, 1, 2, 2)
+    first.view(3, -1)[0, 2] = first.view(3, -1)[1, 0] = first.view(3, -1)[2, 1] = 1.0  # predicts 2, 0, 1
+    second = torch.zeros(2, 1, 2, 2)
+    second.view(2, -1)[0, 1] = second.view(2, -1)[1, 2] = 1.0  # predicts 1, 2
+    batches = [(first, torch.tensor([2, 1, 1])), (second, torch.tensor([0, 2]))]
+    outcomes = correct_images(FirstPixels(), batches)  # the default device: the CPU
+    assert outcomes.tolist() == [1, 0, 1, 0, 1]
+    assert outcomes.dtype == np.int8  # one byte an image: what the prediction files store
+    assert accuracy(FirstPixels(), batches) == pytest.approx(3 / 5)
+
+
+def test_correct_images_of_no_batches_is_empty():
+    outcomes = correct_images(FirstPixels(), [])
+    assert outcomes.shape == (0,) and outcomes.dtype == np.int8
+    assert accuracy(FirstPixels(), []) == 0.0
+
+
+def test_an_unknown_perturbation_kind_is_refused_with_the_kinds_allowed():
+    with pytest.raises(ConfigError, match=r"^perturbation: kind = 'temperature' is not one of 'noise', "):
+        unperturbed_level(tiny_vir(), "temperature")
+    with pytest.raises(ConfigError, match=r"^perturbation: kind = 'temperature' is not one of 'noise', "):
+        perturbed(tiny_vir(), Perturbation("temperature", 1.0))
 
 
 def test_redrawn_input_matrix_has_the_new_density_and_keeps_w():
