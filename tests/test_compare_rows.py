@@ -16,7 +16,9 @@ from lit_vir.commands.compare import (
     SUMMARY_COLUMNS,
     baseline_of,
     bounded,
+    figure,
     group_runs,
+    markdown,
     mean_sd,
     paired_runs,
     run_rows,
@@ -193,3 +195,85 @@ def test_the_small_formatters():
     two = [run("A", 1, 1, threads=2, cpu_affinity="0-1"), run("A", 2, 1), run("A", 3, 1, threads=None)]
     assert threads_text(two) == "1 on 1/2 on 0-1" and threads_text([run("A", 1, 1, threads=None)]) == "–"
     assert threads_text([run("A", 1, 1, cpu_affinity="")]) == "1 on ?"
+
+
+def test_the_markdown_table_has_a_header_a_rule_and_one_line_per_row():
+    assert markdown(("a", "b"), [["1", "2"], ["3", "4"]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |"
+
+
+def test_a_per_run_pair_without_predictions_or_on_other_images_says_why():
+    other = run("A", 2, 310)
+    other.predictions = {"test/label": LABELS[::-1], "test/prediction": LABELS[::-1]}
+    runs = [run("ViR-1", 1, 300), run("ViR-1", 2, 300), run("A", 1, 310, predictions={}), other]
+    rows, records = run_rows(group_runs(runs), baseline="ViR-1")
+    delta = {row[3]: column(row, "Δ vs baseline [95% CI]", RUN_COLUMNS) for row in rows if row[0] == "A"}
+    assert delta == {
+        "1": "not paired: no per-image predictions (test_predictions.npz)",
+        "2": "not paired: not the same test images",
+    }
+    bare = next(record for record in records if record["model"] == "A" and record["seed"] == 1)
+    assert bare["test_acc_low"] is None and bare["difference"] is None and bare["vs_baseline"] is None
+
+
+def points(axes) -> dict[str, tuple[float, float, float, float]]:
+    """Each annotated point of a panel: label → (x, y, bar below, bar above), read back from the artists."""
+    found = {}
+    for container, note in zip(axes.containers, axes.texts, strict=True):
+        data_line, _, (bars,) = container.lines
+        ((x, y),) = data_line.get_xydata()
+        ((_, bottom), (_, top)) = bars.get_segments()[0]
+        found[note.get_text()] = (x, y, y - bottom, top - y)
+        assert note.xy == (x, y)
+    return found
+
+
+def assert_points(axes, expected: dict[str, tuple[float, ...]]) -> None:
+    found = points(axes)
+    assert set(found) == set(expected)
+    for label, values in expected.items():
+        assert found[label] == pytest.approx(values), label
+
+
+def test_the_figure_puts_each_row_at_its_mean_cost_and_accuracy_with_its_bar():
+    no_predictions = {"predictions": {}}
+    runs = [
+        run("ViR-1", 1, 320, trainable_params=1000, train_flops=1e9, fit_time_s=100.0, **no_predictions),
+        run("ViR-1", 2, 336, trainable_params=1000, train_flops=1e9, fit_time_s=110.0, **no_predictions),
+        run("ViR-1", 3, 368, trainable_params=1000, train_flops=1e9, fit_time_s=150.0, **no_predictions),
+        run("ViT", 1, 300, recipe="strong", trainable_params=100_000, train_flops=1e10, fit_time_s=120.0),
+        run("MLP", 1, 0, test_acc=None, val_acc_final=0.6, trainable_params=5000, fit_time_s=None, **no_predictions),
+        run("CNN", 1, 0, test_acc=None, val_acc_final=None, **no_predictions),
+    ]
+    plot = figure(group_runs(runs), "tiny")
+    parameters, flops, seconds = plot.axes
+    spread = statistics.stdev([80.0, 84.0, 92.0])  # ViR-1's three seeds, no predictions: ±1 sd
+    interval = accuracy_interval([(np.arange(400) < 300).astype(np.int8)])  # ViT's one run: its images' interval
+    vit_bar = (100 * (0.75 - interval.low), 100 * (interval.high - 0.75))
+    assert_points(
+        parameters,
+        {
+            "ViR-1": (1000, 256 / 3, spread, spread),
+            "ViT (strong)": (100_000, 75.0, *vit_bar),
+            "MLP": (5000, 60.0, 0, 0),
+        },
+    )
+    assert_points(
+        flops,
+        {"ViR-1": (1e9, 256 / 3, spread, spread), "ViT (strong)": (1e10, 75.0, *vit_bar), "MLP": (2.5e12, 60.0, 0, 0)},
+    )
+    assert_points(seconds, {"ViR-1": (120.0, 256 / 3, spread, spread), "ViT (strong)": (120.0, 75.0, *vit_bar)})
+    # a log axis only where the values span more than a decade: 1000–100,000 does, 1e9–2.5e12 does, 100–150 does not
+    assert [axes.get_xscale() for axes in plot.axes] == ["log", "log", "linear"]
+    assert [axes.get_xlabel() for axes in plot.axes] == ["trainable parameters", "training FLOPs", "training time (s)"]
+    assert {axes.get_ylabel() for axes in plot.axes} == {"test accuracy % (95% interval)"}
+    assert plot.get_suptitle() == "tiny"
+
+
+def test_the_figure_uses_a_log_axis_only_beyond_a_decade_and_names_the_dataset_when_there_are_several():
+    runs = [
+        run("ViR-1", 1, 300, trainable_params=1000, train_flops=1e9, fit_time_s=100.0),
+        run("ViR-1", 1, 300, dataset="MNIST", trainable_params=10_000, train_flops=1e9 + 1, fit_time_s=1000.0001),
+    ]
+    parameters, flops, seconds = figure(group_runs(runs), "two datasets").axes
+    assert set(points(parameters)) == {"ViR-1 FashionMNIST", "ViR-1 MNIST"}
+    assert [axes.get_xscale() for axes in (parameters, flops, seconds)] == ["linear", "linear", "log"]
