@@ -252,9 +252,13 @@ def test_every_bank_member_redrawn_with_a_new_seed_equals_one_built_with_that_se
 
 
 class FirstPixels(nn.Module):
-    """Logits = the first three pixels of each image: a model whose every prediction is known by hand."""
+    """Logits = the first three pixels of each image: a model whose every prediction is known by hand. It notes
+    whether autograd was recording when it ran."""
+
+    recorded: list[bool]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, 3)
+        self.recorded = [*getattr(self, "recorded", []), torch.is_grad_enabled()]
         return images.flatten(1)[:, :3]
 
 
@@ -264,8 +268,10 @@ def test_correct_images_marks_each_image_right_or_wrong_in_batch_order():
     second = torch.zeros(2, 1, 2, 2)
     second.view(2, -1)[0, 1] = second.view(2, -1)[1, 2] = 1.0  # predicts 1, 2
     batches = [(first, torch.tensor([2, 1, 1])), (second, torch.tensor([0, 2]))]
-    outcomes = correct_images(FirstPixels(), batches)  # the default device: the CPU
+    model = FirstPixels()
+    outcomes = correct_images(model, batches)  # the default device: the CPU
     assert outcomes.tolist() == [1, 0, 1, 0, 1]
+    assert model.recorded == [False, False]  # scored without an autograd graph
     assert outcomes.dtype == np.int8  # one byte an image: what the prediction files store
     assert accuracy(FirstPixels(), batches) == pytest.approx(3 / 5)
 
@@ -274,6 +280,17 @@ def test_correct_images_of_no_batches_is_empty():
     outcomes = correct_images(FirstPixels(), [])
     assert outcomes.shape == (0,) and outcomes.dtype == np.int8
     assert accuracy(FirstPixels(), []) == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_correct_images_moves_the_model_and_each_batch_to_the_device():
+    """A CPU model and CPU batches scored on a GPU: both must move there (kills the `.to(None)` survivors)."""
+    first = torch.zeros(2, 1, 2, 2)
+    first.view(2, -1)[0, 1] = first.view(2, -1)[1, 2] = 1.0  # predicts 1, 2
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(3, 4))  # logits = the first three pixels
+    assert correct_images(model, [(first, torch.tensor([1, 0]))], device="cuda").tolist() == [1, 0]
 
 
 def test_an_unknown_perturbation_kind_is_refused_with_the_kinds_allowed():

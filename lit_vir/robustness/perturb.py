@@ -127,9 +127,11 @@ def accuracy(model: nn.Module, batches: DataLoader | Iterable, device: torch.dev
     return float(outcomes.mean()) if len(outcomes) else 0.0
 
 
+@torch.no_grad()
 def correct_images(model: nn.Module, batches: DataLoader | Iterable, device: torch.device | str = "cpu") -> np.ndarray:
     """Each image's outcome (1 right, 0 wrong) under `model` (in eval mode), in batch order: what intervals and
-    paired tests between two models on the same images need."""
+    paired tests between two models on the same images need. No autograd graph: `lit-vir quantize` scores whole
+    test sets through it."""
     model.eval().to(device)
     found = []
     for images, labels in batches:
