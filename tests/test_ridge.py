@@ -5,13 +5,19 @@ accuracies are recomputed here from the data with numpy and read back by `lit-vi
 from __future__ import annotations
 
 import csv
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
+from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader, TensorDataset
 
 from lit_vir.checks import ConfigError
 from lit_vir.cli import main
@@ -300,3 +306,81 @@ def test_ridge_memory_refusal_reaches_the_command_line_before_data_or_files(tmp_
 
 def test_default_ridge_grid_is_a_log_grid():
     assert np.allclose(np.log10(DEFAULT_RIDGES), np.arange(-8, 2))
+
+
+def digit_loaders(train: int = 300, val: int = 120) -> tuple[DataLoader, DataLoader]:
+    """scikit-learn's 8×8 digits scaled to [0, 1]: a real split small enough for a fit in a second."""
+    digits = load_digits()
+    images = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]  # (N, 1, 8, 8)
+    labels = torch.tensor(digits.target)
+    split = lambda part: TensorDataset(images[part], labels[part])  # noqa: E731
+    return (
+        DataLoader(split(slice(0, train)), batch_size=64),
+        DataLoader(split(slice(train, train + val)), batch_size=50),
+    )
+
+
+def test_one_pass_in_process_chooses_the_numpy_lambda_and_validates_the_solved_readout_later(tmp_path, caplog):
+    """The ridge module in a plain Trainer, against numpy: every λ's validation count and accuracy, the λ kept,
+    W and b, the one update, the warning at the grid's edge, and a later `trainer.validate` of the solution."""
+    torch.manual_seed(0)
+    train, val = digit_loaders()
+    ridges = [1e-9, 1e-8, 1e-6, 1e-2]  # the first two tie on these images: the larger must win
+    classifier = RidgeClassifier(tiny_vir(), ridges=tuple(reversed(ridges)))  # any order: sorted, ties → larger λ
+    trainer = Trainer(
+        max_epochs=3,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        trainer.fit(classifier, train, val)
+    train_x, train_y = split_arrays(classifier, train)
+    val_x, val_y = split_arrays(classifier, val)
+    solutions = [reference_ridge(train_x, one_hot(train_y, 10), relative_penalty(train_x, ridge)) for ridge in ridges]
+    counts = [int(((val_x @ weight + bias).argmax(axis=1) == val_y).sum()) for weight, bias in solutions]
+    best = max(range(len(ridges)), key=lambda index: (counts[index], index))
+    assert counts[0] == counts[1] == max(counts) and best == 1  # the tie the test is about
+
+    assert classifier.correct.tolist() == counts and classifier.correct.dtype == torch.int64 and classifier.seen == 120
+    assert float(classifier.ridge) == ridges[best]
+    weight, bias = solutions[best]
+    np.testing.assert_allclose(classifier.readout_weight.numpy(), weight, rtol=0, atol=1e-4 * np.abs(weight).max())
+    np.testing.assert_allclose(classifier.readout_bias.numpy(), bias, rtol=0, atol=1e-4 * np.abs(bias).max())
+    assert trainer.current_epoch == 1 and trainer.global_step == 1  # one pass and one update, though max_epochs 3
+    assert classifier.equations is None and classifier.candidates is None  # the (F+1)² sums are freed
+    assert float(trainer.callback_metrics["val/acc"]) == pytest.approx(counts[best] / 120)
+    assert float(trainer.callback_metrics["ridge/lambda"]) == pytest.approx(ridges[best])
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as stream:
+        rows = [row for row in csv.DictReader(stream) if row.get("ridge/val_acc")]
+    assert [float(row["ridge/val_acc"]) for row in rows] == pytest.approx([count / 120 for count in counts])
+    assert [float(row["ridge/log10_lambda"]) for row in rows] == pytest.approx(np.log10(ridges))
+    per_lambda = ", ".join(f"{ridge:g}: {count / 120:.4f}" for ridge, count in zip(ridges, counts, strict=True))
+    assert f"RidgeClassifier: validation accuracy per λ: {per_lambda}; chose λ = {ridges[best]:g}" in caplog.text
+    edge = [str(warning.message) for warning in caught if "edge of the grid" in str(warning.message)]
+    expected = f"RidgeClassifier: the chosen λ = {ridges[best]:g} is at the edge of the grid; widen it."
+    assert edge == ([expected] if best in (0, len(ridges) - 1) else [])
+
+    validated = trainer.validate(classifier, val, verbose=False)[0]  # the solved readout, scored as any model
+    assert validated["val/acc"] == pytest.approx(counts[best] / 120)
+
+
+def test_the_edge_warning_comes_for_a_grid_of_several_only(tmp_path):
+    """Two λ that tie: the larger, the grid's last, is kept and warned about; a single λ is no grid to widen."""
+    train, val = digit_loaders()
+    for ridges, warned in (
+        ((1e-9, 1e-8), ["RidgeClassifier: the chosen λ = 1e-08 is at the edge of the grid; widen it."]),
+        ((1e-3,), []),
+    ):
+        torch.manual_seed(0)
+        classifier = RidgeClassifier(tiny_vir(), ridges=ridges)
+        trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(classifier, train, val)
+        assert float(classifier.ridge) == ridges[-1]
+        assert [str(warning.message) for warning in caught if "edge of the grid" in str(warning.message)] == warned

@@ -9,7 +9,8 @@ The one epoch: `training_step` adds each batch's features to the normal equation
 no optimiser, no gradient); validation solves them for every λ of the grid (one Cholesky each), scores each
 solution on the validation split and keeps the most accurate (ties: the larger λ, the smoother readout),
 logged as `val/acc` with `ridge/lambda`; then the fit stops, whatever `max_epochs` says (a second pass would
-add the same images again). The checkpoint holds the solved W and b; test and predict use them.
+add the same images again). The checkpoint holds the solved W and b; test, predict and a later validation
+(`lit-vir validate`) use them as any model's weights.
 
 Memory: the normal equations take 16·(F+1)² bytes in host memory (float64; F the feature width), checked against
 the memory available (or `memory_limit_gib`) when the module is built — before any data is read.
@@ -95,8 +96,8 @@ class RidgeClassifier(ImageClassifier):
         self.register_buffer("ridge", torch.tensor(float("nan"), dtype=torch.float64))  # the λ chosen
         self.equations: NormalEquations | None = None
         self.candidates: tuple[torch.Tensor, torch.Tensor] | None = None  # W (K, F, C), b (K, C) for the K ridges
-        self.correct = torch.zeros(len(self.ridges), dtype=torch.int64)
-        self.seen = 0
+        self.correct: torch.Tensor  # (K,) validation images each candidate gets right, set with the candidates
+        self.seen: int  # validation images scored
 
     def check_memory(self, limit_gib: float | None) -> None:
         """Refuse, before any data is read, normal equations that would not fit in host memory."""
@@ -141,18 +142,22 @@ class RidgeClassifier(ImageClassifier):
         self.equations.add(reservoir_features(self.backbone, images, self.pooling).cpu(), labels.cpu())
 
     def on_validation_epoch_start(self) -> None:
-        """Solve for every λ of the grid once the pass is done (not in the sanity check: nothing is added yet)."""
+        """Solve for every λ of the grid once the pass is done. Before it (the sanity check) and after it (the
+        sums are freed once a λ is chosen) there is nothing to solve, and validation does nothing."""
         self.candidates = None
-        if self.trainer.sanity_checking or self.equations is None:
+        if self.equations is None:
             return
         solutions = [self.equations.solve(ridge) for ridge in self.ridges]
-        weights, biases = (torch.stack(parts).to(self.device) for parts in zip(*solutions, strict=True))
-        self.candidates = (weights, biases)  # (K, F, C), (K, C)
-        self.correct = torch.zeros(len(self.ridges), dtype=torch.int64)
+        weights = torch.stack([weight for weight, _ in solutions]).to(self.device)  # (K, F, C)
+        biases = torch.stack([bias for _, bias in solutions]).to(self.device)  # (K, C)
+        self.candidates = (weights, biases)
+        self.correct = torch.zeros(len(self.ridges), dtype=torch.int64)  # exact counts, at any split size
         self.seen = 0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         if self.candidates is None:
+            if self.solved:  # `lit-vir validate` of a fitted readout: scored as any model
+                super().validation_step(batch, batch_idx)
             return
         images, labels = batch
         weights, biases = self.candidates
@@ -164,6 +169,8 @@ class RidgeClassifier(ImageClassifier):
     def on_validation_epoch_end(self) -> None:
         """Keep the most accurate λ (ties: the larger), log its accuracy as `val/acc`, and end the fit."""
         if self.candidates is None:
+            if self.solved:
+                super().on_validation_epoch_end()
             return
         accuracies = (self.correct.double() / self.seen).tolist()
         best = max(range(len(self.ridges)), key=lambda index: (accuracies[index], index))
@@ -206,8 +213,13 @@ class RidgeClassifier(ImageClassifier):
             scratch.add(reservoir_features(self.backbone, images, self.pooling), labels)
         return counter.get_total_flops()
 
+    @property
+    def solved(self) -> bool:
+        """Whether a λ has been chosen and W and b hold its solution (after the fit, or loaded from a checkpoint)."""
+        return not bool(torch.isnan(self.ridge))
+
     def on_train_end(self) -> None:
-        if torch.isnan(self.ridge):
+        if not self.solved:
             raise ConfigError(
                 f"{type(self).__name__}: the fit ended before validation solved the normal equations (a time or batch "
                 "limit that stops the pass before its end?): the ridge readout needs its one epoch to end."
