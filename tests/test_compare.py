@@ -148,3 +148,27 @@ def test_each_model_has_its_own_row_label(class_name, options, label):
     backbone = {"class_path": f"lit_vir.models.{class_name}", "init_args": options}
     config = {"model": {"init_args": {"backbone": backbone}}}
     assert model_label(config) == label
+
+
+def test_compare_parses_its_defaults_and_documents_each_option(capsys):
+    from lit_vir.commands.compare import parser
+
+    arguments = parser().parse_args(["logs/a", "logs/b"])
+    assert arguments.runs == ["logs/a", "logs/b"] and arguments.output == "comparison"
+    assert arguments.title == "ViR against ViT" and arguments.corruptions is False and arguments.baseline is None
+    chosen = parser().parse_args(["x", "--baseline", "ViR-1", "--corruptions", "true", "--output", "o", "--title", "t"])
+    assert (chosen.baseline, chosen.corruptions, chosen.output, chosen.title) == ("ViR-1", True, "o", "t")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # the help text, its line breaks undone
+    assert exit_info.value.code == 0 and shown.startswith("usage: lit-vir compare")
+    for text in (
+        "run folders or glob patterns",
+        "folder for the tables and the plot (default: comparison)",
+        "title of the plot and the Markdown file (default: ViR against ViT)",
+        "the runs are `lit-vir test` runs on a corruption benchmark: write robustness.md/.csv",
+        'the row every other is compared with, image by image: its model label (e.g. "ViR-1")',
+        'lit-vir compare "sweeps/fmnist_table/runs/*/*" --baseline ViR-1 --output results',
+        "Epochs completed: images seen / training-set size.",
+    ):
+        assert text in shown, text
