@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lit_vir.analysis.uncertainty import accuracy_interval, t_interval
+from lit_vir.analysis.uncertainty import accuracy_interval, p_text, paired_difference, t_interval
 from lit_vir.commands.compare import (
     RUN_COLUMNS,
     SUMMARY_COLUMNS,
@@ -277,3 +277,66 @@ def test_the_figure_uses_a_log_axis_only_beyond_a_decade_and_names_the_dataset_w
     parameters, flops, seconds = figure(group_runs(runs), "two datasets").axes
     assert set(points(parameters)) == {"ViR-1 FashionMNIST", "ViR-1 MNIST"}
     assert [axes.get_xscale() for axes in (parameters, flops, seconds)] == ["linear", "linear", "log"]
+
+
+def test_every_cell_of_a_per_run_row_by_hand():
+    ours = run("A", 1, 320, threads=2, cpu_affinity="0-1", peak_memory_mib=1001.4, fit_time_s=900.04, device="cuda:0")
+    rows, records = run_rows(group_runs([run("ViR-1", 1, 300), ours]), baseline="ViR-1")
+    outcomes = [(np.arange(400) < right).astype(np.int8) for right in (320, 300)]
+    interval, difference = accuracy_interval(outcomes[:1]), paired_difference(outcomes[:1], outcomes[1:])
+    assert rows[1] == [
+        "A",
+        "reference",
+        "FashionMNIST",
+        "1",
+        f"80.00 [{100 * interval.low:.2f}, {100 * interval.high:.2f}]",
+        f"+5.00 [{100 * difference.low:+.2f}, {100 * difference.high:+.2f}]",
+        p_text(stats.binomtest(0, 20).pvalue),  # McNemar's exact test: 20 images right only for A, none for ViR-1
+        "79.00",  # test (final): (320 − 4) / 400
+        "61.00",  # best validation: 0.6 + 0.01 · seed
+        "0.50",
+        "1,000",
+        "10",
+        "2",
+        "0-1",
+        "1001",
+        "900.0",
+        "cuda:0",
+        "runs/A/s1",
+    ]
+    record = records[1]
+    assert (record["difference_low"], record["difference_high"]) == (difference.low, difference.high)
+    assert record["difference"] == pytest.approx(0.05) and record["test"] == difference.test
+
+
+def test_a_per_run_row_shows_a_dash_for_whatever_the_run_did_not_record():
+    missing = dict.fromkeys(
+        ("test_last_acc", "val_acc_best", "epochs_completed", "images_seen", "optimizer_steps", "threads"), None
+    )
+    bare = run("A", 1, 320, **missing, cpu_affinity="", peak_memory_mib=None, fit_time_s=None, predictions={})
+    (row,), _ = run_rows(group_runs([bare]), baseline=None)
+    assert row[4:] == ["80.00", "", "", "–", "–", "–", "–", "–", "–", "–", "–", "–", "cpu", "runs/A/s1"]
+
+
+def test_two_single_runs_of_different_seeds_pair_in_the_per_run_table_too():
+    rows, records = run_rows(group_runs([run("ViR-1", 8, 300), run("A", 7, 320)]), baseline="ViR-1")
+    outcomes = [(np.arange(400) < right).astype(np.int8) for right in (320, 300)]
+    difference = paired_difference(outcomes[:1], outcomes[1:])
+    assert column(rows[1], "Δ vs baseline [95% CI]", RUN_COLUMNS).startswith("+5.00 [")
+    assert records[1]["vs_baseline"] == "ViR-1" and records[1]["difference_low"] == difference.low
+    two = group_runs([run("ViR-1", 8, 300), run("A", 7, 320), run("A", 9, 320)])
+    assert {column(row, "Δ vs baseline [95% CI]", RUN_COLUMNS) for row in run_rows(two, "ViR-1")[0][1:]} == {
+        "not paired: no run of that seed"
+    }
+
+
+def test_the_summary_names_the_baseline_by_its_label_and_lists_every_test_size():
+    runs = [run("ViR-1", 1, 300, recipe="strong"), run("ViR-1", 1, 300), run("A", 1, 300), run("A", 2, 300)]
+    runs[3].test_images = 500
+    rows = summary_rows(group_runs(runs), baseline="ViR-1 (strong)")
+    assert column(rows[0], "Δ vs baseline, points [95% CI]") == "(baseline)"
+    assert column(rows[1], "Δ vs baseline, points [95% CI]").startswith("+0.00 [")  # ViR-1 against ViR-1 (strong)
+    assert column(rows[2], "test images") == "400/500"
+    untested = summary_rows(group_runs([run("A", 1, 300, test_acc=None, test_images=None), run("A", 2, 300)]), None)
+    assert column(untested[0], "test images") == "400" and column(untested[0], "t-interval over seeds") == "–"
+    assert column(summary_rows(group_runs([run("A", 1, 300, test_images=None)]), None)[0], "test images") == "–"

@@ -235,7 +235,7 @@ def summary_rows(groups: list[Group], baseline: str | None) -> list[list[str]]:
                 mean_sd([run.test_last_acc for run in group.runs], scale=100),
                 mean_sd([run.val_acc_best for run in group.runs], scale=100),
                 "/".join(map(str, sizes)) or "–",
-                mean_sd([run.epochs_completed for run in group.runs], digits=2),
+                mean_sd([run.epochs_completed for run in group.runs]),
                 mean_sd([run.images_seen for run in group.runs], digits=0),
                 mean_sd([run.optimizer_steps for run in group.runs], digits=0),
                 "–" if first.trainable_params is None else f"{first.trainable_params:,}",
