@@ -107,7 +107,8 @@ declare -A SELECTION=(
   [lit_vir/robustness/intervals.py]="tests/test_robustness_intervals.py"
   [lit_vir/commands/compare.py]="tests/test_compare.py tests/test_compare_rows.py"
   [lit_vir/commands/runs.py]="tests/test_compare_runs.py tests/test_compare.py tests/test_compare_rows.py"
-  [lit_vir/commands/robustness_table.py]="tests/test_compare.py tests/test_robustness_intervals.py"
+  [lit_vir/commands/robustness_table.py]="tests/test_robustness_table.py tests/test_compare.py
+    tests/test_robustness_intervals.py"
   [lit_vir/commands/slim.py]="tests/test_vit_slim.py -k 'command_line'"
   [lit_vir/commands/quantize.py]="tests/test_quantization.py -k 'command and not slow'"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
