@@ -184,6 +184,26 @@ def test_cifar10_pickles_load_without_checksums(tmp_path):
             assert image.shape == (3, 32, 32) and label == known[as_bytes(image, mean, std, "CHW")]
 
 
+def test_cifar_augmentation_shifts_up_to_four_pixels_and_flips_horizontally(tmp_path):
+    """RandomCrop(32, padding=4) then a horizontal flip: a bright pixel at row 16, column 8 lands at every row
+    16 + dy and column 8 + dx (|dy|, |dx| ≤ 4) or, flipped, 31 − (8 + dx)."""
+    folder = write_cifar10(tmp_path, per_batch=10, test=10)
+    batch = pickle.loads((folder / "data_batch_1").read_bytes())
+    images = np.zeros((10, 3, 32, 32), dtype=np.uint8)
+    images[:, :, 16, 8] = 255
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch | {"data": images.reshape(10, -1)}))
+    options = dict(root=str(tmp_path), download=False, verify_checksums=False, val_size=1, split_seed=0)
+    data = ready(CIFAR10DataModule(**options), "fit")
+    bright = next(index for index in range(len(data.train_set)) if data.train_set.indices[index] < 10)
+    torch.manual_seed(0)
+    places = set()
+    for _ in range(2000):
+        position = int(data.train_set[bright][0][0].argmax())
+        places.add((position // 32 - 16, position % 32))
+    columns = [*range(4, 13), *range(19, 28)]  # 8 + dx, and 31 − (8 + dx) flipped
+    assert places == {(dy, column) for dy in range(-4, 5) for column in columns}
+
+
 def test_cifar10_checksum_failure_names_the_switch(tmp_path):
     write_cifar10(tmp_path)
     with pytest.raises(CorruptDatasetFile, match="verify_checksums: false"):
