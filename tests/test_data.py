@@ -20,6 +20,7 @@ from lit_vir.data import (
     FashionMNISTDataModule,
     MNISTDataModule,
 )
+from lit_vir.data.files import check_idx_file, gather_raw_files
 from tests.fakedata import labelled_images, write_cifar10, write_cifar100, write_idx, write_mnist
 
 MNIST_FILES = ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"]
@@ -118,6 +119,65 @@ def test_failed_download_reports_files_and_reason(tmp_path, monkeypatch):
         MNISTDataModule(root=str(tmp_path / "root"), download=True).prepare_data()
     assert "train-images-idx3-ubyte" in str(error.value)
     assert "Download was not possible" in str(error.value)
+
+
+def test_the_missing_files_message_says_where_it_looked_why_and_what_to_do(tmp_path):
+    folder = tmp_path / "raw"
+    message = str(DatasetFilesMissing("MNIST", folder, ["a", "b"], [Path("/x"), Path("/y")], reason="offline"))
+    assert message == (
+        f"MNIST: these files are missing from {folder}:\n  {folder / 'a'}\n  {folder / 'b'}\n"
+        "Also looked for them (or their .gz) in: /x, /y.\nDownload was not possible: offline\n"
+        f"Put the files (or their .gz) in {folder}/ — e.g. copy them from a machine with internet access — or run "
+        "once with internet access and `download: true`."
+    )
+    assert str(DatasetFilesMissing("MNIST", folder, ["a"])).splitlines()[2].startswith("Put the files")
+
+
+def test_a_raw_file_is_taken_first_from_its_folder_then_the_search_folders_and_leaves_no_partial_file(tmp_path):
+    folder, first, second = tmp_path / "raw", tmp_path / "first", tmp_path / "second"
+    for place in (folder, first, second):
+        place.mkdir()
+    (first / "a").write_bytes(b"plain from first")
+    with gzip.open(second / "a.gz", "wb") as stream:
+        stream.write(b"unzipped from second")
+    with gzip.open(folder / "b.gz", "wb") as stream:
+        stream.write(b"unzipped in place")
+    (second / "b").write_bytes(b"not this one: the folder's own .gz comes first")
+    assert gather_raw_files(folder, ["a", "b", "c"], [first, second]) == ["c"]
+    assert (folder / "a").read_bytes() == b"plain from first" and (folder / "b").read_bytes() == b"unzipped in place"
+    assert sorted(path.name for path in folder.iterdir()) == ["a", "b", "b.gz"]  # no .partial left
+    (first / "a").unlink()
+    (second / "a").write_bytes(b"a later copy")
+    assert gather_raw_files(folder, ["a"], [first, second]) == []
+    assert (folder / "a").read_bytes() == b"plain from first"  # a file already there is kept
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (b"", "bad magic number (empty file), expected 0000 08 0N (an unsigned-byte IDX file)"),
+        (b"\x00\x00", "bad magic number 0000, expected 0000 08 0N (an unsigned-byte IDX file)"),
+        (b"\x01\x00\x08\x01", "bad magic number 01000801, expected 0000 08 0N (an unsigned-byte IDX file)"),
+        (b"\x00\x01\x08\x01", "bad magic number 00010801, expected 0000 08 0N (an unsigned-byte IDX file)"),
+        (b"\x00\x00\x09\x01", "bad magic number 00000901, expected 0000 08 0N (an unsigned-byte IDX file)"),
+        (b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03", "holds items of shape (3,), expected ()"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05" + bytes(4), "is 12 bytes, its header promises 13"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05" + bytes(6), "is 14 bytes, its header promises 13"),
+    ],
+)
+def test_each_broken_idx_header_is_named_with_the_file(tmp_path, header, problem):
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(header)
+    with pytest.raises(CorruptDatasetFile) as error:
+        check_idx_file(path, ())
+    assert str(error.value) == f"{path}: {problem}. Delete the file and download it again (or copy an intact one)."
+
+
+def test_an_intact_idx_file_gives_its_item_count(tmp_path):
+    write_idx(tmp_path / "images", np.zeros((7, 3, 2), dtype=np.uint8))
+    assert check_idx_file(tmp_path / "images", (3, 2)) == 7
+    with pytest.raises(CorruptDatasetFile, match=r"holds items of shape \(3, 2\), expected \(2, 3\)\."):
+        check_idx_file(tmp_path / "images", (2, 3))
 
 
 def test_fashion_mnist_is_taken_from_a_system_package_folder(tmp_path, monkeypatch):
