@@ -16,6 +16,7 @@ from lit_vir.commands.compare import (
     SUMMARY_COLUMNS,
     baseline_of,
     bounded,
+    difference_text,
     figure,
     group_runs,
     markdown,
@@ -237,33 +238,30 @@ def assert_points(axes, expected: dict[str, tuple[float, ...]]) -> None:
 def test_the_figure_puts_each_row_at_its_mean_cost_and_accuracy_with_its_bar():
     no_predictions = {"predictions": {}}
     runs = [
+        run("CNN", 1, 0, test_acc=None, val_acc_final=None, **no_predictions),  # no accuracy at all: no point
         run("ViR-1", 1, 320, trainable_params=1000, train_flops=1e9, fit_time_s=100.0, **no_predictions),
         run("ViR-1", 2, 336, trainable_params=1000, train_flops=1e9, fit_time_s=110.0, **no_predictions),
         run("ViR-1", 3, 368, trainable_params=1000, train_flops=1e9, fit_time_s=150.0, **no_predictions),
         run("ViT", 1, 300, recipe="strong", trainable_params=100_000, train_flops=1e10, fit_time_s=120.0),
-        run("MLP", 1, 0, test_acc=None, val_acc_final=0.6, trainable_params=5000, fit_time_s=None, **no_predictions),
-        run("CNN", 1, 0, test_acc=None, val_acc_final=None, **no_predictions),
+        run("MLP", 1, 0, test_acc=None, val_acc_final=0.6, trainable_params=None, fit_time_s=130.0, **no_predictions),
     ]
     plot = figure(group_runs(runs), "tiny")
     parameters, flops, seconds = plot.axes
     spread = statistics.stdev([80.0, 84.0, 92.0])  # ViR-1's three seeds, no predictions: ±1 sd
     interval = accuracy_interval([(np.arange(400) < 300).astype(np.int8)])  # ViT's one run: its images' interval
     vit_bar = (100 * (0.75 - interval.low), 100 * (interval.high - 0.75))
-    assert_points(
-        parameters,
-        {
-            "ViR-1": (1000, 256 / 3, spread, spread),
-            "ViT (strong)": (100_000, 75.0, *vit_bar),
-            "MLP": (5000, 60.0, 0, 0),
-        },
-    )
+    assert_points(parameters, {"ViR-1": (1000, 256 / 3, spread, spread), "ViT (strong)": (100_000, 75.0, *vit_bar)})
     assert_points(
         flops,
         {"ViR-1": (1e9, 256 / 3, spread, spread), "ViT (strong)": (1e10, 75.0, *vit_bar), "MLP": (2.5e12, 60.0, 0, 0)},
     )
-    assert_points(seconds, {"ViR-1": (120.0, 256 / 3, spread, spread), "ViT (strong)": (120.0, 75.0, *vit_bar)})
+    seconds_points = {"ViR-1": (120.0, 256 / 3, spread, spread), "ViT (strong)": (120.0, 75.0, *vit_bar)}
+    assert_points(seconds, seconds_points | {"MLP": (130.0, 60.0, 0, 0)})  # MLP: no count, still on the other panels
     # a log axis only where the values span more than a decade: 1000–100,000 does, 1e9–2.5e12 does, 100–150 does not
     assert [axes.get_xscale() for axes in plot.axes] == ["log", "log", "linear"]
+    assert tuple(plot.get_size_inches()) == (15, 4.6)  # three panels side by side, left to right:
+    boxes = [axes.get_position() for axes in plot.axes]
+    assert boxes[0].x1 < boxes[1].x0 and boxes[1].x1 < boxes[2].x0 and boxes[0].y0 == boxes[1].y0 == boxes[2].y0
     assert [axes.get_xlabel() for axes in plot.axes] == ["trainable parameters", "training FLOPs", "training time (s)"]
     assert {axes.get_ylabel() for axes in plot.axes} == {"test accuracy % (95% interval)"}
     assert plot.get_suptitle() == "tiny"
@@ -340,3 +338,21 @@ def test_the_summary_names_the_baseline_by_its_label_and_lists_every_test_size()
     untested = summary_rows(group_runs([run("A", 1, 300, test_acc=None, test_images=None), run("A", 2, 300)]), None)
     assert column(untested[0], "test images") == "400" and column(untested[0], "t-interval over seeds") == "–"
     assert column(summary_rows(group_runs([run("A", 1, 300, test_images=None)]), None)[0], "test images") == "–"
+
+
+def test_the_difference_text_names_the_test_and_its_seeds():
+    one = paired_difference([(np.arange(400) < 320).astype(np.int8)], [(np.arange(400) < 300).astype(np.int8)])
+    outcomes = [(np.arange(400) < right).astype(np.int8) for right in (320, 330)]
+    two = paired_difference(outcomes, [(np.arange(400) < 300).astype(np.int8)] * 2)
+    assert difference_text(None) == ("", "", "")
+    assert difference_text("no seed in common") == ("not paired: no seed in common", "", "")
+    assert difference_text(one)[2] == one.test and "seeds" not in one.test  # McNemar's, one pair
+    assert difference_text(two)[2] == f"{two.test}, 2 seeds"
+    assert difference_text(two)[1] == f"{p_text(two.p)} (sign-flip {p_text(two.sign_flip_p)})"
+
+
+def test_a_summary_row_shows_dashes_for_counts_it_does_not_have():
+    (row,) = summary_rows(
+        group_runs([run("A", 1, 300, trainable_params=None, fixed_params=None, train_flops=None)]), None
+    )
+    assert (column(row, "trainable"), column(row, "fixed"), column(row, "train FLOPs")) == ("–", "–", "–")
