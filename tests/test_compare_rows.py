@@ -356,3 +356,27 @@ def test_a_summary_row_shows_dashes_for_counts_it_does_not_have():
         group_runs([run("A", 1, 300, trainable_params=None, fixed_params=None, train_flops=None)]), None
     )
     assert (column(row, "trainable"), column(row, "fixed"), column(row, "train FLOPs")) == ("–", "–", "–")
+
+
+def test_the_figure_draws_each_point_as_documented():
+    """The figure's look, read back: round markers of 4 pt with caps of 2 pt (matplotlib draws a cap 2·capsize
+    wide), labels of 6 pt set 3 points up and right of their point, a light grid, a 10 pt title."""
+    two = [run("A", seed, 300 + seed, predictions={}) for seed in (1, 2)]  # no predictions: the ±1 sd bar of 2 runs
+    plot = figure(group_runs(two), "title")
+    for axes in plot.axes:
+        (container,) = axes.containers
+        data_line, caps, _ = container.lines
+        assert data_line.get_marker() == "o" and data_line.get_markersize() == 4 and data_line.get_linestyle() == "None"
+        assert [cap.get_markersize() for cap in caps] == [4, 4]
+        (note,) = axes.texts
+        assert note.get_fontsize() == 6 and note.xyann == (3, 3) and note.anncoords == "offset points"
+        assert axes.xaxis.get_gridlines()[0].get_alpha() == 0.3 and axes.xaxis.get_gridlines()[0].get_visible()
+    assert plot._suptitle.get_fontsize() == 10
+    spread = 100 * statistics.stdev([301 / 400, 302 / 400])
+    assert points(plot.axes[0])["A"][2:] == pytest.approx((spread, spread))
+
+
+def test_a_rows_outcomes_are_its_runs_in_seed_order_or_none():
+    group = group_runs([run("A", 2, 300), run("A", 1, 310)])[0]
+    assert [outcome.sum() for outcome in group.outcomes()] == [310, 300]
+    assert group_runs([run("A", 1, 300), run("A", 2, 300, predictions={})])[0].outcomes() is None
