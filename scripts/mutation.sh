@@ -52,7 +52,7 @@ declare -A SELECTION=(
   [lit_vir/analysis/report.py]="tests/test_analysis.py tests/test_dynamics_command.py tests/test_dynamics_callbacks.py
     -k 'not ddp and not help'"
   [lit_vir/analysis/attention.py]="tests/test_revit.py tests/test_vit.py -k 'not piece_trains'"
-  [lit_vir/analysis/figures.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
+  [lit_vir/analysis/figures.py]="tests/test_figures.py tests/test_dynamics_callbacks.py -k 'not ddp'"
   [lit_vir/quantization/calibration.py]="$QUANTIZATION_TESTS"
   [lit_vir/quantization/gelu.py]="$QUANTIZATION_TESTS"
   [lit_vir/quantization/observers.py]="$QUANTIZATION_TESTS"
