@@ -15,12 +15,31 @@ from lit_vir.analysis.uncertainty import p_text
 from lit_vir.commands.robustness_table import read_corruption_run, robustness_table
 from lit_vir.robustness.intervals import corruption_intervals, paired_corruptions
 
-MEASURED = Path(__file__).parents[1] / "docs" / "measurements" / "results-fmnist"
-CONFIGS = {  # real runs' resolved configs: model label → folder
-    "ViR-1": MEASURED / "robustness" / "runs" / "vir1" / "seed1",
-    "ViR-1 no_reservoir": MEASURED / "robustness" / "runs" / "no_reservoir" / "seed1",
-    "ViT-Small-9 (from-scratch)": MEASURED / "tuning" / "fmnist_lr" / "runs" / "vit_small_scratch" / "t000-s100",
+BACKBONES = {  # model label → the backbone of its saved config.yaml, and whether its recipe averages weights (EMA)
+    "ViR-1": ({"class_path": "lit_vir.models.ViR", "init_args": {"depth": 1}}, False),
+    "ViR-1 no_reservoir": (
+        {"class_path": "lit_vir.models.ViR", "init_args": {"depth": 1, "use_reservoir": False}},
+        False,
+    ),
+    "ViT-Small-9 (from-scratch)": (
+        {"class_path": "lit_vir.models.VisionTransformer", "init_args": {"depth": 9, "embed_dim": 192}},
+        True,
+    ),
 }
+
+
+def resolved_config(model: str, seed: int) -> dict:
+    """The parts of a `lit-vir test` run's config.yaml the labels read (built here: no run or docs/ on disk)."""
+    backbone, averaged = BACKBONES[model]
+    callbacks = [{"class_path": "lit_vir.training.callbacks.ExponentialMovingAverage"}] if averaged else []
+    return {
+        "seed_everything": seed,
+        "model": {"class_path": "lit_vir.training.ImageClassifier", "init_args": {"backbone": backbone}},
+        "data": {"class_path": "lit_vir.data.CorruptedDataModule", "init_args": {}},
+        "trainer": {"callbacks": callbacks},
+    }
+
+
 CELLS = [("clean", 0), ("gaussian_noise", 1), ("gaussian_noise", 2), ("fog", 1)]
 LABELS = np.arange(40) % 10
 
@@ -33,8 +52,7 @@ def outcomes_of(rights: list[int]) -> np.ndarray:
 def write_run(root: Path, model: str, seed: int, rights: list[int], cells=CELLS, labels=LABELS) -> Path:
     folder = root / f"{model.split()[-1].strip('()')}-s{seed}"
     folder.mkdir(parents=True)
-    config = yaml.safe_load((CONFIGS[model] / "config.yaml").read_text())
-    (folder / "config.yaml").write_text(yaml.safe_dump(config | {"seed_everything": seed}))
+    (folder / "config.yaml").write_text(yaml.safe_dump(resolved_config(model, seed)))
     arrays = {}
     for (name, severity), right in zip(cells, rights, strict=True):
         predicted = np.where(np.arange(40) < right, labels, (labels + 1) % 10)
