@@ -129,6 +129,34 @@ def test_folders_that_cannot_be_read_are_skipped_with_the_reason(tmp_path):
     assert scalars(silent) is None
 
 
+def test_every_logged_value_is_read_back_however_many_there_are(tmp_path):
+    """TensorBoard keeps 10,000 scalars of a tag by default and samples the rest away: a long run's every
+    validation must be read."""
+    folder = run_folder(tmp_path, ENVIRONMENT)
+    writer = SummaryWriter(str(folder))
+    for step in range(10_050):
+        writer.add_scalar("val/acc", 0.5 if step != 7_777 else 0.875, step)
+    writer.close()
+    series, logger = scalars(folder)
+    assert logger == "tensorboard" and len(series["val/acc"]) == 10_050 and max(series["val/acc"]) == 0.875
+
+
+def test_a_folder_is_a_run_with_a_config_a_metrics_table_or_event_files_at_any_depth(tmp_path):
+    deep = tmp_path / "sweep" / "runs" / "cell" / "t000-s1"
+    deep.mkdir(parents=True)
+    (deep / "config.yaml").write_text("{}")
+    table, events, neither = tmp_path / "table", tmp_path / "events", tmp_path / "neither"
+    for folder in (table, events, neither):
+        folder.mkdir()
+    (table / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    (events / "events.out.tfevents.1.host").write_bytes(b"")
+    (neither / "notes.txt").write_text("")
+    assert find_runs([str(tmp_path / "**")]) == [events, deep, table]  # ** reaches every depth
+    with pytest.raises(SystemExit) as stop:
+        find_runs([str(neither), str(tmp_path / "missing*")])
+    assert str(stop.value) == f"lit-vir compare: no run folder (with config.yaml) matches {neither} {tmp_path}/missing*"
+
+
 def test_runs_are_found_by_path_or_pattern_and_split_into_read_and_skipped(tmp_path):
     good = run_folder(tmp_path / "a", ENVIRONMENT)
     write_csv_metrics(good)
