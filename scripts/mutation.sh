@@ -88,7 +88,8 @@ declare -A SELECTION=(
   [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
   [lit_vir/data/corrupted.py]="tests/test_corruptions.py tests/test_robustness.py -k 'corrupted or Corrupted or corruption'"
   [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
-  [lit_vir/training/guards.py]="tests/test_image_classifier.py tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/guards.py]="tests/test_guards.py tests/test_image_classifier.py tests/test_reliability.py
+    -k 'not ddp'"
   [lit_vir/training/rng.py]="tests/test_rng.py tests/test_image_classifier.py tests/test_recipe_runs.py"
   [lit_vir/training/checkpoints.py]="tests/test_reliability.py tests/test_recipe_runs.py tests/test_vit_slim.py
     -k 'not ddp and not command_line'"
