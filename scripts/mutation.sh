@@ -84,7 +84,8 @@ declare -A SELECTION=(
   [lit_vir/models/timm_model.py]="tests/test_timm_model.py tests/test_recipe.py -k 'not pretrained'"
   [lit_vir/models/counting.py]="tests/test_counting.py tests/test_vir.py tests/test_vit.py tests/test_ablations.py tests/test_run_records.py
     tests/test_recipe_runs.py -k 'count or flops or param'"
-  [lit_vir/models/state_cache.py]="tests/test_engine.py tests/test_vir.py -k 'cache and not cannot_fit'"
+  [lit_vir/models/state_cache.py]="tests/test_state_cache.py tests/test_engine.py tests/test_vir.py
+    -k 'cache and not cannot_fit'"
   [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
   [lit_vir/data/corrupted.py]="tests/test_corruptions.py tests/test_robustness.py -k 'corrupted or Corrupted or corruption'"
   [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
