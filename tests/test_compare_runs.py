@@ -32,7 +32,7 @@ LOGGED = {  # tag → values in logging order: three validations, one test of ea
     "test/acc": [0.7],
     "test_last/acc": [0.6],
     "params/trainable": [1234.0],
-    "params/fixed": [float("nan")],
+    "params/fixed": [77.0],
     "perf/peak_memory_mib": [900.0, 1100.0, 1000.0],
     "perf/epoch_time_s": [10.0, 30.0, 12.0],
     "perf/fit_time_s": [60.0],
@@ -78,7 +78,8 @@ def test_every_field_of_a_csv_logger_run_is_the_value_in_its_files(tmp_path):
     assert run.epochs == 3  # one validation per epoch begun
     assert (run.val_acc_final, run.val_acc_best) == (0.625, 0.75)  # the last and the best
     assert (run.test_acc, run.test_last_acc, run.test_images) == (0.7, 0.6, 5)
-    assert (run.trainable_params, run.fixed_params) == (1234, None)  # a NaN count is no count
+    assert (run.trainable_params, run.fixed_params) == (1234, 77)
+    assert set(scalars(folder)[0]) == set(LOGGED)  # the logged tags, not the table's epoch and step columns
     assert run.peak_memory_mib == 1100.0 and run.epoch_time_s == 12.0  # the peak; the median epoch
     assert (run.fit_time_s, run.train_flops_per_image, run.train_flops) == (60.0, 2.0e6, 3.0e12)
     assert (run.images_seen, run.epochs_completed, run.optimizer_steps) == (4500, 2.5, 45)
@@ -106,6 +107,18 @@ def test_only_an_integer_seed_is_a_seed(tmp_path, seed, expected):
     folder = run_folder(tmp_path, ENVIRONMENT, seed=seed)
     write_csv_metrics(folder)
     assert read_run(folder).seed == expected
+
+
+def test_a_run_that_logged_only_its_validation_reads_as_none_for_the_rest(tmp_path):
+    folder = run_folder(tmp_path, ENVIRONMENT)
+    (folder / "test_predictions.npz").unlink()
+    (folder / "metrics.csv").write_text("epoch,step,val/acc,params/trainable\n0,9,0.5,nan\n1,19,0.25,\n")
+    run = read_run(folder)
+    assert (run.epochs, run.val_acc_final, run.val_acc_best, run.trainable_params) == (2, 0.25, 0.5, None)
+    missing = ("test_acc", "test_last_acc", "test_images", "fixed_params", "peak_memory_mib", "epoch_time_s")
+    missing += ("fit_time_s", "train_flops", "images_seen", "epochs_completed", "optimizer_steps")
+    assert {name: getattr(run, name) for name in missing} == dict.fromkeys(missing)
+    assert run.correct() is None and run.predictions == {}
 
 
 def test_a_run_without_an_environment_record_reads_with_what_it_has(tmp_path):
