@@ -85,7 +85,9 @@ def test_every_field_of_a_csv_logger_run_is_the_value_in_its_files(tmp_path):
     assert (run.images_seen, run.epochs_completed, run.optimizer_steps) == (4500, 2.5, 45)
     assert isinstance(run.images_seen, int) and isinstance(run.optimizer_steps, int)
     assert (run.threads, run.cpu_affinity, run.device) == (1, "0,1", "AMD EPYC × 2")
-    assert run.correct().tolist() == [1, 1, 1, 1, 1] and run.path == str(folder)
+    assert run.correct().tolist() == [1, 1, 1, 1, 1] and run.correct().dtype == np.int8 and run.path == str(folder)
+    run.predictions = {"test/label": run.predictions["test/label"]}  # labels without predictions: no outcomes
+    assert run.correct() is None and run.labels().tolist() == [3, 1, 4, 1, 5]
 
 
 def test_tensorboard_events_give_the_same_run(tmp_path):
