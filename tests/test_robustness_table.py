@@ -172,7 +172,7 @@ def test_runs_it_cannot_use_are_skipped_with_the_reason(tmp_path):
     ]
     table = (tmp_path / "out" / "robustness.md").read_text()
     assert "| model | seeds | clean % [CI] | mean corruption accuracy % [CI] |\n" in table  # no baseline columns
-    assert table.endswith("Skipped: " + "; ".join(skipped) + "\n")
+    assert table.endswith("|\n\nSkipped: " + "; ".join(skipped) + "\n")  # after an empty line
     assert read_corruption_run(first).seed == 1 and read_corruption_run(first).model == "ViR-1"
 
 
@@ -187,12 +187,33 @@ def test_a_table_without_clean_or_benchmark_cells_shows_dashes(tmp_path):
 
 
 def test_a_baseline_or_runs_it_cannot_find_stop_with_what_there_is(tmp_path):
-    folder = write_run(tmp_path, "ViR-1", 1, [36, 30, 24, 28])
-    with pytest.raises(SystemExit, match=r"^lit-vir compare: --baseline 'ViT' is none of the models: ViR-1$"):
-        robustness_table([folder], tmp_path / "out", "ViT", "t")
-    empty = tmp_path / "empty"
+    folders = [write_run(tmp_path, "ViR-1", 1, [36, 30, 24, 28]), write_run(tmp_path, "ViR-1 no_reservoir", 1, [1] * 4)]
+    message = r"^lit-vir compare: --baseline 'ViT' is none of the models: ViR-1, ViR-1 no_reservoir$"
+    with pytest.raises(SystemExit, match=message):
+        robustness_table(folders, tmp_path / "out", "ViT", "t")
+    empty, bare = tmp_path / "empty", tmp_path / "bare"
     empty.mkdir()
-    message = f"lit-vir compare --corruptions: none of these is a corruption test run:\n{empty}: no config.yaml"
+    (bare / "config.yaml").parent.mkdir()
+    (bare / "config.yaml").write_text("{}")
     with pytest.raises(SystemExit) as stop:
-        robustness_table([empty], tmp_path / "out", None, "t")
-    assert str(stop.value) == message
+        robustness_table([empty, bare], tmp_path / "out", None, "t")
+    assert str(stop.value) == (
+        "lit-vir compare --corruptions: none of these is a corruption test run:\n"
+        f"{empty}: no config.yaml\n{bare}: no test_predictions.npz"
+    )
+
+
+def test_the_output_folder_is_made_with_its_parents_and_may_exist_already(tmp_path):
+    folder = write_run(tmp_path / "runs", "ViR-1", 1, [36, 30, 24, 28])
+    output = tmp_path / "a" / "b" / "robustness"
+    robustness_table([folder], output, None, "t")
+    robustness_table([folder], output, None, "t")  # written again into the same folder
+    assert sorted(path.name for path in output.iterdir()) == ["robustness.csv", "robustness.md"]
+
+
+@pytest.mark.parametrize(("seed", "expected"), [(3, 3), (True, None), ("3", None), (None, None)])
+def test_only_an_integer_seed_is_a_seed(tmp_path, seed, expected):
+    folder = write_run(tmp_path, "ViR-1", 1, [36, 30, 24, 28])
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump(config | {"seed_everything": seed}))
+    assert read_corruption_run(folder).seed == expected
