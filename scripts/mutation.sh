@@ -92,8 +92,8 @@ declare -A SELECTION=(
   [lit_vir/training/guards.py]="tests/test_guards.py tests/test_image_classifier.py tests/test_reliability.py
     -k 'not ddp'"
   [lit_vir/training/rng.py]="tests/test_rng.py tests/test_image_classifier.py tests/test_recipe_runs.py"
-  [lit_vir/training/checkpoints.py]="tests/test_reliability.py tests/test_recipe_runs.py tests/test_vit_slim.py
-    -k 'not ddp and not command_line'"
+  [lit_vir/training/checkpoints.py]="tests/test_checkpoints.py tests/test_resume.py tests/test_reliability.py
+    tests/test_recipe_runs.py tests/test_vit_slim.py -k 'not ddp and not command_line and not signal_mid_epoch'"
   [lit_vir/training/slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
   [lit_vir/training/callbacks/corruption_report.py]="tests/test_robustness.py -k corruptions"
   [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
