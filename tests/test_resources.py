@@ -1,0 +1,97 @@
+"""`ResourceMonitor`'s numbers from a real Trainer on a tiny model, against counts by hand: images seen, optimiser
+steps and fractional epochs completed (the totals `lit-vir compare` reports), throughput as images per epoch time,
+the totals carried through a resume, and no epoch count for a dataset without a length."""
+
+from __future__ import annotations
+
+import csv
+import resource
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from lit_vir.training.callbacks.resources import ResourceMonitor, peak_memory_mib
+
+
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return nn.functional.cross_entropy(self.layer(images), labels)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tmp_path: Path, monitor: ResourceMonitor, loader, **options) -> list[dict[str, str]]:
+    trainer = L.Trainer(
+        logger=CSVLogger(tmp_path, name="run", version=0),
+        callbacks=[monitor],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
+    )
+    trainer.fit(Tiny(), loader)
+    with open(tmp_path / "run" / "version_0" / "metrics.csv") as stream:
+        return list(csv.DictReader(stream))
+
+
+def loader(images: int = 50, batch: int = 16) -> DataLoader:
+    return DataLoader(TensorDataset(torch.randn(images, 4), torch.arange(images) % 2), batch_size=batch)
+
+
+def logged(rows: list[dict[str, str]], tag: str) -> list[float]:
+    return [float(row[tag]) for row in rows if row.get(tag)]
+
+
+def test_the_totals_count_images_steps_and_fractional_epochs(tmp_path):
+    rows = fit(tmp_path, ResourceMonitor(), loader(), max_epochs=2)  # 50 images in batches of 16, 16, 16, 2
+    assert logged(rows, "perf/images_seen") == [100] and logged(rows, "perf/optimizer_steps") == [8]
+    assert logged(rows, "perf/epochs_completed") == [2.0]
+    times, rates = logged(rows, "perf/epoch_time_s"), logged(rows, "perf/train_images_per_s")
+    assert len(times) == 2 and all(seconds > 0 for seconds in times)
+    assert [rate * seconds for rate, seconds in zip(rates, times, strict=True)] == pytest.approx([50, 50], rel=1e-6)
+    peak = logged(rows, "perf/peak_memory_mib")
+    assert 0 < peak[0] <= peak[1] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB
+    assert logged(rows, "perf/fit_time_s")[0] >= sum(times)
+
+
+def test_a_partial_epoch_counts_the_images_it_took_of_the_whole_training_set(tmp_path):
+    rows = fit(tmp_path, ResourceMonitor(), loader(), max_epochs=1, limit_train_batches=2)
+    assert logged(rows, "perf/images_seen") == [32] and logged(rows, "perf/epochs_completed") == [32 / 50]
+
+
+def test_a_resumed_run_reports_the_whole_runs_totals(tmp_path):
+    monitor = ResourceMonitor()
+    monitor.load_state_dict({"images_seen": 30, "fit_time_s": 12.5})  # what the interrupted attempt's checkpoint held
+    rows = fit(tmp_path, monitor, loader(), max_epochs=1)
+    assert logged(rows, "perf/images_seen") == [80] and logged(rows, "perf/epochs_completed") == [80 / 50]
+    assert logged(rows, "perf/fit_time_s")[0] > 12.5
+    state = monitor.state_dict()
+    assert state["images_seen"] == 80 and state["fit_time_s"] > 12.5
+    fresh = ResourceMonitor()
+    fresh.load_state_dict({})  # a checkpoint written before the totals were kept
+    assert fresh.images_seen == 0 and fresh.seconds_before == 0.0
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        return iter((torch.randn(4), index % 2) for index in range(20))
+
+
+def test_a_dataset_without_a_length_gets_no_epoch_count(tmp_path):
+    rows = fit(tmp_path, ResourceMonitor(), DataLoader(Stream(), batch_size=8), max_epochs=1)
+    assert logged(rows, "perf/images_seen") == [20] and not logged(rows, "perf/epochs_completed")
+
+
+def test_peak_memory_on_the_cpu_is_the_resident_set_in_mib():
+    assert peak_memory_mib(torch.device("cpu")) == resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
