@@ -97,7 +97,8 @@ declare -A SELECTION=(
   [lit_vir/training/slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
   [lit_vir/training/callbacks/corruption_report.py]="tests/test_robustness.py -k corruptions"
   [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
-  [lit_vir/training/callbacks/flops.py]="tests/test_run_records.py tests/test_recipe_runs.py -k flops"
+  [lit_vir/training/callbacks/flops.py]="tests/test_flops_callback.py tests/test_run_records.py
+    tests/test_recipe_runs.py -k flops"
   [lit_vir/training/callbacks/reservoir_checksum.py]="tests/test_reliability.py -k 'not ddp'"
   [lit_vir/training/callbacks/resources.py]="tests/test_resources.py tests/test_reliability.py tests/test_run_records.py
     -k 'not ddp'"

@@ -1,0 +1,104 @@
+"""`TrainingFlops` in a real Trainer on a tiny model, against a count by hand: FLOPs per image of one training
+step (forward, and the weight gradient only: the images need none), the cumulative and total FLOPs over the images
+trained, a module's own count where it trains otherwise, a resume, and nothing without an image shape."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_vir.training.callbacks.flops import TrainingFlops
+
+PER_IMAGE = 2 * 4 * 3 + 2 * 4 * 3  # Linear(4 → 3): forward, and its weight gradient
+
+
+class Data(L.LightningDataModule):
+    def __init__(self, shaped: bool = True) -> None:
+        super().__init__()
+        if shaped:
+            self.image_size, self.in_channels, self.num_classes = 2, 1, 3
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.randn(50, 1, 2, 2), torch.arange(50) % 3), batch_size=16)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.train_dataloader()
+
+
+class Tiny(L.LightningModule):
+    def __init__(self, own_count: int | None = None) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        if own_count is not None:
+            self.count_training_flops = lambda images: own_count * len(images)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return nn.functional.cross_entropy(self.backbone(images), labels)
+
+    def validation_step(self, batch, batch_idx):
+        return None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tmp_path: Path, callback: TrainingFlops, data: Data, module: Tiny | None = None, epochs: int = 2) -> list:
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=CSVLogger(tmp_path, name="run", version=0),
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module or Tiny(), datamodule=data)
+    table = tmp_path / "run" / "version_0" / "metrics.csv"
+    if not table.exists():  # nothing was logged at all
+        return []
+    with open(table) as stream:
+        return list(csv.DictReader(stream))
+
+
+def logged(rows: list[dict[str, str]], tag: str) -> list[float]:
+    return [float(row[tag]) for row in rows if row.get(tag)]
+
+
+def test_flops_per_image_and_their_sums_over_the_images_trained(tmp_path):
+    callback = TrainingFlops()
+    rows = fit(tmp_path, callback, Data())
+    assert callback.flops_per_image == PER_IMAGE
+    assert logged(rows, "perf/train_flops_per_image") == [PER_IMAGE, PER_IMAGE]
+    assert logged(rows, "perf/train_flops") == [PER_IMAGE * 50, PER_IMAGE * 100]  # after each epoch
+    assert logged(rows, "perf/train_flops_total") == [PER_IMAGE * 100]
+
+
+def test_a_module_that_counts_its_own_training_step_is_taken_at_its_word(tmp_path):
+    rows = fit(tmp_path, TrainingFlops(), Data(), Tiny(own_count=1000), epochs=1)
+    assert logged(rows, "perf/train_flops_per_image") == [1000] and logged(rows, "perf/train_flops_total") == [50_000]
+
+
+def test_a_resumed_run_keeps_counting(tmp_path):
+    callback = TrainingFlops()
+    callback.load_state_dict({"images_seen": 30})
+    rows = fit(tmp_path, callback, Data(), epochs=1)
+    assert logged(rows, "perf/train_flops_total") == [PER_IMAGE * 80] and callback.state_dict() == {"images_seen": 80}
+
+
+def test_without_an_image_shape_nothing_is_counted_or_logged(tmp_path):
+    callback = TrainingFlops()
+    rows = fit(tmp_path, callback, Data(shaped=False), epochs=1)
+    assert callback.flops_per_image is None
+    assert not any(tag.startswith("perf/train_flops") for row in rows for tag, value in row.items() if value)
+
+
+def test_only_a_fit_is_counted(tmp_path):
+    callback = TrainingFlops()
+    L.Trainer(logger=False, callbacks=[callback], enable_progress_bar=False).validate(Tiny(), datamodule=Data())
+    assert callback.flops_per_image is None
