@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.colors import to_rgba
+from matplotlib.font_manager import FontProperties
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from lit_vir.analysis.figures import figure_to_array, memory_figure, spectrum_figure, states_figure, topology_figure
 
@@ -25,14 +27,16 @@ def test_the_spectrum_shows_each_eigenvalue_the_unit_circle_and_the_circle_of_rh
     np.testing.assert_allclose(points.get_offsets(), [[0.5, 0.5], [0.5, -0.5], [-0.8, 0.0], [0.1, 0.2]], rtol=1e-6)
     assert points.get_sizes().tolist() == [4] and points.get_alpha() == 0.6
     assert [text.get_text() for text in axes.get_legend().get_texts()] == ["unit circle", "ρ = 0.800"]
-    assert axes.get_legend()._loc == 1  # upper right
+    assert axes.get_legend()._loc == 1  # upper right, in small type
+    assert {text.get_fontsize() for text in axes.get_legend().get_texts()} == {FontProperties(size="small").get_size()}
     assert axes.get_aspect() == 1.0 and (axes.get_xlabel(), axes.get_ylabel()) == ("Re λ", "Im λ")
     assert axes.get_title() == "title" and spectrum_figure(eigenvalues).axes[0].get_title() == "eigenvalues of W"
     assert tuple(figure.get_size_inches()) == (4.5, 4.5) and figure.dpi == 100
+    assert isinstance(figure.get_layout_engine(), ConstrainedLayoutEngine)  # labels and colour bars never clipped
 
 
 def test_the_states_are_an_image_of_tokens_by_nodes_coloured_from_minus_one_to_one():
-    states = torch.linspace(-1, 1, 12).reshape(3, 4)  # (T, N)
+    states = torch.linspace(-0.5, 0.25, 12).reshape(3, 4)  # (T, N): the colours still span [−1, 1]
     figure = states_figure(states, "one image")
     axes, bar = figure.axes
     (image,) = axes.images
@@ -49,7 +53,7 @@ def test_the_memory_curve_is_mc_k_against_k_with_the_total_in_the_title():
     figure = memory_figure(per_delay, "reservoir")
     (axes,) = figure.axes
     (line,) = axes.lines
-    np.testing.assert_allclose(line.get_xydata(), np.stack([np.arange(1, 6), per_delay], axis=1))
+    np.testing.assert_array_equal(line.get_xydata(), np.stack([np.arange(1, 6), per_delay], axis=1))  # float64
     assert axes.get_ylim() == (-0.02, 1.02)
     assert (axes.get_xlabel(), axes.get_ylabel()) == ("delay k", "MC_k = corr²")
     assert axes.get_title() == "reservoir: MC = 2.7"  # 0.99 + 0.9 + 0.5 + 0.25 + 0.05 = 2.69
@@ -58,7 +62,7 @@ def test_the_memory_curve_is_mc_k_against_k_with_the_total_in_the_title():
 
 
 def test_w_is_an_image_coloured_symmetrically_about_zero():
-    weight = torch.tensor([[0.0, 0.3], [-0.6, 0.1]])
+    weight = torch.tensor([[0.0, 0.6], [-0.3, 0.1]])  # the colours span ±0.6, not −0.3 … 0.6
     figure = topology_figure(weight, "W of core 0")
     axes, bar = figure.axes
     (image,) = axes.images
