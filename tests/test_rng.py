@@ -8,6 +8,7 @@ import io
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from lit_vir.training.rng import capture_rng_state, restore_rng_state
@@ -65,3 +66,45 @@ def test_the_state_is_plain_data_that_a_weights_only_load_accepts():
     first = draws()
     restore_rng_state(loaded)
     assert draws() == first
+
+
+class FakeCuda:
+    """A stand-in for torch.cuda's generator functions — a mock, because these machines have no GPU (the real
+    device is tested by `test_the_cuda_generators_draw_again_what_they_drew`, skipped without CUDA). It records what
+    restore sets."""
+
+    def __init__(self, available: bool, initialized: bool) -> None:
+        self.available, self.initialized, self.set = available, initialized, []
+
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: self.available)
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: self.initialized)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([7, 8], dtype=torch.uint8)])
+        monkeypatch.setattr(torch.cuda, "set_rng_state_all", self.set.append)
+
+
+def test_the_cuda_generators_are_kept_only_where_cuda_is_in_use_and_set_back_only_there(monkeypatch):
+    FakeCuda(available=True, initialized=False).install(monkeypatch)  # a GPU that this process never touched
+    assert "cuda" not in capture_rng_state()
+    in_use = FakeCuda(available=True, initialized=True)
+    in_use.install(monkeypatch)
+    state = capture_rng_state()
+    assert [tensor.tolist() for tensor in state["cuda"]] == [[7, 8]]
+    restore_rng_state(state)
+    assert in_use.set == [state["cuda"]]
+    restore_rng_state({key: value for key, value in state.items() if key != "cuda"})  # captured on a CPU machine
+    assert len(in_use.set) == 1  # nothing to set back
+    gone = FakeCuda(available=False, initialized=False)  # restored where there is no GPU: the CPU streams only
+    gone.install(monkeypatch)
+    restore_rng_state(state)
+    assert gone.set == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_cuda_generators_draw_again_what_they_drew():
+    torch.cuda.manual_seed_all(0)
+    torch.rand(1, device="cuda")  # CUDA is now initialised: its generators belong to the state
+    state = capture_rng_state()
+    first = torch.rand(4, device="cuda").tolist()
+    restore_rng_state(state)
+    assert torch.rand(4, device="cuda").tolist() == first
