@@ -103,3 +103,24 @@ def test_ranks_with_different_reservoirs_are_named_with_their_checksums():
         "00000000000000ff). Every rank must draw W and V from the same seed: check that "
         "model.init_args.backbone.init_args.seed is a fixed integer and that no rank loads different weights."
     )
+
+
+class Wrapped(nn.Module):
+    """A ViR inside another module, which has no `embed` of its own: the states cannot be driven, so none is said."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_vir()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inner(images)
+
+
+def test_a_reservoir_the_guard_cannot_drive_gets_no_state_diagnosis():
+    assert diagnose_non_finite(Wrapped(), torch.ones(2, 1, 8, 8), NAN, step=3) == HEAD
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_checksum_of_a_model_on_a_gpu_is_its_checksum_on_the_cpu():
+    model = tiny_vir(depth=2, mode="serial", bias_scaling=0.2)
+    assert reservoir_checksum(model.cuda()) == expected_checksum(model.cpu())
