@@ -5,6 +5,7 @@ the dtype of the stored states, and the memory it asks for counted by hand."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lit_vir.models.state_cache import ReservoirStateCache
@@ -19,6 +20,8 @@ def test_the_key_is_the_images_float64_projection_on_a_seeded_positive_probe():
     )
     assert cache.fingerprint(images).dtype == torch.float64 and (cache.probe >= 0.5).all()
     assert not torch.equal(cache.probe, ReservoirStateCache(4, (1, 2, 3), 12, seed=8).probe)
+    seed_0 = torch.rand(12, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    assert torch.equal(ReservoirStateCache(4, (1, 2, 3), 12).probe, seed_0)  # the default seed is 0
 
 
 def test_each_stored_image_is_found_in_its_row_and_unseen_ones_are_not():
@@ -55,3 +58,11 @@ def test_nothing_is_stored_past_the_capacity():
 def test_the_memory_asked_for_is_every_state_and_its_key():
     assert ReservoirStateCache.bytes_needed(1000, (2, 16, 100), torch.float32) == 1000 * (2 * 16 * 100 * 4 + 8)
     assert ReservoirStateCache.bytes_needed(10, (1, 3, 5), torch.bfloat16) == 10 * (15 * 2 + 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cache_on_the_gpu_keys_gpu_images():
+    cache = ReservoirStateCache(2, (1, 1, 1), image_numel=4, device="cuda")
+    images = torch.rand(2, 1, 2, 2, device="cuda")
+    cache.insert(cache.fingerprint(images), torch.ones(2, 1, 1, 1, device="cuda"))
+    assert cache.lookup(cache.fingerprint(images))[1].tolist() == [True, True]
