@@ -19,10 +19,14 @@ PER_IMAGE = 2 * 4 * 3 + 2 * 4 * 3  # Linear(4 → 3): forward, and its weight gr
 
 
 class Data(L.LightningDataModule):
-    def __init__(self, shaped: bool = True) -> None:
+    def __init__(self, shaped: bool = True, classes: bool = True, channels: bool = True) -> None:
         super().__init__()
         if shaped:
-            self.image_size, self.in_channels, self.num_classes = 2, 1, 3
+            self.image_size = 2
+            if channels:
+                self.in_channels = 1
+            if classes:
+                self.num_classes = 3
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(torch.randn(50, 1, 2, 2), torch.arange(50) % 3), batch_size=16)
@@ -77,6 +81,7 @@ def test_flops_per_image_and_their_sums_over_the_images_trained(tmp_path):
     assert logged(rows, "perf/train_flops_per_image") == [PER_IMAGE, PER_IMAGE]
     assert logged(rows, "perf/train_flops") == [PER_IMAGE * 50, PER_IMAGE * 100]  # after each epoch
     assert logged(rows, "perf/train_flops_total") == [PER_IMAGE * 100]
+    assert [row["step"] for row in rows if row.get("perf/train_flops_total")] == ["8"]  # at the run's last step
 
 
 def test_a_module_that_counts_its_own_training_step_is_taken_at_its_word(tmp_path):
@@ -101,4 +106,35 @@ def test_without_an_image_shape_nothing_is_counted_or_logged(tmp_path):
 def test_only_a_fit_is_counted(tmp_path):
     callback = TrainingFlops()
     L.Trainer(logger=False, callbacks=[callback], enable_progress_bar=False).validate(Tiny(), datamodule=Data())
+    assert callback.flops_per_image is None
+
+
+class Bare(Tiny):
+    """A module that is its own network: no `backbone` attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = self.backbone
+        del self.backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layer(images)
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return nn.functional.cross_entropy(self(images), labels)
+
+
+def test_a_module_without_a_backbone_is_counted_whole_and_a_datamodule_without_classes_is_fine(tmp_path):
+    callback = TrainingFlops()
+    fit(tmp_path / "bare", callback, Data(), Bare(), epochs=1)
+    assert callback.flops_per_image == PER_IMAGE
+    classless = TrainingFlops()
+    fit(tmp_path / "classless", classless, Data(classes=False), epochs=1)
+    assert classless.flops_per_image == PER_IMAGE  # two classes assumed for the labels: the FLOPs are the same
+
+
+def test_an_image_shape_needs_both_size_and_channels(tmp_path):
+    callback = TrainingFlops()
+    fit(tmp_path, callback, Data(channels=False), epochs=1)
     assert callback.flops_per_image is None
