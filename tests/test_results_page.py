@@ -176,3 +176,30 @@ def test_the_ridge_tables_rows_are_its_compare_summary_csv():
         per_seed = [run for run in csv.DictReader(stream) if "vir1_130s" in run["path"]]
     quoted = sorted(round(100 * float(run["difference"]), 2) for run in per_seed)
     assert f"+{quoted[0]:.2f}, +{quoted[1]:.2f} and +{quoted[2]:.2f} points" in section
+
+
+BASELINES = {  # the page's row → (model, recipe) in compare_summary.csv
+    "ViT-Small, reference recipe": ("ViT-Small-9", "reference"),
+    "ViT-Small, from-scratch recipe": ("ViT-Small-9", "from-scratch"),
+    "ResNet-18 (timm), from-scratch recipe": ("timm/resnet18", "from-scratch"),
+    "linear classifier on pixels": ("PixelLinear", "reference"),
+    "MLP on pixels": ("PixelMLP", "reference"),
+    "small CNN": ("SmallCNN", "reference"),
+}
+
+
+def test_the_tuned_baselines_rows_are_compare_summary_csv():
+    """The baselines at their tuned rates: every row the page shows against its row of compare_summary.csv (rows told
+    apart by model and recipe), and the page shows every baseline row the CSV has."""
+    with (RAW / "compare_summary.csv").open() as stream:
+        raw = {(row["model"], row["recipe"]): row for row in csv.DictReader(stream)}
+    rows = page_table("## The baselines at their tuned rates")
+    assert {BASELINES[row[0]] for row in rows} == set(raw) - {(model, "reference") for model in LABELS.values()}
+    for row in rows:
+        summary_row = raw[BASELINES[row[0]]]
+        assert int(row[1]) == int(summary_row["runs"]), row[0]
+        assert numbers(row[2]) == numbers(summary_row["test acc % (best val) [95% CI]"]), row[0]
+        assert numbers(row[3]) == numbers(summary_row["Δ vs baseline, points [95% CI]"]), row[0]
+        assert row[4] == summary_row["p"], row[0]  # McNemar's exact p against ViR-1's seed-1 run
+        assert numbers(row[5]) == numbers(summary_row["epochs completed"]), row[0]
+        assert numbers(row[6]) == numbers(summary_row["trainable"]), row[0]
