@@ -4,6 +4,7 @@ attention kernels); a training step counted as executed; the model and the rando
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -77,3 +78,13 @@ def test_an_inference_forward_is_counted_in_eval_mode_and_restores_the_mode():
     model.eval()
     forward_flops(model, torch.ones(5, 1, 2, 2))
     assert not model.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_counting_a_gpu_training_step_leaves_the_gpus_random_stream_alone():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Dropout(0.5)).cuda()
+    torch.cuda.manual_seed(0)
+    expected = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(0)
+    training_flops(model, torch.ones(2, 1, 2, 2, device="cuda"), num_classes=3)  # dropout draws on the GPU
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
