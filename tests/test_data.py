@@ -112,13 +112,58 @@ def test_missing_mnist_files_are_named_with_their_folder(tmp_path):
         assert str(tmp_path / "MNIST" / "raw" / name) in message
 
 
+def test_a_split_loaded_before_its_files_are_there_says_what_to_run(tmp_path):
+    data = MNISTDataModule(root=str(tmp_path), download=False)
+    with pytest.raises(DatasetFilesMissing) as error:
+        data.setup("test")  # prepare_data() never ran
+    raw = (tmp_path / "MNIST" / "raw").absolute()
+    assert str(error.value).splitlines()[:4] == [
+        f"MNIST: these files are missing from {raw}:",
+        f"  {raw / 't10k-images-idx3-ubyte'}",
+        f"  {raw / 't10k-labels-idx1-ubyte'}",
+        "Download was not possible: prepare_data() has not run, or could not fetch them",
+    ]
+
+
+@pytest.mark.parametrize(("train", "split"), [(True, "training"), (False, "test")])
+def test_images_and_labels_that_do_not_belong_together_are_named_by_split(tmp_path, train, split):
+    raw = write_mnist(tmp_path, train=20, test=10)
+    prefix = "train" if train else "t10k"
+    write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.zeros(7, dtype=np.uint8))
+    data = MNISTDataModule(root=str(tmp_path), download=False)
+    with pytest.raises(ValueError) as error:
+        data.load_split(train)
+    images = 20 if train else 10
+    assert str(error.value) == (
+        f"{raw}: {images} images but 7 labels in the {split} split; the files do not belong together."
+    )
+
+
+def test_with_download_off_the_missing_files_are_named_with_the_folders_searched(tmp_path, monkeypatch):
+    system = tmp_path / "system"
+    system.mkdir()
+    monkeypatch.setattr(FashionMNISTDataModule, "system_folders", (str(system),))
+    with pytest.raises(DatasetFilesMissing) as error:
+        FashionMNISTDataModule(root=str(tmp_path / "root"), download=False).prepare_data()
+    raw = (tmp_path / "root" / "FashionMNIST" / "raw").absolute()
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"FashionMNIST: these files are missing from {raw}:"
+    assert lines[5:7] == [
+        f"Also looked for them (or their .gz) in: {system}.",
+        "Download was not possible: download is off",
+    ]
+
+
 def test_failed_download_reports_files_and_reason(tmp_path, monkeypatch):
     # The real download path, pointed at a mirror that does not exist (no network in tests).
     monkeypatch.setattr(MNISTDataModule.dataset_class, "mirrors", [f"file://{tmp_path}/no-mirror/"])
     with pytest.raises(DatasetFilesMissing) as error:
         MNISTDataModule(root=str(tmp_path / "root"), download=True).prepare_data()
-    assert "train-images-idx3-ubyte" in str(error.value)
-    assert "Download was not possible" in str(error.value)
+    message = str(error.value)
+    raw = (tmp_path / "root" / "MNIST" / "raw").absolute()
+    assert message.startswith(f"MNIST: these files are missing from {raw}:\n  {raw / 'train-images-idx3-ubyte'}")
+    reason = next(line for line in message.splitlines() if line.startswith("Download was not possible: "))
+    assert reason.split(": ")[1] in {"RuntimeError", "URLError", "OSError", "HTTPError", "FileNotFoundError"}
 
 
 def test_the_missing_files_message_says_where_it_looked_why_and_what_to_do(tmp_path):
