@@ -83,14 +83,9 @@ def training_flops(model: nn.Module, images: torch.Tensor, num_classes: int) -> 
     """
     copy = deepcopy(model).train()
     labels = torch.arange(images.shape[0], device=images.device) % num_classes
-    # the GPU's generator too where the step runs there: its dropout draws from it, not from the CPU's
-    gpus = (
-        [images.device.index if images.device.index is not None else torch.cuda.current_device()]
-        if images.is_cuda
-        else []
-    )
     with (
-        torch.random.fork_rng(devices=gpus),
+        # the GPU's generator too where the step runs there: its dropout draws from it, not from the CPU's
+        torch.random.fork_rng(devices=[images.device] if images.is_cuda else []),
         FlopCounterMode(display=False) as counter,
     ):
         torch.nn.functional.cross_entropy(copy(images), labels).backward()
