@@ -4,16 +4,15 @@ trained, a module's own count where it trains otherwise, a resume, and nothing w
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_vir.training.callbacks.flops import TrainingFlops
+from tests.callback_runs import Tiny, logged, logged_fit
 
 PER_IMAGE = 2 * 4 * 3 + 2 * 4 * 3  # Linear(4 → 3): forward, and its weight gradient
 
@@ -35,43 +34,16 @@ class Data(L.LightningDataModule):
         return self.train_dataloader()
 
 
-class Tiny(L.LightningModule):
-    def __init__(self, own_count: int | None = None) -> None:
+class Counting(Tiny):
+    """A module that trains otherwise than by backprop and says what one step costs."""
+
+    def __init__(self, own_count: int) -> None:
         super().__init__()
-        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
-        if own_count is not None:
-            self.count_training_flops = lambda images: own_count * len(images)
-
-    def training_step(self, batch, batch_idx):
-        images, labels = batch
-        return nn.functional.cross_entropy(self.backbone(images), labels)
-
-    def validation_step(self, batch, batch_idx):
-        return None
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        self.count_training_flops = lambda images: own_count * len(images)
 
 
-def fit(tmp_path: Path, callback: TrainingFlops, data: Data, module: Tiny | None = None, epochs: int = 2) -> list:
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        logger=CSVLogger(tmp_path, name="run", version=0),
-        callbacks=[callback],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module or Tiny(), datamodule=data)
-    table = tmp_path / "run" / "version_0" / "metrics.csv"
-    if not table.exists():  # nothing was logged at all
-        return []
-    with open(table) as stream:
-        return list(csv.DictReader(stream))
-
-
-def logged(rows: list[dict[str, str]], tag: str) -> list[float]:
-    return [float(row[tag]) for row in rows if row.get(tag)]
+def fit(folder: Path, callback: TrainingFlops, data: Data, module: Tiny | None = None, epochs: int = 2) -> list:
+    return logged_fit(folder, callback, module or Tiny(), datamodule=data, max_epochs=epochs)
 
 
 def test_flops_per_image_and_their_sums_over_the_images_trained(tmp_path):
@@ -85,7 +57,7 @@ def test_flops_per_image_and_their_sums_over_the_images_trained(tmp_path):
 
 
 def test_a_module_that_counts_its_own_training_step_is_taken_at_its_word(tmp_path):
-    rows = fit(tmp_path, TrainingFlops(), Data(), Tiny(own_count=1000), epochs=1)
+    rows = fit(tmp_path, TrainingFlops(), Data(), Counting(own_count=1000), epochs=1)
     assert logged(rows, "perf/train_flops_per_image") == [1000] and logged(rows, "perf/train_flops_total") == [50_000]
 
 

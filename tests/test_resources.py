@@ -4,54 +4,24 @@ the totals carried through a resume, and no epoch count for a dataset without a 
 
 from __future__ import annotations
 
-import csv
 import resource
 import time
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
-from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from lit_vir.training.callbacks.resources import ResourceMonitor, peak_memory_mib
+from tests.callback_runs import Tiny, logged, logged_fit
 
 
-class Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = nn.Linear(4, 2)
-
-    def training_step(self, batch, batch_idx):
-        images, labels = batch
-        return nn.functional.cross_entropy(self.layer(images), labels)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def fit(tmp_path: Path, monitor: ResourceMonitor, loader, **options) -> list[dict[str, str]]:
-    trainer = L.Trainer(
-        logger=CSVLogger(tmp_path, name="run", version=0),
-        callbacks=[monitor],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **options,
-    )
-    trainer.fit(Tiny(), loader)
-    with open(tmp_path / "run" / "version_0" / "metrics.csv") as stream:
-        return list(csv.DictReader(stream))
+def fit(folder: Path, monitor: ResourceMonitor, loader, **options) -> list[dict[str, str]]:
+    return logged_fit(folder, monitor, Tiny(), loader, **options)
 
 
 def loader(images: int = 50, batch: int = 16) -> DataLoader:
     return DataLoader(TensorDataset(torch.randn(images, 4), torch.arange(images) % 2), batch_size=batch)
-
-
-def logged(rows: list[dict[str, str]], tag: str) -> list[float]:
-    return [float(row[tag]) for row in rows if row.get(tag)]
 
 
 def test_the_totals_count_images_steps_and_fractional_epochs(tmp_path):
