@@ -171,3 +171,14 @@ def reference_pixels(path: Path, size: int, channels: int) -> np.ndarray:
         image = image.crop((left, top, left + size, top + size))
     pixels = np.asarray(image, dtype=np.float64) / 255
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def saved_config(backbone: dict, seed, data: str, trainer: dict) -> dict:
+    """The parts of a run's saved config.yaml that `lit-vir compare` and its labels read (built here, so the tests
+    need no run, and no docs/, on disk): `backbone` as class_path and init_args, the data module's class name."""
+    return {
+        "seed_everything": seed,
+        "model": {"class_path": "lit_vir.training.ImageClassifier", "init_args": {"backbone": backbone}},
+        "data": {"class_path": f"lit_vir.data.{data}", "init_args": {}},
+        "trainer": trainer,
+    }

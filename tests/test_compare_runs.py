@@ -13,18 +13,14 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_vir.commands.runs import Run, Skipped, find_runs, read_run, read_runs, scalars
+from tests.fakedata import saved_config
 
 
 def resolved_config(seed) -> dict:
-    """The parts of a saved config.yaml the labels read: ViR-1, the reference recipe, a 15-minute budget, FP32,
-    Fashion-MNIST (the test builds it, so the tree runs its tests without docs/ or a run on disk)."""
+    """ViR-1, the reference recipe, a 15-minute budget, FP32, Fashion-MNIST."""
     backbone = {"class_path": "lit_vir.models.ViR", "init_args": {"depth": 1, "topology": "cycle_jumps"}}
-    return {
-        "seed_everything": seed,
-        "model": {"class_path": "lit_vir.training.ImageClassifier", "init_args": {"backbone": backbone}},
-        "data": {"class_path": "lit_vir.data.FashionMNISTDataModule", "init_args": {}},
-        "trainer": {"max_time": "00:00:15:00", "precision": "32-true", "callbacks": []},
-    }
+    trainer = {"max_time": "00:00:15:00", "precision": "32-true", "callbacks": []}
+    return saved_config(backbone, seed, "FashionMNISTDataModule", trainer)
 
 
 LOGGED = {  # tag → values in logging order: three validations, one test of each kind

@@ -14,6 +14,7 @@ import yaml
 from lit_vir.analysis.uncertainty import p_text
 from lit_vir.commands.robustness_table import read_corruption_run, robustness_table
 from lit_vir.robustness.intervals import corruption_intervals, paired_corruptions
+from tests.fakedata import saved_config
 
 BACKBONES = {  # model label → the backbone of its saved config.yaml, and whether its recipe averages weights (EMA)
     "ViR-1": ({"class_path": "lit_vir.models.ViR", "init_args": {"depth": 1}}, False),
@@ -29,15 +30,10 @@ BACKBONES = {  # model label → the backbone of its saved config.yaml, and whet
 
 
 def resolved_config(model: str, seed: int) -> dict:
-    """The parts of a `lit-vir test` run's config.yaml the labels read (built here: no run or docs/ on disk)."""
+    """A `lit-vir test` run's config on the corrupted test set."""
     backbone, averaged = BACKBONES[model]
     callbacks = [{"class_path": "lit_vir.training.callbacks.ExponentialMovingAverage"}] if averaged else []
-    return {
-        "seed_everything": seed,
-        "model": {"class_path": "lit_vir.training.ImageClassifier", "init_args": {"backbone": backbone}},
-        "data": {"class_path": "lit_vir.data.CorruptedDataModule", "init_args": {}},
-        "trainer": {"callbacks": callbacks},
-    }
+    return saved_config(backbone, seed, "CorruptedDataModule", {"callbacks": callbacks})
 
 
 CELLS = [("clean", 0), ("gaussian_noise", 1), ("gaussian_noise", 2), ("fog", 1)]
