@@ -121,7 +121,7 @@ declare -A SELECTION=(
 # The corruption library: every module against the corruption tests.
 CORRUPTIONS=(lit_vir/data/corruptions/{__init__,contract,sampling,noise,blur,weather,digital,filters,colour,textures}.py)
 for module in "${CORRUPTIONS[@]}"; do
-  SELECTION[$module]="tests/test_corruptions.py"
+  SELECTION[$module]="tests/test_corruptions.py tests/test_corruption_references.py"
 done
 ORDER=(
   lit_vir/models/reservoir.py lit_vir/models/topology.py lit_vir/models/vir.py lit_vir/models/vit.py

@@ -195,6 +195,9 @@ def test_a_raw_file_is_taken_first_from_its_folder_then_the_search_folders_and_l
     (second / "a").write_bytes(b"a later copy")
     assert gather_raw_files(folder, ["a"], [first, second]) == []
     assert (folder / "a").read_bytes() == b"plain from first"  # a file already there is kept
+    (second / "d").write_bytes(b"after a present one")
+    assert gather_raw_files(folder, ["a", "d", "e"], [first, second]) == ["e"]  # a present file ends no search
+    assert (folder / "d").read_bytes() == b"after a present one"
 
 
 @pytest.mark.parametrize(

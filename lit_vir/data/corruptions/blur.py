@@ -74,7 +74,9 @@ def motion_blur(images: Tensor, severity: int, generator: torch.Generator) -> Te
 @corruption
 def zoom_blur(images: Tensor, severity: int, generator: torch.Generator) -> Tensor:
     """The mean of x and its centre zooms by 1, 1.01, … z_max: a camera moving towards the scene.
-    Zoom factors are relative, so they need no scaling with the image side."""
+    Zoom factors are relative, so they need no scaling with the image side. The factors are the spec's
+    (shared/spec/corruptions.md); the published script's `np.arange(1, 1.06, 0.01)` and `np.arange(1, 1.11,
+    0.01)` also hold 1.06 and 1.11 by float rounding, one zoom more at severities 1 and 2."""
     largest = at_severity(ZOOM_BLUR_MAX, severity)
     factors = [1 + ZOOM_BLUR_STEP * step for step in range(round((largest - 1) / ZOOM_BLUR_STEP) + 1)]
     total = images.clone()
