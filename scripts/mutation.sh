@@ -87,7 +87,8 @@ declare -A SELECTION=(
   [lit_vir/models/state_cache.py]="tests/test_state_cache.py tests/test_engine.py tests/test_vir.py
     -k 'cache and not cannot_fit'"
   [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
-  [lit_vir/data/corrupted.py]="tests/test_corruptions.py tests/test_robustness.py -k 'corrupted or Corrupted or corruption'"
+  [lit_vir/data/corrupted.py]="tests/test_corrupted_data.py tests/test_corruptions.py tests/test_robustness.py
+    -k 'test_corrupted_data or corrupted or Corrupted or corruption'"
   [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
   [lit_vir/training/guards.py]="tests/test_guards.py tests/test_image_classifier.py tests/test_reliability.py
     -k 'not ddp'"
