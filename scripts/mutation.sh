@@ -67,7 +67,7 @@ declare -A SELECTION=(
     -k 'not config'"
   [lit_vir/data/files.py]="tests/test_data.py tests/test_cifar10c.py"
   [lit_vir/data/mnist.py]="tests/test_data.py"
-  [lit_vir/data/cifar.py]="tests/test_data.py"
+  [lit_vir/data/cifar.py]="tests/test_data.py tests/test_cifar_files.py"
   [lit_vir/data/digits.py]="tests/test_data.py tests/test_data_loaders.py tests/test_corruptions.py
     -k 'test_data or digits or corrupted'"
   [lit_vir/training/schedulers.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
@@ -89,7 +89,7 @@ declare -A SELECTION=(
   [lit_vir/models/drop_path.py]="tests/test_vit.py tests/test_vir.py tests/test_revit.py -k 'drop and not command'"
   [lit_vir/data/corrupted.py]="tests/test_corrupted_data.py tests/test_corruptions.py tests/test_robustness.py
     -k 'test_corrupted_data or corrupted or Corrupted or corruption'"
-  [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py"
+  [lit_vir/data/cifar10c.py]="tests/test_cifar10c.py tests/test_cifar_files.py"
   [lit_vir/training/guards.py]="tests/test_guards.py tests/test_image_classifier.py tests/test_reliability.py
     -k 'not ddp'"
   [lit_vir/training/rng.py]="tests/test_rng.py tests/test_image_classifier.py tests/test_recipe_runs.py"
