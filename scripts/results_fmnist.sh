@@ -9,7 +9,8 @@
 # then, with this script:
 #   scripts/results_fmnist.sh tuning       # the learning-rate sweeps' reports and records → $OUT/tuning
 #   scripts/results_fmnist.sh robustness   # every seed of ROBUST_ROWS on the corrupted test set (restartable)
-#   scripts/results_fmnist.sh compare      # the tables, intervals and figures → docs/measurements/results-fmnist
+#   scripts/results_fmnist.sh compare      # the tables, intervals and figures → docs/measurements/results-fmnist,
+#       from the committed run records there (the finished runs of the sweeps on this machine are copied in first)
 #   scripts/results_fmnist.sh topology     # docs/topology.md's tables: the topologies (fmnist_topology, with the
 #       table's vir1 as cycle_jumps) and the ridge at equal time (fmnist_ridge_equal_time) → docs/measurements/topology
 # Environment: ROBUST_BATCHES (test batches of 100 per corruption cell, default 20: the first 2,000 images),
@@ -84,22 +85,24 @@ case "${1:?tuning, robustness, compare or topology}" in
       done
     done
     ;;
-  compare)
-    mapfile -t finished < <(complete "$TABLE" "$BASELINES")
+  compare)  # the finished runs of the sweeps on this machine join the committed records first; the tables are
+    # then made from the records alone, so any clone rebuilds them without the sweeps' folders (no checkpoints)
+    for sweep in "$TABLE" "$BASELINES"; do
+      if [ -d "$sweep" ]; then records "$sweep" "$OUT/runs"; fi
+    done
+    mapfile -t finished < <(complete "$OUT/runs")
     lit-vir compare "${finished[@]}" --baseline ViR-1 --output "$OUT" \
       --title "Fashion-MNIST, 15-minute budget per run on one pinned CPU thread, tuned learning rates"
-    records "$TABLE" "$OUT/runs"
-    [ -d "$BASELINES" ] && records "$BASELINES" "$OUT/runs"
-    mapfile -t finished < <(complete "$EPOCHS")
+    if [ -d "$EPOCHS" ]; then records "$EPOCHS" "$OUT/epochs/runs"; fi
+    mapfile -t finished < <(complete "$OUT/epochs/runs")
     if [ "${#finished[@]}" -gt 0 ]; then
       lit-vir compare "${finished[@]}" --baseline ViR-1 --output "$OUT/epochs" \
         --title "Fashion-MNIST, the same 10 epochs for each model, one pinned CPU thread"
-      records "$EPOCHS" "$OUT/epochs/runs"
     fi
-    if [ -d "$ROBUST" ]; then
-      lit-vir compare "$ROBUST/*/*" --corruptions --baseline ViR-1 --output "$OUT/robustness" \
+    if [ -d "$ROBUST" ]; then records "$ROBUST" "$OUT/robustness/runs"; fi
+    if [ -d "$OUT/robustness/runs" ]; then
+      lit-vir compare "$OUT/robustness/runs/*/*" --corruptions --baseline ViR-1 --output "$OUT/robustness" \
         --title "Fashion-MNIST-C (generated): 15 corruptions × 5 severities, first $((ROBUST_BATCHES * 100)) test images"
-      records "$ROBUST" "$OUT/robustness/runs"
     fi
     ;;
   topology)  # each topology against the reference (the table's vir1 runs, whose records are under $OUT/runs)
