@@ -100,11 +100,11 @@ declare -A SELECTION=(
   [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
   [lit_vir/training/callbacks/flops.py]="tests/test_flops_callback.py tests/test_run_records.py
     tests/test_recipe_runs.py -k flops"
-  [lit_vir/training/callbacks/reservoir_checksum.py]="tests/test_reliability.py -k 'not ddp'"
+  [lit_vir/training/callbacks/reservoir_checksum.py]="tests/test_small_callbacks.py tests/test_reliability.py -k 'not ddp'"
   [lit_vir/training/callbacks/resources.py]="tests/test_resources.py tests/test_reliability.py tests/test_run_records.py
     -k 'not ddp and not taskset_gave'"  # the taskset test runs the installed lit-vir, outside mutmut's copy
-  [lit_vir/training/callbacks/revit.py]="tests/test_revit.py -k piece_trains"
-  [lit_vir/training/callbacks/state_cache.py]="tests/test_engine.py -k 'cache'"
+  [lit_vir/training/callbacks/revit.py]="tests/test_small_callbacks.py tests/test_revit.py -k 'alpha or piece_trains'"
+  [lit_vir/training/callbacks/state_cache.py]="tests/test_small_callbacks.py tests/test_engine.py -k 'cache'"
   [lit_vir/commands/bench.py]="tests/test_engine.py tests/test_tool_configs.py -k bench"
   [lit_vir/models/ridge.py]="tests/test_ridge.py tests/test_reservoirpy_oracle.py -k 'not fit and not command_line'"
   [lit_vir/training/ridge.py]="tests/test_ridge.py -k 'not command_line'"  # a logging error inside mutmut's copy
