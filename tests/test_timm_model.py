@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import timm
 import torch
 
 from lit_vir.checks import ConfigError
@@ -60,3 +61,68 @@ def test_noise_perturbs_every_weight_matrix_of_a_cnn_and_only_attention_and_mlp_
     noisy = perturbed(cnn, Perturbation("noise", 0.1), seed=0)
     changed = [a for a, b in zip(noisy.parameters(), cnn.parameters(), strict=True) if not torch.equal(a, b)]
     assert len(changed) == len(noisy_weights(cnn))
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "channels", "options"),
+    [("resnet18", 28, 1, {}), ("deit_tiny_patch16_224", 32, 3, {"patch_size": 8}), ("convnext_atto", 28, 1, {})],
+)
+def test_the_wrapped_model_is_timms_own_for_the_same_seed(name, size, channels, options):
+    """timm.create_model itself is the reference: the same weights from the same seed, and the same logits."""
+    pad_to = 32 if name.startswith("convnext") else None
+    torch.manual_seed(3)
+    ours = TimmModel(5, size, channels, name=name, options=options, pad_to=pad_to, drop_path_rate=0.1)
+    torch.manual_seed(3)
+    keywords = dict(num_classes=5, in_chans=channels, drop_path_rate=0.1, **options)
+    if name.startswith("deit"):
+        keywords["img_size"] = size
+    reference = timm.create_model(name, pretrained=False, **keywords)
+    assert ours.model.state_dict().keys() == reference.state_dict().keys()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ours.model.state_dict()[key], value), key
+    assert ours.model.training and reference.training  # the dry forward at construction left train mode on
+    images = torch.randn(2, channels, size, size)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2)) if pad_to else images
+    assert torch.equal(ours.eval()(images), reference.eval()(padded))
+
+
+def test_stochastic_depth_reaches_timms_blocks_only_when_asked():
+    deep = TimmModel(10, 28, 1, name="resnet18", drop_path_rate=0.2)
+    rates = [block.drop_path.drop_prob for block in deep.model.modules() if getattr(block, "drop_path", None)]
+    assert rates and max(rates) == pytest.approx(0.2)  # timm spreads it linearly over the blocks, up to the rate
+    plain = TimmModel(10, 28, 1, name="resnet18")
+    assert all(getattr(block, "drop_path", None) is None for block in plain.model.modules())
+    with pytest.raises(ConfigError, match="drop_path_rate"):
+        TimmModel(10, 28, 1, name="resnet18", drop_path_rate=1.5)
+
+
+def test_pad_to_an_odd_margin_puts_the_extra_row_and_column_after_and_skips_images_already_that_size():
+    model = TimmModel(10, 28, 1, name="resnet18", pad_to=31).eval()  # batch norm of one image: eval
+    seen = []
+    model.model.conv1.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    images = torch.randn(1, 1, 28, 28)
+    model(images)
+    assert seen[0].shape == (1, 1, 31, 31) and torch.equal(seen[0][:, :, 1:29, 1:29], images)
+    assert (
+        seen[0][:, :, 0].abs().sum() == 0 and seen[0][:, :, 29:].abs().sum() == 0 and seen[0][..., 29:].abs().sum() == 0
+    )
+    already = torch.randn(1, 1, 31, 31)
+    model(already)
+    assert torch.equal(seen[1], already)
+
+
+def test_pad_to_below_the_image_size_is_refused_with_the_bound():
+    with pytest.raises(ConfigError, match=r"TimmModel: pad_to = 24 is outside .*It must be at least image_size = 28\."):
+        TimmModel(10, 28, 1, name="resnet18", pad_to=24)
+
+
+def test_weight_decay_exemptions_are_timms_under_the_wrappers_name():
+    vit = TimmModel(10, 32, 3, name="deit_tiny_patch16_224", options={"patch_size": 8})
+    assert vit.no_weight_decay() == {f"model.{name}" for name in vit.model.no_weight_decay()}
+    assert {"model.pos_embed", "model.cls_token"} <= vit.no_weight_decay()
+    assert TimmModel(10, 28, 1, name="resnet18").no_weight_decay() == set()
+
+
+def test_an_option_timm_refuses_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match=r"TimmModel: timm.create_model\('resnet18', \.\.\.\) refused an option: .*"):
+        TimmModel(10, 28, 1, name="resnet18", options={"no_such_option": 1})
