@@ -96,7 +96,8 @@ declare -A SELECTION=(
   [lit_vir/training/checkpoints.py]="tests/test_checkpoints.py tests/test_resume.py tests/test_reliability.py
     tests/test_recipe_runs.py tests/test_vit_slim.py -k 'not ddp and not command_line and not signal_mid_epoch'"
   [lit_vir/training/slim.py]="tests/test_vit_slim.py -k 'not command_line and not help'"
-  [lit_vir/training/callbacks/corruption_report.py]="tests/test_robustness.py -k corruptions"
+  [lit_vir/training/callbacks/corruption_report.py]="tests/test_corruption_report_callback.py tests/test_robustness.py
+    -k 'test_corruption_report_callback or corruptions'"
   [lit_vir/training/callbacks/dynamics.py]="tests/test_dynamics_callbacks.py -k 'not ddp'"
   [lit_vir/training/callbacks/flops.py]="tests/test_flops_callback.py tests/test_run_records.py
     tests/test_recipe_runs.py -k flops"
