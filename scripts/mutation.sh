@@ -116,7 +116,8 @@ declare -A SELECTION=(
   [lit_vir/commands/robustness_table.py]="tests/test_robustness_table.py tests/test_compare.py
     tests/test_robustness_intervals.py"
   [lit_vir/commands/slim.py]="tests/test_vit_slim.py -k 'command_line'"
-  [lit_vir/commands/quantize.py]="tests/test_quantization.py -k 'command and not slow'"
+  [lit_vir/commands/quantize.py]="tests/test_quantize_report.py tests/test_quantization.py
+    -k 'test_quantize_report or (command and not slow)'"
   [lit_vir/training/module.py]="tests/test_image_classifier.py tests/test_recipe.py tests/test_cli.py
     tests/test_reliability.py -k 'test_image_classifier or soft_targets or warmup or bf16'"
 )
