@@ -26,7 +26,7 @@ from lit_vir.data import (
     DatasetFilesMissing,
 )
 from tests.fakedata import labelled_images, write_cifar10
-from tests.test_cifar10c import PER_SEVERITY, write_cifar_c
+from tests.test_cifar10c import PER_SEVERITY, ready, write_cifar_c
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -56,12 +56,6 @@ def archive_of(folder: Path, served: tuple[Path, str], name: str) -> tuple[str, 
     with tarfile.open(archive, "w:gz" if name.endswith(".gz") else "w") as tar:
         tar.add(folder, arcname=folder.name)
     return f"{served[1]}/{name}", hashlib.md5(archive.read_bytes()).hexdigest()
-
-
-def ready(data, stage: str = "test"):
-    data.prepare_data()
-    data.setup(stage)
-    return data
 
 
 def test_cifar10_download_fetches_and_unpacks_the_published_archive_layout(tmp_path, monkeypatch, served):
