@@ -94,20 +94,26 @@ def tiny_vir(**options) -> ViR:
     return ViR(10, 8, 1, patch_size=2, embed_dim=8, mlp_dim=8, num_nodes=16, jump_size=3, **options)
 
 
-def test_the_reservoir_checksum_is_logged_for_the_rank_and_nothing_is_gathered_alone(tmp_path, caplog):
-    model = ImageClassifier(tiny_vir(seed=5))
+def fit_digits(callback: L.Callback, backbone: nn.Module, augment: bool = False) -> ImageClassifier:
+    """Two training batches of 16 digits (20% test, 10% validation, not validated) with `callback`."""
+    model = ImageClassifier(backbone)
     trainer = L.Trainer(
         max_epochs=1,
-        limit_train_batches=1,
+        limit_train_batches=2,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[ReservoirChecksum()],
+        callbacks=[callback],
     )
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=16, augment=augment, val_size=0.1, test_size=0.2))
+    return model
+
+
+def test_the_reservoir_checksum_is_logged_for_the_rank_and_nothing_is_gathered_alone(caplog):
     with caplog.at_level(logging.INFO, logger="lit_vir.training.callbacks.reservoir_checksum"):
-        trainer.fit(model, datamodule=DigitsDataModule(batch_size=16, augment=False))
+        model = fit_digits(ReservoirChecksum(), tiny_vir(seed=5))
     expected = f"rank 0: reservoir checksum {reservoir_checksum(model):016x}"
     assert [record.getMessage() for record in caplog.records if "checksum" in record.getMessage()] == [expected]
     other = ImageClassifier(tiny_vir(seed=6))
@@ -125,28 +131,12 @@ def test_cache_options_are_checked_with_their_range():
     assert (CacheReservoirStates().dtype, CacheReservoirStates().memory_fraction) == (torch.float32, 0.8)
 
 
-def fit_with_cache(callback, backbone: nn.Module, augment: bool = False) -> ImageClassifier:
-    model = ImageClassifier(backbone)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
-    )
-    trainer.fit(model, datamodule=DigitsDataModule(batch_size=16, augment=augment, val_size=0.1, test_size=0.2))
-    return model
-
-
 def test_the_cache_refuses_a_backbone_without_states_and_augmented_data():
     with pytest.raises(ConfigError) as refusal:
-        fit_with_cache(CacheReservoirStates(), nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
+        fit_digits(CacheReservoirStates(), nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
     assert str(refusal.value) == "CacheReservoirStates: the backbone Sequential has no reservoir states to cache."
     with pytest.raises(ConfigError) as refusal:
-        fit_with_cache(CacheReservoirStates(), tiny_vir(), augment=True)
+        fit_digits(CacheReservoirStates(), tiny_vir(), augment=True)
     assert str(refusal.value) == (
         "CacheReservoirStates: the training transform must be fixed; set data.init_args.augment: false."
     )
@@ -168,14 +158,14 @@ def test_the_cache_takes_memory_up_to_its_fraction_of_what_is_free_and_frees_it_
     monkeypatch.setattr(ViR, "enable_state_cache", recording)
     for dtype in (torch.float32, torch.bfloat16):
         monkeypatch.setattr(state_cache, "available_memory", lambda device, dtype=dtype: 2 * needed[dtype])
-        model = fit_with_cache(
+        model = fit_digits(
             CacheReservoirStates(dtype=str(dtype).removeprefix("torch."), memory_fraction=0.5), tiny_vir()
         )  # needed = 0.5 × free exactly: accepted
         assert caches[-1][:2] == (1294, dtype) and model.backbone.state_cache is None  # freed at the fit's end
         assert caches[-1][2].count == 2 * 16  # the two training batches were cached
     monkeypatch.setattr(state_cache, "available_memory", lambda device: 2 * needed[torch.float32] - 2)
     with pytest.raises(ConfigError) as refusal:
-        fit_with_cache(CacheReservoirStates(memory_fraction=0.5), tiny_vir())
+        fit_digits(CacheReservoirStates(memory_fraction=0.5), tiny_vir())
     free = (2 * needed[torch.float32] - 2) / 2**30
     assert str(refusal.value) == (
         f"CacheReservoirStates: caching 1294 images × (1, 16, 16) states in torch.float32 needs 0.00 GiB, but "
