@@ -197,9 +197,37 @@ def test_the_tuned_baselines_rows_are_compare_summary_csv():
     assert {BASELINES[row[0]] for row in rows} == set(raw) - {(model, "reference") for model in LABELS.values()}
     for row in rows:
         summary_row = raw[BASELINES[row[0]]]
-        assert int(row[1]) == int(summary_row["runs"]), row[0]
+        assert int(row[1]) == int(summary_row["runs"]) == 3, row[0]
         assert numbers(row[2]) == numbers(summary_row["test acc % (best val) [95% CI]"]), row[0]
-        assert numbers(row[3]) == numbers(summary_row["Δ vs baseline, points [95% CI]"]), row[0]
-        assert row[4] == summary_row["p"], row[0]  # McNemar's exact p against ViR-1's seed-1 run
-        assert numbers(row[5]) == numbers(summary_row["epochs completed"]), row[0]
-        assert numbers(row[6]) == numbers(summary_row["trainable"]), row[0]
+        assert numbers(row[3]) == numbers(summary_row["t-interval over seeds"]), row[0]
+        assert numbers(row[4]) == numbers(summary_row["Δ vs baseline, points [95% CI]"]), row[0]
+        assert row[5] == summary_row["p"], row[0]  # the paired bootstrap's p, the sign-flip p beside it
+        assert numbers(row[6]) == numbers(summary_row["epochs completed"]), row[0]
+        assert numbers(row[7]) == numbers(summary_row["images seen"]), row[0]
+        assert numbers(row[8]) == numbers(summary_row["trainable"]), row[0]
+
+
+def test_the_baselines_per_seed_lines_are_compare_csv():
+    """Each per-seed line of the baselines section: the test accuracies and the differences against ViR-1's run of
+    the same seed, read back from compare.csv."""
+    text = PAGE.read_text()
+    section = text[text.index("## The baselines at their tuned rates") : text.index("## Equal epochs")]
+    with (RAW / "compare.csv").open() as stream:
+        runs = list(csv.DictReader(stream))
+    starts = {
+        "ViT-Small, reference:": ("ViT-Small-9", "reference"),
+        "ViT-Small, from scratch:": ("ViT-Small-9", "from-scratch"),
+        "ResNet-18:": ("timm/resnet18", "from-scratch"),
+        "linear:": ("PixelLinear", "reference"),
+        "MLP:": ("PixelMLP", "reference"),
+        "small CNN:": ("SmallCNN", "reference"),
+    }
+    for start, key in starts.items():
+        line = next(line for line in section.splitlines() if line.startswith(f"- {start}"))
+        mine = sorted((run for run in runs if (run["model"], run["recipe"]) == key), key=lambda run: int(run["seed"]))
+        accuracies = [round(100 * float(run["test_acc"]), 2) for run in mine]
+        differences = [round(100 * float(run["difference"]), 2) for run in mine]
+        rest = line.split(":", 1)[1]
+        assert numbers(rest)[:3] == accuracies, start
+        signed = [float(value.replace("−", "-")) for value in re.findall(r"[+−-]\d+\.\d+", rest)]
+        assert signed == differences, start
