@@ -10,7 +10,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -61,7 +62,7 @@ class HandMadeCells(CorruptionBenchmarkDataModule):
         return cell(self.correct[(CLEAN, 0)])
 
 
-def run_test(folder, callback: CorruptionReport, data: HandMadeCells | None = None) -> list[dict[str, str]]:
+def run_test(folder, callback: CorruptionReport, data: L.LightningDataModule | None = None) -> list[dict[str, str]]:
     trainer = L.Trainer(
         logger=CSVLogger(folder, name="run", version=0),
         callbacks=[callback, TestPredictions()],
@@ -169,3 +170,84 @@ def test_a_datamodule_without_cells_gets_no_report(tmp_path):
     )
     trainer.test(ImageClassifier(ReadsTheClass()), datamodule=Plain())
     assert not (tmp_path / "run" / "version_0" / "corruption_accuracy.csv").exists()
+
+
+@pytest.fixture
+def very_wide(monkeypatch):
+    """Rich consoles 1,000 columns wide, so a line naming three files is printed on one line."""
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
+def test_the_report_is_printed_and_logged_at_the_trainers_step(tmp_path, capsys, very_wide):
+    """After a fit of 3 steps the same Trainer tests: every logged robustness scalar carries step 3, in the CSV
+    and in TensorBoard (the heat map too); the console shows the table and names each file written."""
+    data = HandMadeCells()
+    loader = torch.utils.data.DataLoader(cell(20), batch_size=8)  # 3 training steps
+    loggers = [CSVLogger(tmp_path, name="run", version=0), TensorBoardLogger(tmp_path, name="tb", version=0)]
+    trainer = L.Trainer(
+        logger=loggers,
+        callbacks=[CorruptionReport()],
+        max_epochs=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    model = ImageClassifier(ReadsTheClass())
+    trainer.fit(model, train_dataloaders=loader)
+    capsys.readouterr()
+    trainer.test(model, datamodule=data)
+    printed = capsys.readouterr().out
+    run = tmp_path / "run" / "version_0"
+    written = [run / name for name in ("corruption_accuracy.csv", "corruption_summary.json", "corruption_heatmap.png")]
+    assert "wrote " + ", ".join(str(path) for path in written) in printed
+    assert "gaussian_noise" in printed and "fog" in printed and "mean" in printed.lower()
+    with open(run / "metrics.csv") as stream:
+        steps = {row["step"] for row in csv.DictReader(stream) if row.get("robustness/clean_acc")}
+    assert steps == {"3"}
+    events = EventAccumulator(str(tmp_path / "tb" / "version_0"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [event.step for event in events.Images("robustness/heatmap")] == [3]
+    assert [event.step for event in events.Scalars("robustness/clean_acc")] == [3]
+    summary = json.loads((run / "corruption_summary.json").read_text())
+    assert summary["test_images"] == IMAGES and summary["reference"] is None
+
+
+def test_without_a_logger_the_files_go_to_the_default_root_and_the_reference_is_named(tmp_path, capsys):
+    run_test(tmp_path / "reference", CorruptionReport())
+    reference = str(tmp_path / "reference" / "run" / "version_0" / "corruption_summary.json")
+    trainer = L.Trainer(
+        logger=False,
+        default_root_dir=tmp_path / "root",
+        callbacks=[CorruptionReport(reference)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.test(ImageClassifier(ReadsTheClass()), datamodule=HandMadeCells())
+    summary = json.loads((tmp_path / "root" / "corruption_summary.json").read_text())
+    assert summary["reference"] == reference and summary["mce"] == pytest.approx(100.0)
+
+
+def test_the_paired_file_names_the_other_run_and_its_table_is_printed(tmp_path, capsys, very_wide):
+    run_test(tmp_path / "first", CorruptionReport())
+    first = str(tmp_path / "first" / "run" / "version_0")
+    capsys.readouterr()
+    run_test(tmp_path / "second", CorruptionReport(paired_with=first))
+    printed = capsys.readouterr().out
+    with open(tmp_path / "second" / "run" / "version_0" / "corruption_paired.csv") as stream:
+        assert {row["vs"] for row in csv.DictReader(stream)} == {first}
+    assert "/second/run/version_0/corruption_paired.csv" in printed  # in the list of files written
+    assert f"Pairedwith{first}:differenceinaccuracy" in "".join(printed.split())  # the title, wrapped to the table
+
+
+class OneCell(L.LightningDataModule):
+    """A datamodule with one cell and a single DataLoader (not a list): Lightning then passes no dataloader_idx."""
+
+    cells = (("fog", 3),)
+
+    def test_dataloader(self):
+        return torch.utils.data.DataLoader(cell(13), batch_size=5)
+
+
+def test_one_cell_from_a_single_loader_is_reported(tmp_path):
+    rows = run_test(tmp_path, CorruptionReport(), OneCell())
+    assert [float(row["robustness/acc/fog/s3"]) for row in rows if row.get("robustness/acc/fog/s3")] == [13 / 20]
