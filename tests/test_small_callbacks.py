@@ -31,6 +31,8 @@ class WithAlphas(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(0.5))
         self.block = nn.Module()
         self.block.alpha = nn.Parameter(torch.tensor(0.25), requires_grad=False)  # a fixed α is logged too
+        self.blocks = nn.ModuleList([nn.Module()])
+        self.blocks[0].alpha = nn.Parameter(torch.tensor(0.75), requires_grad=False)  # named blocks.0.alpha
         self.vector = nn.Module()
         self.vector.alpha = nn.Parameter(torch.tensor([1.0, 2.0]))
         self.beta = nn.Parameter(torch.tensor(3.0))
@@ -64,9 +66,11 @@ def test_alpha_logger_logs_each_scalar_alpha_at_each_epochs_end(tmp_path):
     trainer_rows = [row for row in rows if row.get("backbone/alpha")]
     assert len(trainer_rows) == 3
     assert logged(rows, "backbone/block.alpha") == [0.25, 0.25, 0.25]
+    assert logged(rows, "backbone/blocks.0.alpha") == [0.75, 0.75, 0.75]
     assert {key for row in rows for key, value in row.items() if key.startswith("backbone/") and value} == {
         "backbone/alpha",
         "backbone/block.alpha",
+        "backbone/blocks.0.alpha",
     }
     # α is trained: each epoch's value is the parameter at that epoch's end (the last one: the final weights)
     assert logged(rows, "backbone/alpha")[-1] == pytest.approx(model.backbone.alpha.item(), abs=1e-7)
