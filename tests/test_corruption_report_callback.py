@@ -76,6 +76,7 @@ def run_test(folder, callback: CorruptionReport, data: L.LightningDataModule | N
 
 def test_every_cell_and_the_mean_are_counted_written_and_logged(tmp_path):
     report = CorruptionReport()
+    assert (report.summary, report.paired, report.cells) == (None, None, [])  # nothing before a test
     rows = run_test(tmp_path, report)
     run = tmp_path / "run" / "version_0"
     with open(run / "corruption_accuracy.csv") as stream:

@@ -62,7 +62,7 @@ class CorruptionReport(L.Callback):
         loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
         found = []
         for index in range(len(self.cells)):
-            values = torch.cat(parts[index]) if parts[index] else torch.zeros(0, dtype=torch.int64)
+            values = torch.cat(parts[index])  # every cell has a batch: Lightning skips a test without any
             if trainer.world_size > 1:
                 values = trainer.strategy.all_gather(values)
             size = len(loaders[index].dataset) if hasattr(loaders[index], "dataset") else values.numel()
@@ -76,7 +76,7 @@ class CorruptionReport(L.Callback):
         if not trainer.is_global_zero:
             return
         pairs = zip(self.cells, outcomes, strict=True)
-        accuracy = {cell: float(values.mean()) if len(values) else 0.0 for cell, values in pairs}
+        accuracy = {cell: float(values.mean()) for cell, values in pairs}
         reference = load_summary(self.reference) if self.reference else None
         summary = summarize(accuracy, reference, reference_name=self.reference)
         matrix = np.stack(outcomes)  # (cells, N): the same N test images in every cell
