@@ -5,6 +5,7 @@ a chunk holds, the refusals word for word, the loaders and what the wrapper pass
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 import torch
@@ -120,6 +121,11 @@ def test_the_wrapper_takes_root_download_and_transforms_from_its_dataset_and_rea
     assert images.shape == (359, 1, 8, 8) and labels.dtype == torch.int64
     assert labels.tolist() == [int(dataset.load_split(train=False)[index][1]) for index in range(359)]
     assert data.cell_sets[1].seed == 3 and data.cell_sets[2].severity == 2
+
+
+@pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ, reason="save_hyperparameters sees no frame under mutmut")
+def test_the_saved_hyperparameters_hold_the_seed_and_not_the_dataset():
+    data = CorruptedDataModule(DigitsDataModule(), corruptions=["contrast"], seed=3)
     assert data.hparams["seed"] == 3 and "dataset" not in data.hparams
 
 
