@@ -183,3 +183,72 @@ def test_free_memory_on_the_cpu_is_the_available_physical_pages():
 
     expected = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert abs(available_memory(torch.device("cpu")) - expected) < 2**28  # two reads a moment apart
+
+
+class TwoRanks:
+    """A stand-in for a 2-process strategy's `all_gather` (a mock: the real 2-process gloo run is in
+    test_reliability.py, which runs the installed lit-vir and so cannot see a mutated copy): it stacks this rank's
+    tensor with the other rank's value, and records what it was given."""
+
+    def __init__(self, other: int) -> None:
+        self.other, self.given = other, []
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.given.append(tensor)
+        return torch.stack([tensor, torch.tensor(self.other, dtype=tensor.dtype)])
+
+
+def test_under_two_ranks_the_checksums_are_gathered_and_a_difference_stops_the_run(caplog):
+    from types import SimpleNamespace
+
+    from lit_vir.training.guards import ReservoirMismatchError
+
+    model = ImageClassifier(tiny_vir(seed=5))
+    own = reservoir_checksum(model)
+    same = TwoRanks(own)
+    ReservoirChecksum().setup(SimpleNamespace(world_size=2, global_rank=1, strategy=same), model, "fit")
+    (given,) = same.given
+    assert given.dtype == torch.int64 and given.device == model.device and int(given) == own
+    other = reservoir_checksum(ImageClassifier(tiny_vir(seed=6)))
+    with pytest.raises(ReservoirMismatchError, match=f"rank 0: {own:016x}, rank 1: {other:016x}"):
+        ReservoirChecksum().setup(SimpleNamespace(world_size=2, global_rank=0, strategy=TwoRanks(other)), model, "fit")
+    alone = TwoRanks(other)
+    ReservoirChecksum().setup(SimpleNamespace(world_size=1, global_rank=0, strategy=alone), model, "fit")
+    assert alone.given == []  # one process: nothing to compare
+
+
+def test_float16_states_and_a_datamodule_that_says_nothing_about_augmentation():
+    assert CacheReservoirStates(dtype="float16").dtype == torch.float16
+
+    class Unknown(L.LightningDataModule):
+        """A datamodule without an `augment` attribute: the cache cannot know the transform is fixed."""
+
+        def train_dataloader(self):
+            images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(16).long()))
+
+    model = ImageClassifier(tiny_vir())
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[CacheReservoirStates()],
+    )
+    with pytest.raises(ConfigError, match=r"set data\.init_args\.augment: false"):
+        trainer.fit(model, datamodule=Unknown())
+
+
+def test_the_cache_messages_give_gibibytes(monkeypatch, caplog):
+    """3 GiB needed against 2 GiB free is refused in those words; against 10 GiB it is reported in GiB."""
+    monkeypatch.setattr(state_cache.ReservoirStateCache, "bytes_needed", staticmethod(lambda *args: 3 * 2**30))
+    monkeypatch.setattr(state_cache, "available_memory", lambda device: 2 * 2**30)
+    with pytest.raises(ConfigError, match=r"needs 3\.00 GiB, but 2\.00 GiB is free on cpu \(limit memory_fraction"):
+        fit_digits(CacheReservoirStates(memory_fraction=1.0), tiny_vir())
+    monkeypatch.setattr(state_cache, "available_memory", lambda device: 10 * 2**30)
+    with caplog.at_level(logging.INFO):
+        fit_digits(CacheReservoirStates(), tiny_vir())
+    assert "CacheReservoirStates: 3.00 GiB for the states of 1294 training images." in caplog.text
