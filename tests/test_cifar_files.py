@@ -194,3 +194,67 @@ def test_a_cifar10c_cell_opens_its_file_only_when_read(tmp_path):
     image, label = cell[4]
     assert isinstance(cell.images, np.memmap) and type(label) is int and image.shape == (3, 32, 32)
     assert label == int(np.load(folder / "labels.npy")[2 * PER_SEVERITY + 4])
+
+
+def test_positional_arguments_reach_the_base_datamodule(tmp_path):
+    write_cifar10(tmp_path, per_batch=4, test=5)
+    data = ready(CIFAR10DataModule(str(tmp_path), verify_checksums=False))
+    assert data.root == str(tmp_path) and len(data.test_set) == 5
+
+
+def test_an_empty_test_batch_loads_and_a_label_equal_to_the_class_count_is_refused(tmp_path):
+    folder = write_cifar10(tmp_path, per_batch=4, test=5)
+    rewrite_test_batch(folder, labels=[], data=np.zeros((0, 3072), np.uint8))
+    assert len(ready(CIFAR10DataModule(root=str(tmp_path), verify_checksums=False)).test_set) == 0
+    rewrite_test_batch(folder, labels=[0, 10, 9, 1, 2], data=np.zeros((5, 3072), np.uint8))
+    with pytest.raises(CorruptDatasetFile) as refusal:
+        ready(CIFAR10DataModule(root=str(tmp_path), verify_checksums=False))
+    assert str(refusal.value).startswith(f"{folder}: labels reach 10, but there are 10 classes.")
+
+
+def test_a_checksum_failure_and_a_premature_read_name_the_folder_and_the_dataset(tmp_path):
+    folder = write_cifar10(tmp_path, per_batch=4, test=5)
+    with pytest.raises(CorruptDatasetFile) as refusal:
+        ready(CIFAR10DataModule(root=str(tmp_path), download=False))
+    assert str(refusal.value).startswith(f"{folder}: ") and "verify_checksums: false" in str(refusal.value)
+    with pytest.raises(DatasetFilesMissing) as refusal:
+        CIFAR10DataModule(root=str(tmp_path / "empty"), download=False).load_split(train=True)
+    assert str(refusal.value).startswith("CIFAR10: these files are missing from ")
+
+
+def test_cifar10c_defaults_loader_settings_and_refusals_word_for_word(tmp_path):
+    data = CIFAR10CDataModule()
+    assert data.folder == Path("data") / "CIFAR-10-C" and data.download is False
+    folder = write_cifar_c(tmp_path, ["fog"])
+    data = ready(CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"], severities=[1], batch_size=7))
+    assert data.test_dataloader()[0].batch_size == 7 and data.cell_sets[0].labels.dtype == torch.int64
+    with pytest.raises(DatasetFilesMissing) as refusal:
+        CIFAR10CDataModule(root=str(tmp_path), corruptions=["snow"]).prepare_data()
+    lines = str(refusal.value).splitlines()
+    assert lines[0] == f"CIFAR10CDataModule: these files are missing from {folder}:"
+    assert lines[2].startswith("Download was not possible: download is off. The published archive is ")
+    with pytest.raises(DatasetFilesMissing) as refusal:
+        CIFAR10CDataModule(root=str(tmp_path), corruptions=["snow"]).cell_dataset("snow", 1)
+    assert "Download was not possible: prepare_data() has not run, or could not fetch them. The" in str(refusal.value)
+    np.save(folder / "labels.npy", np.full(5 * PER_SEVERITY, 10, np.uint8))
+    with pytest.raises(CorruptDatasetFile) as refusal:
+        ready(CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"]))
+    assert str(refusal.value).startswith(f"{folder / 'labels.npy'}: labels reach 10")
+
+
+def test_cifar10c_files_are_memory_mapped_and_an_empty_one_is_refused(tmp_path):
+    from lit_vir.data.cifar10c import read_npy
+
+    folder = write_cifar_c(tmp_path, ["fog"])
+    assert isinstance(read_npy(folder / "fog.npy"), np.memmap)
+    np.save(folder / "fog.npy", np.zeros((0, 32, 32, 3), np.uint8))
+    with pytest.raises(CorruptDatasetFile, match="holds 0 images, not a positive multiple of 5"):
+        ready(CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"]))
+
+
+def test_the_clean_cell_downloads_cifar10_when_download_is_on(tmp_path, monkeypatch, served):
+    write_cifar_c(tmp_path, ["fog"])
+    monkeypatch.setattr(datasets.CIFAR10, "url", f"{served[1]}/nowhere.tar.gz")  # 404: the attempt is what counts
+    data = CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"], include_clean=True, download=True)
+    with pytest.raises(DatasetFilesMissing, match="Download was not possible: HTTPError: HTTP Error 404"):
+        ready(data)

@@ -21,6 +21,7 @@ from matplotlib.colors import hsv_to_rgb as matplotlib_hsv_to_rgb
 from matplotlib.colors import rgb_to_hsv as matplotlib_rgb_to_hsv
 from PIL import Image
 
+from lit_vir.checks import ConfigError
 from lit_vir.data import corrupt
 from lit_vir.data.corruptions import filters
 from lit_vir.data.corruptions.colour import hsv_to_rgb, rgb_to_hsv
@@ -523,3 +524,20 @@ def test_half_precision_images_are_corrupted_in_float32_and_returned_in_their_dt
     corrupted = corrupt(images, "contrast", 2, seeded(0))
     assert corrupted.dtype == dtype
     assert torch.equal(corrupted, corrupt(images.float(), "contrast", 2, seeded(0)).to(dtype))
+
+
+def test_corrupt_refuses_an_unknown_name_or_severity_in_its_own_words():
+    images = images_of(1, 8, 8, count=1)
+    with pytest.raises(ConfigError) as refusal:
+        corrupt(images, "gaussian_nosie", 1, seeded(0))
+    assert str(refusal.value).startswith(
+        "corrupt: name = 'gaussian_nosie' is not one of 'gaussian_noise', 'shot_noise'"
+    )
+    with pytest.raises(ConfigError) as refusal:
+        corrupt(images, "fog", 0, seeded(0))
+    assert str(refusal.value) == "corrupt: severity = 0 is outside the allowed range [1, 5]. 1 is mildest."
+
+
+def test_corrupt_refuses_a_four_dimensional_batch_of_two_channels():
+    with pytest.raises(ValueError, match=r"C in \(1, 3\); got torch\.float32 \(1, 2, 8, 8\)"):
+        corrupt(torch.zeros(1, 2, 8, 8), "fog", 1, seeded(0))
