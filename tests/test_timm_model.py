@@ -1,5 +1,6 @@
 """Any timm model as a comparator: linked sizes, padding for deep strides, clear errors, noise perturbation."""
 
+import difflib
 import os
 import subprocess
 import sys
@@ -126,3 +127,57 @@ def test_weight_decay_exemptions_are_timms_under_the_wrappers_name():
 def test_an_option_timm_refuses_is_a_config_error_naming_it():
     with pytest.raises(ConfigError, match=r"TimmModel: timm.create_model\('resnet18', \.\.\.\) refused an option: .*"):
         TimmModel(10, 28, 1, name="resnet18", options={"no_such_option": 1})
+
+
+def test_the_defaults_are_a_resnet18_for_cifar():
+    model = TimmModel()
+    assert model.name == "resnet18" and model.model.fc.out_features == 10 and model.model.conv1.in_channels == 3
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_an_unknown_name_lists_six_close_ones_word_for_word():
+    with pytest.raises(ConfigError) as refusal:
+        TimmModel(10, 28, 1, name="resnet1")
+    close = difflib.get_close_matches("resnet1", timm.list_models(), n=6, cutoff=0.6)
+    assert len(close) == 6 and len(difflib.get_close_matches("resnet1", timm.list_models(), n=7)) == 7
+    assert str(refusal.value) == f"TimmModel: name = 'resnet1' is not a timm model; similar ones: {', '.join(close)}."
+
+
+def test_a_too_deep_model_and_a_bad_drop_path_rate_are_refused_word_for_word():
+    with pytest.raises(ConfigError) as refusal:
+        TimmModel(10, 28, 1, name="convnext_atto")
+    message = str(refusal.value)
+    assert message.startswith("TimmModel: convnext_atto cannot take 28×28 images (")
+    assert message.endswith("). Its strides need larger inputs: set pad_to (e.g. 32 for ConvNeXt on 28×28 data).")
+    assert "\n" not in message and len(message) > 160  # the first line of torch's own reason is inside
+    with pytest.raises(ConfigError, match=r"^TimmModel: drop_path_rate = 1\.5"):
+        TimmModel(10, 28, 1, name="resnet18", drop_path_rate=1.5)
+
+
+def test_pretrained_weights_that_cannot_be_fetched_are_a_config_error_with_the_first_line_of_the_reason(monkeypatch):
+    """A stand-in for the Hub (the offline subprocess test above is the real path, but it cannot see a mutated copy
+    of this module): timm.create_model raises as a failed download does."""
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **keywords):
+        if pretrained:
+            raise OSError("We couldn't connect to 'https://huggingface.co'\nCheck your connection")
+        return real(name, pretrained=pretrained, **keywords)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ConfigError) as refusal:
+        TimmModel(10, 28, 1, name="resnet18", pretrained=True)
+    assert str(refusal.value) == (
+        "TimmModel: the pretrained weights of 'resnet18' could not be loaded (OSError: We couldn't connect to "
+        "'https://huggingface.co'). timm downloads them from the Hugging Face Hub, which needs the internet; "
+        "lit_vir's comparisons train from scratch: set pretrained: false."
+    )
+
+    def silent(name, pretrained=False, **keywords):
+        raise OSError() if pretrained else RuntimeError("not about the weights")
+
+    monkeypatch.setattr(timm, "create_model", silent)
+    with pytest.raises(ConfigError, match=r"could not be loaded \(OSError: \)\. timm downloads"):
+        TimmModel(10, 28, 1, name="resnet18", pretrained=True)
+    with pytest.raises(RuntimeError, match=r"^not about the weights$"):  # without pretrained: timm's own error
+        TimmModel(10, 28, 1, name="resnet18")

@@ -62,7 +62,6 @@ class TimmModel(nn.Module):
         check_range(owner, "pad_to", size, low=image_size, hint=f"It must be at least image_size = {image_size}.")
         check_probabilities(owner, drop_path_rate=drop_path_rate)
         self.name = name
-        self.image_size = image_size
         self.pad_to = pad_to
         keywords = dict(pretrained=pretrained, num_classes=num_classes, in_chans=in_channels) | (options or {})
         if drop_path_rate > 0:
