@@ -217,7 +217,7 @@ def test_under_two_ranks_the_checksums_are_gathered_and_a_difference_stops_the_r
     assert alone.given == []  # one process: nothing to compare
 
 
-def test_float16_states_and_a_datamodule_that_says_nothing_about_augmentation():
+def test_the_cache_takes_float16_states_and_refuses_a_datamodule_silent_about_augmentation():
     assert CacheReservoirStates(dtype="float16").dtype == torch.float16
 
     class Unknown(L.LightningDataModule):
