@@ -144,3 +144,24 @@ def test_the_benchmark_base_class_leaves_the_clean_cell_out_unless_asked():
     assert data.cell_sets == [[(CLEAN, 0)], [("snow", 4)], [("snow", 2)]]
     data.setup("test")  # built once
     assert [loader.batch_size for loader in data.test_dataloader()] == [5, 5, 5]
+
+
+def test_the_benchmark_defaults_are_the_test_settings_and_download_stays_off():
+    class Cells(CorruptionBenchmarkDataModule):
+        def cell_dataset(self, corruption, severity):
+            return []
+
+        def clean_dataset(self):
+            return []
+
+    data = Cells()
+    settings = (data.root, data.batch_size, data.num_workers, data.pin_memory, data.download)
+    assert settings == ("data", 100, 0, False, False)  # the published files are large: no download unless asked
+    assert CorruptedDataModule(DigitsDataModule()).seed == 0
+
+
+def test_bad_names_and_severities_are_refused_with_the_owner_and_the_hint():
+    with pytest.raises(ConfigError, match=r"^CorruptedDataModule: corruptions = 'fogg' is not one of 'gaussian_noise'"):
+        CorruptedDataModule(DigitsDataModule(), corruptions=["fogg"])
+    with pytest.raises(ConfigError, match=r"^CorruptedDataModule: severities = 6 is outside .*\. 1 is mildest\.$"):
+        CorruptedDataModule(DigitsDataModule(), severities=[6])
