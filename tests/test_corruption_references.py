@@ -541,3 +541,25 @@ def test_corrupt_refuses_an_unknown_name_or_severity_in_its_own_words():
 def test_corrupt_refuses_a_four_dimensional_batch_of_two_channels():
     with pytest.raises(ValueError, match=r"C in \(1, 3\); got torch\.float32 \(1, 2, 8, 8\)"):
         corrupt(torch.zeros(1, 2, 8, 8), "fog", 1, seeded(0))
+
+
+def test_a_corruption_called_directly_refuses_a_severity_in_the_contracts_words():
+    from lit_vir.data.corruptions import CORRUPTIONS
+
+    with pytest.raises(ConfigError) as refusal:
+        CORRUPTIONS["fog"](images_of(1, 8, 8, count=1), 6, seeded(0))
+    assert str(refusal.value) == (
+        "corruption: severity = 6 is outside the allowed range [1, 5]. 1 is mildest, 5 strongest."
+    )
+
+
+def test_the_colour_helpers_at_their_edges():
+    from lit_vir.data.corruptions.colour import VALUE, adjust_hsv, greyscale
+
+    grey = images_of(1, 8, 8)
+    assert greyscale(grey) is grey  # a 1-channel image is its own grey level
+    rgb = images_of(3, 8, 8)
+    assert torch.equal(adjust_hsv(rgb, VALUE, lambda value: value - 2), torch.zeros_like(rgb))  # V clipped at 0
+    hue_one = torch.tensor([1.0, 0.5, 0.8], dtype=torch.float64).view(1, 3, 1, 1)  # hue 1 is hue 0: red
+    expected = matplotlib_hsv_to_rgb(np.array([[0.0, 0.5, 0.8]]))[0]
+    np.testing.assert_allclose(hsv_to_rgb(hue_one).flatten().numpy(), expected, rtol=0, atol=1e-12)
