@@ -258,3 +258,11 @@ def test_the_clean_cell_downloads_cifar10_when_download_is_on(tmp_path, monkeypa
     data = CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"], include_clean=True, download=True)
     with pytest.raises(DatasetFilesMissing, match="Download was not possible: HTTPError: HTTP Error 404"):
         ready(data)
+
+
+def test_the_clean_cell_does_not_download_when_download_is_off(tmp_path, monkeypatch, served):
+    write_cifar_c(tmp_path, ["fog"])
+    monkeypatch.setattr(datasets.CIFAR10, "url", f"{served[1]}/nowhere.tar.gz")  # nothing leaves this machine
+    data = CIFAR10CDataModule(root=str(tmp_path), corruptions=["fog"], include_clean=True, download=False)
+    with pytest.raises(DatasetFilesMissing, match="Download was not possible: download is off"):
+        ready(data)

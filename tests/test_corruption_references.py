@@ -432,7 +432,7 @@ def affine_through(points: np.ndarray, moved: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
-@pytest.mark.parametrize("shape", SIDES)
+@pytest.mark.parametrize("shape", [*SIDES, (1, 27, 31)])  # odd sides: the centre is floor(side / 2), as published
 def test_elastic_transform_composes_the_published_affine_and_displacement_field(severity, shape):
     """Published: pts2 = pts1 + U(−a, a) for the three points (c ± side//3), cv2.warpAffine by the affine taking
     pts1 to pts2, then map_coordinates at (y + dy, x + dx), (dx, dy) = k·Gaussian_σ(U(−1, 1)) truncated at 3σ,
