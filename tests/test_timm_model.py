@@ -154,7 +154,7 @@ def test_a_too_deep_model_and_a_bad_drop_path_rate_are_refused_word_for_word():
         TimmModel(10, 28, 1, name="resnet18", drop_path_rate=1.5)
 
 
-def test_pretrained_weights_that_cannot_be_fetched_are_a_config_error_with_the_first_line_of_the_reason(monkeypatch):
+def test_weights_the_hub_cannot_send_are_a_config_error_with_the_first_line_of_the_reason(monkeypatch):
     """A stand-in for the Hub (the offline subprocess test above is the real path, but it cannot see a mutated copy
     of this module): timm.create_model raises as a failed download does."""
     real = timm.create_model
