@@ -98,8 +98,11 @@ def tiny_vir(**options) -> ViR:
     return ViR(10, 8, 1, patch_size=2, embed_dim=8, mlp_dim=8, num_nodes=16, jump_size=3, **options)
 
 
-def fit_digits(callback: L.Callback, backbone: nn.Module, augment: bool = False) -> ImageClassifier:
-    """Two training batches of 16 digits (20% test, 10% validation, not validated) with `callback`."""
+def fit_digits(
+    callback: L.Callback, backbone: nn.Module, augment: bool = False, datamodule: L.LightningDataModule | None = None
+) -> ImageClassifier:
+    """Two training batches of 16 digits (20% test, 10% validation, not validated) with `callback`, or of
+    `datamodule` where one is given."""
     model = ImageClassifier(backbone)
     trainer = L.Trainer(
         max_epochs=1,
@@ -111,7 +114,8 @@ def fit_digits(callback: L.Callback, backbone: nn.Module, augment: bool = False)
         enable_model_summary=False,
         callbacks=[callback],
     )
-    trainer.fit(model, datamodule=DigitsDataModule(batch_size=16, augment=augment, val_size=0.1, test_size=0.2))
+    digits = DigitsDataModule(batch_size=16, augment=augment, val_size=0.1, test_size=0.2)
+    trainer.fit(model, datamodule=datamodule or digits)
     return model
 
 
@@ -227,19 +231,8 @@ def test_the_cache_takes_float16_states_and_refuses_a_datamodule_silent_about_au
             images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
             return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(16).long()))
 
-    model = ImageClassifier(tiny_vir())
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[CacheReservoirStates()],
-    )
     with pytest.raises(ConfigError, match=r"set data\.init_args\.augment: false"):
-        trainer.fit(model, datamodule=Unknown())
+        fit_digits(CacheReservoirStates(), tiny_vir(), datamodule=Unknown())
 
 
 def test_the_cache_messages_give_gibibytes(monkeypatch, caplog):
