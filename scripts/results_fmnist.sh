@@ -6,6 +6,7 @@
 #       ablations: the 15-minute protocol with the tuned rates, 3 seeds
 #   lit-vir sweep run -c configs/sweep/fmnist_15min.yaml -c configs/sweep/fmnist_baselines.yaml  # the other rows
 #   lit-vir sweep run -c configs/sweep/fmnist_epochs.yaml    # ViR-1, no_reservoir and memoryless for 10 epochs
+#   (ViT-Small's seed 1 for the robustness table was trained again: configs/sweep/fmnist_vit_reference_seed1.yaml)
 # then, with this script:
 #   scripts/results_fmnist.sh tuning       # the learning-rate sweeps' reports and records → $OUT/tuning
 #   scripts/results_fmnist.sh robustness   # every seed of ROBUST_ROWS on the corrupted test set (restartable)
@@ -19,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TABLE=${TABLE:-sweeps/fmnist_table/runs}
 BASELINES=${BASELINES:-sweeps/fmnist_baselines/runs}
+RETRAINED=${RETRAINED:-sweeps/fmnist_vit_reference_seed1/runs}  # a seed trained again when its checkpoint was lost
 TUNING=${TUNING:-fmnist_lr fmnist_lr_low}
 EPOCHS=${EPOCHS:-sweeps/fmnist_epochs/runs}
 TOPOLOGY=${TOPOLOGY:-sweeps/fmnist_topology/runs}
@@ -70,7 +72,7 @@ case "${1:?tuning, robustness, compare or topology}" in
   robustness)  # a seed with its corruption_summary.json is done; a half-written one is tested again; run it again
     # once more runs have finished
     for row in $ROBUST_ROWS; do
-      for run in "$TABLE/$row"/t* "$BASELINES/$row"/t*; do
+      for run in "$TABLE/$row"/t* "$BASELINES/$row"/t* "$RETRAINED/$row"/t*; do  # the first run of a seed is tested
         [ -f "$run/trial.yaml" ] || continue  # no such row in that sweep (yet)
         name=$(basename "$run")
         seed=${name##*-s}

@@ -75,3 +75,21 @@ def test_the_equal_epoch_runs_use_the_tuned_rates_too(spec_file, monkeypatch):
     assert spec.overrides["trainer.max_epochs"] == 10
     for name, row in spec.grid.rows.items():
         assert row.overrides[LR] == tuned(name), name
+
+
+def test_the_vit_seed_trained_again_is_the_baselines_row_narrowed_to_seed_1(monkeypatch):
+    """docs/results.md's robustness row tests a second run of ViT-Small's seed 1: its spec may change nothing but the
+    name and the grid's rows and seeds."""
+    monkeypatch.chdir(REPO)
+    full = read_spec(SWEEPS / "fmnist_15min.yaml", SWEEPS / "fmnist_baselines.yaml")
+    narrowed = read_spec(
+        SWEEPS / "fmnist_15min.yaml", SWEEPS / "fmnist_baselines.yaml", SWEEPS / "fmnist_vit_reference_seed1.yaml"
+    )
+    assert narrowed.name == "fmnist_vit_reference_seed1" and narrowed.grid.seeds == [1]
+    assert narrowed.grid.rows == {"vit_small_reference": full.grid.rows["vit_small_reference"]}
+    assert (narrowed.base, narrowed.overrides, narrowed.resources) == (full.base, full.overrides, full.resources)
+    assert [cell.name for cell in validate(narrowed)] == ["vit_small_reference"]
+    record = REPO / "docs/measurements/results-fmnist/robustness/retrained/vit_small_reference/t000-s1/trial.yaml"
+    trial = yaml.safe_load(record.read_text())
+    assert (trial["sweep"], trial["cell"], trial["seed"], trial["state"]) == (narrowed.name, "vit_small_reference", 1,
+                                                                              "COMPLETE")  # fmt: skip
