@@ -5,7 +5,9 @@ accuracies are recomputed here from the data with numpy and read back by `lit-vi
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
@@ -198,11 +200,14 @@ def test_the_default_memory_limit_is_the_memory_available_now():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"backbone": tiny_vir(depth=2, mode="serial")}, "mode = 'serial' is not one of 'parallel'"),
-        ({"pooling": "max"}, "pooling = 'max' is not one of 'mean', 'last', 'flatten'"),
-        ({"ridges": ()}, "ridges is empty"),
-        ({"ridges": (1e-3, 0.0)}, r"ridges \(λ\) = 0.0 is outside the allowed range \(0, inf\)"),
-        ({"backbone": torch.nn.Linear(2, 2)}, "the backbone is a Linear; the ridge readout reads a ViR"),
+        ({"backbone": tiny_vir(depth=2, mode="serial")}, "^RidgeClassifier: mode = 'serial' is not one of 'parallel'"),
+        ({"pooling": "max"}, "^RidgeClassifier: pooling = 'max' is not one of 'mean', 'last', 'flatten'"),
+        ({"ridges": ()}, "^RidgeClassifier: ridges is empty"),
+        ({"ridges": (1e-3, 0.0)}, r"^RidgeClassifier: ridges \(λ\) = 0.0 is outside the allowed range \(0, inf\)"),
+        (
+            {"backbone": torch.nn.Linear(2, 2)},
+            "^RidgeClassifier: the backbone is a Linear; the ridge readout reads a ViR",
+        ),
     ],
 )
 def test_ridge_options_are_checked(arguments, message):
@@ -384,3 +389,111 @@ def test_the_edge_warning_comes_for_a_grid_of_several_only(tmp_path):
             trainer.fit(classifier, train, val)
         assert float(classifier.ridge) == ridges[-1]
         assert [str(warning.message) for warning in caught if "edge of the grid" in str(warning.message)] == warned
+
+
+def test_the_memory_refusal_states_both_sizes_in_gib_and_an_exact_fit_is_accepted(monkeypatch):
+    """1,000 nodes, flatten pooling: F = 16·(6 + 1000) = 16,096 features need 16·16,097² bytes (3.86 GiB); the
+    sizes in the message are in GiB of 2³⁰ bytes, and equations that need exactly the limit fit."""
+    model = tiny_vir(num_nodes=1000)
+    width = 16 * (6 + 1000)
+    needed = 16 * (width + 1) ** 2  # 4,145,800,144 bytes
+    with pytest.raises(ConfigError) as error:
+        RidgeClassifier(model, pooling="flatten", memory_limit_gib=0.5)
+    assert str(error.value) == (
+        f"RidgeClassifier: the normal equations of {width} features (flatten pooling of [x_t ; h_t]) need "
+        "16·(F+1)² bytes = 3.86 GiB in float64, more than the 0.50 GiB memory_limit_gib. Use pooling 'mean' or "
+        "'last' (T times narrower), fewer nodes or cores, or a machine with more memory."
+    )
+    RidgeClassifier(tiny_vir(), pooling="flatten", memory_limit_gib=16 * 289**2 / 2**30)  # needs exactly the limit
+    monkeypatch.setattr("lit_vir.training.ridge.available_memory_bytes", lambda: 2**30 // 4)
+    with pytest.raises(ConfigError) as error:
+        RidgeClassifier(model, pooling="flatten")
+    assert "more than the 0.25 GiB available now. Use pooling" in str(error.value)
+    assert needed / 2**30 == pytest.approx(3.861, abs=1e-3)
+
+
+def test_available_memory_is_meminfos_memavailable_else_the_free_pages(monkeypatch):
+    """Read from a /proc/meminfo written here (kB of 1,024 bytes); without a MemAvailable line (kernels before 3.14)
+    or without the file, the free pages times the page size."""
+    meminfo = "MemTotal:       24000000 kB\nMemFree:          100000 kB\nMemAvailable:   12345678 kB\n"
+    monkeypatch.setattr("lit_vir.training.ridge.open", lambda path: io.StringIO(meminfo), raising=False)
+    assert available_memory_bytes() == 12345678 * 1024
+    sizes = {"SC_AVPHYS_PAGES": 7000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", sizes.__getitem__)
+    monkeypatch.setattr("lit_vir.training.ridge.open", lambda path: io.StringIO(meminfo.replace("MemAvailable", "X")))
+    assert available_memory_bytes() == 7000 * 4096
+
+    def missing(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr("lit_vir.training.ridge.open", missing)
+    assert available_memory_bytes() == 7000 * 4096
+
+
+def test_the_class_count_reaches_the_readout_and_the_normal_equations():
+    classifier = RidgeClassifier(tiny_vir(num_classes=3), num_classes=3)
+    assert classifier.num_classes == 3 and classifier.readout_weight.shape == (classifier.width, 3)
+    train, val = digit_loaders()
+
+    def three(loader: DataLoader) -> DataLoader:  # the digits 0, 1 and 2 only
+        images, labels = loader.dataset.tensors
+        return DataLoader(TensorDataset(images[labels < 3], labels[labels < 3]), batch_size=64)
+
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(classifier, three(train), three(val))
+    assert classifier.solved and classifier.readout_bias.shape == (3,)
+
+
+def test_a_fit_on_several_processes_or_without_validation_is_refused_with_the_reason():
+    """Real Trainers, built but not run: DDP over 2 CPU processes (world size 2), and validation switched off."""
+    classifier = RidgeClassifier(tiny_vir())
+    classifier.trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    assert classifier.trainer.world_size == 2
+    with pytest.raises(ConfigError) as error:
+        classifier.on_fit_start()
+    assert str(error.value) == "RidgeClassifier: the ridge readout runs in one process; use --trainer.devices 1."
+    classifier.trainer = Trainer(accelerator="cpu", devices=1, limit_val_batches=0, logger=False)
+    with pytest.raises(ConfigError) as error:
+        classifier.on_fit_start()
+    assert str(error.value) == "RidgeClassifier: λ is chosen on the validation split; enable validation."
+
+
+def test_an_unsolved_readout_at_the_end_of_training_is_an_error():
+    with pytest.raises(ConfigError) as error:
+        RidgeClassifier(tiny_vir()).on_train_end()
+    assert str(error.value) == (
+        "RidgeClassifier: the fit ended before validation solved the normal equations (a time or batch limit that "
+        "stops the pass before its end?): the ridge readout needs its one epoch to end."
+    )
+
+
+def test_the_parameter_counts_are_logged_once_at_step_0_and_each_lambda_at_its_index(tmp_path):
+    """params/*: the readout (F·C + C) and the embedding are trainable, the embedding frozen, W, V and b fixed (one
+    core: N² + D·N + N); ridge/*: one row per λ at steps 0..K−1; val/acc_best is the chosen λ's accuracy."""
+    torch.manual_seed(0)
+    train, val = digit_loaders()
+    ridges = (1e-6, 1e-3, 1e-1)
+    classifier = RidgeClassifier(tiny_vir(), ridges=ridges)
+    loggers = [CSVLogger(tmp_path), TensorBoardLogger(tmp_path / "tb")]
+    trainer = Trainer(max_epochs=1, logger=loggers, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(classifier, train, val)
+    with open(Path(loggers[0].log_dir) / "metrics.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    events = EventAccumulator(loggers[1].log_dir)
+    events.Reload()
+    assert [event.step for event in events.Scalars("ridge/val_acc")] == [0, 1, 2]
+    assert [event.step for event in events.Scalars("params/fixed")] == [0]
+    embedding = sum(parameter.numel() for parameter in classifier.backbone.embedding.parameters())
+    readout = (6 + 12) * 10 + 10  # mean pooling: F = D + N = 18 features, 10 classes
+    (counts,) = [row for row in rows if row.get("params/trainable")]
+    assert int(counts["step"]) == 0
+    assert [float(counts[f"params/{name}"]) for name in ("trainable", "frozen", "fixed")] == [
+        readout + embedding,
+        embedding,
+        12 * 12 + 6 * 12 + 12,
+    ]
+    per_lambda = [row for row in rows if row.get("ridge/val_acc")]
+    assert [int(row["step"]) for row in per_lambda] == [0, 1, 2]
+    accuracy = float(trainer.callback_metrics["val/acc"])
+    assert float(trainer.callback_metrics["val/acc_best"]) == accuracy
+    assert max(float(row["ridge/val_acc"]) for row in per_lambda) == pytest.approx(accuracy)
