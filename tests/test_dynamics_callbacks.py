@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_vir.analysis.cores import reservoir_cores
+from lit_vir.analysis.figures import figure_to_array, states_figure
+from lit_vir.analysis.report import AnalysisSettings, core_drive
+from lit_vir.analysis.states import run_reservoir
 from lit_vir.cli import build_from_config, main
 from lit_vir.commands.common import datamodule_from_configs
 from lit_vir.models import ViR
@@ -211,3 +218,155 @@ def test_ddp_run_logs_from_rank_zero_and_finishes(tmp_path, run_cli):
     events = read_events(tmp_path / "logs" / "vir-mnist" / "version_0")
     assert len(events.Scalars("dynamics/core0/lyapunov_jacobian")) == 3  # once, from rank zero alone
     assert len(events.Images("dynamics/core0/states")) == 3
+
+
+class OrderedDigits(L.LightningDataModule):
+    """scikit-learn's digits, unshuffled: validation image 0 is the dataset's first image. `images_only` serves
+    bare image batches (no labels), as an unlabelled validation set would."""
+
+    def __init__(self, images_only: bool = False) -> None:
+        super().__init__()
+        digits = load_digits()
+        self.images = torch.tensor(digits.images[:64], dtype=torch.float32).unsqueeze(1) / 16.0  # (64, 1, 8, 8)
+        self.labels = torch.tensor(digits.target[:64])
+        self.images_only = images_only
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.images, self.labels), batch_size=16)
+
+    def val_dataloader(self) -> DataLoader:
+        data = self.images if self.images_only else TensorDataset(self.images, self.labels)
+        return DataLoader(data, batch_size=4)
+
+
+QUICK = dict(memory=False, small_world=False, max_delay=10, path_sources=10)
+
+
+def tiny_backbone() -> ViR:
+    torch.manual_seed(3)
+    return ViR(10, 8, 1, patch_size=2, embed_dim=6, num_nodes=12, jump_size=3, mlp_dim=8, leak_rate=0.7)
+
+
+def fit_with(tmp_path: Path, callback: ReservoirDynamics, epochs: int = 1, datamodule=None, **fit) -> Path:
+    """A real fit of a tiny ViR on 64 digits (4 steps an epoch), logging to TensorBoard; the run's log folder."""
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_val_batches=1,
+        logger=TensorBoardLogger(tmp_path),
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(ImageClassifier(tiny_backbone()), datamodule=datamodule, **fit)
+    return Path(trainer.logger.log_dir)
+
+
+def test_the_documented_defaults_and_the_refusal_of_counts_below_1():
+    callback = ReservoirDynamics()
+    assert (callback.every_n_epochs, callback.num_images) == (1, 8)
+    assert (callback.memory, callback.small_world, callback.figures) == (True, True, True)
+    ReservoirDynamics(every_n_epochs=1, num_images=1)  # the smallest accepted
+    for every_n_epochs, num_images in ((0, 8), (1, 0)):
+        with pytest.raises(ValueError) as error:
+            ReservoirDynamics(every_n_epochs=every_n_epochs, num_images=num_images)
+        assert str(error.value) == (
+            f"ReservoirDynamics: every_n_epochs = {every_n_epochs} and num_images = {num_images} must be ≥ 1."
+        )
+
+
+def test_the_driven_measures_come_at_fit_start_and_every_nth_epoch_at_the_global_step(tmp_path):
+    """every_n_epochs 3 over 4 epochs of 4 steps: at fit start (step 0) and after epoch 3 (step 12), scalars and
+    the states figure alike; the W-only measures once."""
+    run = fit_with(tmp_path, ReservoirDynamics(every_n_epochs=3, num_images=4, **QUICK), epochs=4,
+                   datamodule=OrderedDigits())  # fmt: skip
+    events = read_events(run)
+    assert [event.step for event in events.Scalars("dynamics/core0/lyapunov_jacobian")] == [0, 12]
+    assert [event.step for event in events.Images("dynamics/core0/states")] == [0, 12]
+    assert [event.step for event in events.Scalars("dynamics/core0/spectral_radius")] == [0]
+
+
+def logged_image(events: EventAccumulator, tag: str, index: int) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(events.Images(tag)[index].encoded_image_string)).convert("RGB"))
+
+
+def expected_states_image(backbone: ViR, images: torch.Tensor | None, title: str) -> np.ndarray:
+    """The heat map of core 0's states over the drive of its first image (tokens, or the i.i.d. protocol)."""
+    (core,) = reservoir_cores(backbone, images)
+    drive = core_drive(core, AnalysisSettings(**{key: QUICK[key] for key in ("max_delay", "path_sources")}))
+    states = run_reservoir(core.tensors.weight, drive.values[:1], core.tensors.leak_rate).states[0]  # (T, N)
+    return figure_to_array(states_figure(states, f"core0: states h_t, {title}"))
+
+
+def test_the_states_figure_is_image_0s_states_or_the_iid_drives_with_its_source_in_the_title(tmp_path, caplog):
+    """At fit start, pixel for pixel: with a validation loader, the tokens of its first image; without one (plain
+    loaders, no datamodule), the i.i.d. drive, said in the log and the title."""
+    data = OrderedDigits()
+    events = read_events(fit_with(tmp_path / "tokens", ReservoirDynamics(num_images=4, **QUICK), datamodule=data))
+    expected = expected_states_image(tiny_backbone(), data.images[:4], "tokens of validation image 0")
+    assert np.array_equal(logged_image(events, "dynamics/core0/states", 0), expected)
+
+    with caplog.at_level(logging.INFO):
+        run = fit_with(tmp_path / "iid", ReservoirDynamics(**QUICK), train_dataloaders=data.train_dataloader())
+    assert "ReservoirDynamics: no datamodule validation loader: driving with i.i.d. input instead." in [
+        record.getMessage() for record in caplog.records
+    ]
+    expected = expected_states_image(tiny_backbone(), None, "i.i.d. input")
+    assert np.array_equal(logged_image(read_events(run), "dynamics/core0/states", 0), expected)
+
+
+class CountingImages(torch.utils.data.Dataset):
+    """Bare images (no labels) that count how many were read."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images, self.read = images, 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.read += 1
+        return self.images[index]
+
+
+def test_unlabelled_validation_batches_drive_it_and_only_the_batches_needed_are_read():
+    data = OrderedDigits(images_only=True)
+    counting = CountingImages(data.images)
+    data.val_dataloader = lambda: DataLoader(counting, batch_size=4)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.datamodule = data
+    callback = ReservoirDynamics(num_images=8)
+    images = callback._validation_images(trainer)
+    assert torch.equal(images, data.images[:8]) and counting.read == 8  # two batches of 4, not a third
+
+
+def test_a_module_without_a_backbone_or_a_trainer_without_a_logger_is_skipped_with_the_reason(tmp_path, caplog):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    callback = ReservoirDynamics(**QUICK)
+    with caplog.at_level(logging.INFO):
+        callback.on_fit_start(L.Trainer(logger=False, enable_progress_bar=False), BoringModel())
+        callback.on_fit_start(L.Trainer(logger=False, enable_progress_bar=False), ImageClassifier(tiny_backbone()))
+    assert [record.getMessage() for record in caplog.records if "ReservoirDynamics" in record.getMessage()] == [
+        "ReservoirDynamics: the backbone is a NoneType, not a ViR: no reservoir dynamics to log.",
+        "ReservoirDynamics: the trainer has no logger: nothing to log.",
+    ]
+    assert not callback._active
+
+
+class TrainingOnly(OrderedDigits):
+    """A datamodule without a validation loader of its own (LightningDataModule's default raises if called)."""
+
+    val_dataloader = L.LightningDataModule.val_dataloader
+
+
+def test_a_datamodule_without_a_validation_loader_falls_back_to_the_iid_drive(caplog):
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.datamodule = TrainingOnly()
+    with caplog.at_level(logging.INFO):
+        assert ReservoirDynamics()._validation_images(trainer) is None
+    assert [record.getMessage() for record in caplog.records if "ReservoirDynamics" in record.getMessage()] == [
+        "ReservoirDynamics: no datamodule validation loader: driving with i.i.d. input instead."
+    ]
