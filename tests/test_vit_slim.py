@@ -25,8 +25,8 @@ from lit_vir.commands.slim import main as slim_main
 from lit_vir.models import SearchableViT, SlimViT, VisionTransformer, count_parameters
 from lit_vir.models.vit_slim import apply_keep_masks, build_slim, keep_masks, slim
 from lit_vir.training import ImageClassifier
-from lit_vir.training.checkpoints import load_classifier
-from lit_vir.training.slim import SlimSearch, WarmStart
+from lit_vir.training.checkpoints import CheckpointError, load_classifier
+from lit_vir.training.slim import SlimSearch, WarmStart, backbone_weights
 from tests.conftest import CONFIGS, QUICK_TRAINER
 from tests.fakedata import write_mnist
 
@@ -482,3 +482,180 @@ def test_slim_recipes_compose_on_the_search_and_the_slim_pieces():
     module, _ = build_from_config([item for piece in pieces for item in ("-c", str(piece))])
     assert isinstance(module, SlimSearch) and module.hparams.label_smoothing == 0.1
     assert module.backbone.blocks[-1].drop_path.p == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------------------------- the search phase in a real fit
+
+
+def vit_checkpoint(path, vit: VisionTransformer):
+    """The backbone entries of a lit-vir checkpoint, as phase 1 writes them."""
+    torch.save({"state_dict": {f"backbone.{name}": value for name, value in vit.state_dict().items()}}, path)
+    return path
+
+
+def random_images(count: int = 16) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(5)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(count, 3, 16, 16, generator=generator), torch.randint(0, 5, (count,), generator=generator)
+    )
+    return torch.utils.data.DataLoader(data, batch_size=4)
+
+
+def test_a_search_fit_starts_from_init_from_and_logs_its_loss_parts_and_masks_per_epoch(tmp_path, caplog):
+    """2 epochs of 4 steps: the ViT's weights are copied in at fit start (said in the log), the epoch means of the
+    two loss parts add up to the logged train/loss, and each mask type's sparsity, mean and histogram are those of
+    the masks the fit ends with."""
+    import logging
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    vit = trained_vit()
+    path = vit_checkpoint(tmp_path / "vit.ckpt", vit)
+    module = SlimSearch(SearchableViT(**TINY), init_from=str(path), num_classes=5, sparsity_threshold=0.9)
+    started = {}
+
+    class Copied(L.Callback):  # the backbone as the first step sees it
+        def on_train_start(self, trainer, pl_module):
+            started.update({name: value.clone() for name, value in pl_module.backbone.state_dict().items()})
+
+    logger = TensorBoardLogger(tmp_path, name="search")
+    trainer = L.Trainer(max_epochs=2, logger=logger, callbacks=[Copied()], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="lit_vir.training.slim"):
+        trainer.fit(module, random_images())
+    assert f"search starts from the ViT weights of {path}" in [record.getMessage() for record in caplog.records]
+    assert module.initialised is True
+    for name, value in vit.state_dict().items():
+        assert torch.equal(started[name], value), name
+    assert all((started[name] == 1).all() for name in ("attention_mask", "mlp_mask"))
+
+    events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "histograms": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert not {"train/cross_entropy_step", "train/sparsity_loss_step"} & set(scalars)  # epoch means only
+    parts = [events.Scalars(f"train/{name}") for name in ("cross_entropy", "sparsity_loss")]
+    totals = events.Scalars("train/loss_epoch")
+    assert [len(part) for part in parts] == [2, 2] and len(totals) == 2
+    for cross_entropy, sparsity, total in zip(*parts, totals, strict=True):
+        assert cross_entropy.value + sparsity.value == pytest.approx(total.value, rel=1e-5)
+    for kind, values in module.backbone.masks().items():
+        magnitudes = values.detach().abs()
+        assert events.Scalars(f"masks/{kind}_sparsity")[-1].value == pytest.approx(
+            (magnitudes < 0.9).float().mean().item(), abs=1e-7
+        )
+        assert events.Scalars(f"masks/{kind}_mean")[-1].value == pytest.approx(magnitudes.mean().item(), rel=1e-6)
+        histograms = events.Histograms(f"masks/{kind}")
+        assert [histogram.step for histogram in histograms] == [4, 8]
+        assert histograms[-1].histogram_value.num == magnitudes.numel()
+        assert histograms[-1].histogram_value.sum == pytest.approx(values.detach().sum().item(), rel=1e-5, abs=1e-6)
+
+
+def test_the_search_is_initialised_once_and_never_over_a_resumed_run(tmp_path):
+    vit = trained_vit()
+    module = SlimSearch(SearchableViT(**TINY), init_from=str(vit_checkpoint(tmp_path / "vit.ckpt", vit)))
+    module.trainer = L.Trainer(logger=False, enable_progress_bar=False)
+    module.trainer.ckpt_path = "run/last.ckpt"  # a resumed run keeps the weights it resumes
+    module.on_fit_start()
+    assert not module.initialised and not torch.equal(module.backbone.head.weight, vit.head.weight)
+    module.trainer.ckpt_path = None
+    module.on_fit_start()
+    assert module.initialised and torch.equal(module.backbone.head.weight, vit.head.weight)
+    with torch.no_grad():
+        module.backbone.head.weight.add_(1.0)  # as training would change it
+    module.on_fit_start()  # a second fit of the same module does not go back to the ViT
+    assert torch.equal(module.backbone.head.weight, vit.head.weight + 1.0)
+
+
+def test_a_search_without_init_from_warns_where_its_weights_come_from():
+    module = SlimSearch(SearchableViT(**TINY))
+    module.trainer = L.Trainer(logger=False, enable_progress_bar=False)
+    with pytest.warns(UserWarning) as caught:
+        module.on_fit_start()
+    assert [str(warning.message) for warning in caught if "SlimSearch" in str(warning.message)] == [
+        "SlimSearch: no init_from, so the search starts from the backbone's current weights: right for a backbone "
+        "built with SearchableViT.from_vit; from a config, name the phase-1 checkpoint with --model.init_from."
+    ]
+
+
+def test_the_search_options_defaults_and_refusals_word_for_word(tmp_path):
+    module = SlimSearch(SearchableViT(**TINY))
+    assert module.sparsity_threshold == 0.1 and not module.initialised
+    assert all(parameter.requires_grad for parameter in module.parameters())  # weights and masks jointly
+    SlimSearch(SearchableViT(**TINY), sparsity_threshold=1e-9)  # any positive threshold
+    with pytest.raises(ConfigError) as error:
+        SlimSearch(SearchableViT(**TINY), sparsity_threshold=0)
+    assert str(error.value) == "SlimSearch: sparsity_threshold = 0 is outside the allowed range (0, inf)."
+    with pytest.raises(ConfigError) as error:
+        SlimSearch(VisionTransformer(**TINY))
+    assert str(error.value) == (
+        "SlimSearch: the backbone must be a lit_vir.models.SearchableViT, got VisionTransformer; compose "
+        "configs/slim/search.yaml after the model piece the ViT was trained with."
+    )
+    other = VisionTransformer(**{**TINY, "embed_dim": 12})
+    path = vit_checkpoint(tmp_path / "other.ckpt", other)
+    with pytest.raises(ConfigError) as reason:
+        SearchableViT(**TINY).load_vit_weights(other.state_dict())
+    with pytest.raises(CheckpointError) as error:
+        SlimSearch(SearchableViT(**TINY), init_from=str(path)).load_initial_weights()
+    assert str(error.value) == f"{path}: {reason.value}"
+    torch.save({"state_dict": {"head.weight": torch.ones(1)}}, tmp_path / "bare.ckpt")
+    with pytest.raises(CheckpointError) as error:
+        backbone_weights(tmp_path / "bare.ckpt")
+    assert str(error.value) == (
+        f"{tmp_path / 'bare.ckpt'}: holds no backbone weights (no 'backbone.*' entries); not a lit-vir checkpoint."
+    )
+
+
+def test_the_search_loss_takes_the_mixed_soft_targets():
+    search = searched()
+    module = SlimSearch(search, num_classes=5).train()
+    batch = (images(), torch.tensor([0, 1, 2, 3]))
+    targets = torch.softmax(torch.randn(4, 5, generator=torch.Generator().manual_seed(9)), dim=1)  # as MixUp makes
+    with pytest.warns(UserWarning, match="self.log"):  # no trainer attached here
+        loss, _, _ = module.model_step(batch, targets)
+    soft = -(targets * torch.log_softmax(search(batch[0]), dim=1)).sum(dim=1).mean()
+    torch.testing.assert_close(loss, soft + search.sparsity_loss())
+
+
+def test_warm_start_refuses_weights_of_another_shape_and_applies_once(tmp_path, caplog):
+    import logging
+
+    source = slim(searched(), 0.5)
+    path = tmp_path / "s.ckpt"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, path)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    wrong = ImageClassifier(VisionTransformer(**TINY), num_classes=5)
+    with pytest.raises(RuntimeError) as reason:
+        wrong.backbone.load_state_dict({k: v for k, v in source.state_dict().items()})
+    with pytest.raises(CheckpointError) as error:
+        WarmStart(str(path)).on_fit_start(trainer, wrong)
+    assert str(error.value) == (
+        f"{path}: its backbone weights do not fit the configured VisionTransformer "
+        f"({str(reason.value).splitlines()[-1].strip()}). Compose the config piece written next to this checkpoint, "
+        "with the dataset the model was slimmed on."
+    )
+    module = ImageClassifier(SlimViT(**source.init_args), num_classes=5)
+    warm = WarmStart(str(path))
+    with caplog.at_level(logging.INFO, logger="lit_vir.training.slim"):
+        warm.on_fit_start(trainer, module)
+    assert warm.applied is True
+    assert f"fit starts from the backbone weights of {path}" in [record.getMessage() for record in caplog.records]
+    with torch.no_grad():
+        module.backbone.head.weight.add_(1.0)
+    warm.on_fit_start(trainer, module)  # applied once: a second fit keeps what the first trained
+    assert torch.equal(module.backbone.head.weight, source.head.weight + 1.0)
+
+
+def test_a_mask_at_the_threshold_is_not_counted_as_pruned(tmp_path):
+    """With the learning rate at 0 the attention and MLP masks stay at their initial 1 exactly; at a threshold of 1
+    none of them is below it (pruned means |ζ| < threshold)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    module = SlimSearch(SearchableViT(**TINY), num_classes=5, sparsity_threshold=1.0,
+                        optimizer=lambda groups: torch.optim.SGD(groups, lr=0.0))  # fmt: skip
+    with pytest.warns(UserWarning, match="no init_from"):
+        L.Trainer(max_epochs=1, logger=TensorBoardLogger(tmp_path), enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(module, random_images())  # fmt: skip
+    assert (module.backbone.attention_mask == 1).all() and (module.backbone.mlp_mask == 1).all()
+    logged = module.trainer.callback_metrics
+    assert float(logged["masks/attention_sparsity"]) == 0.0 and float(logged["masks/mlp_sparsity"]) == 0.0
