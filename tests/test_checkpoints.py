@@ -371,3 +371,13 @@ def test_validating_or_a_sanity_check_writes_no_last_checkpoint(tmp_path):
         WorseEachValidation()
     )
     assert seen_at_start == [[]]
+
+
+def test_a_checkpoint_without_the_model_config_is_refused_before_lightning_tries_to_build_it(tmp_path):
+    path = save(tmp_path / "plain.ckpt", {"state_dict": {"backbone.w": torch.ones(2)}})
+    with pytest.raises(CheckpointError) as error:
+        load_classifier(path)
+    assert str(error.value) == (
+        f"{path}: its hyperparameters do not say how to build the model (a checkpoint not written by `lit-vir fit`?). "
+        "Give the model config with -c."
+    )

@@ -88,8 +88,7 @@ def load_classifier(path: str | Path, map_location: Any = "cpu"):
     from lit_vir.training.module import ImageClassifier  # the module imports this file
 
     checkpoint = read_checkpoint(path, map_location)  # clear errors before Lightning's own loading
-    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path", "")
-    module_path, _, name = str(class_path).rpartition(".")
+    module_path, _, name = str(model_config(checkpoint, path)["class_path"]).rpartition(".")
     module_class = getattr(sys.modules.get(module_path), name, None)  # never imports code named by a file
     if not (isinstance(module_class, type) and issubclass(module_class, ImageClassifier)):
         module_class = ImageClassifier

@@ -83,7 +83,6 @@ class SlimSearch(ImageClassifier):
             )
         check_range(owner, "sparsity_threshold", sparsity_threshold, low=0, low_inclusive=False)
         self.init_from = init_from
-        self.masks_only = masks_only
         self.sparsity_threshold = sparsity_threshold
         self.initialised = False
         if masks_only:
