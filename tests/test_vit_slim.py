@@ -23,7 +23,15 @@ from lit_vir.commands.common import test_batches as read_test_batches
 from lit_vir.commands.slim import count_flops
 from lit_vir.commands.slim import main as slim_main
 from lit_vir.models import SearchableViT, SlimViT, VisionTransformer, count_parameters
-from lit_vir.models.vit_slim import apply_keep_masks, build_slim, keep_masks, slim
+from lit_vir.models.vit_slim import (
+    SlimAttention,
+    SlimBlock,
+    apply_keep_masks,
+    build_slim,
+    keep_masks,
+    slim,
+    top_fraction,
+)
 from lit_vir.training import ImageClassifier
 from lit_vir.training.checkpoints import CheckpointError, load_classifier
 from lit_vir.training.slim import SlimSearch, WarmStart, backbone_weights
@@ -659,3 +667,215 @@ def test_a_mask_at_the_threshold_is_not_counted_as_pruned(tmp_path):
     assert (module.backbone.attention_mask == 1).all() and (module.backbone.mlp_mask == 1).all()
     logged = module.trainer.callback_metrics
     assert float(logged["masks/attention_sparsity"]) == 0.0 and float(logged["masks/mlp_sparsity"]) == 0.0
+
+
+# ------------------------------------------------------------------ refusals, defaults and options, word for word
+
+SLIM_TINY = dict(num_classes=5, image_size=16, in_channels=3, patch_size=4, embed_dim=24, head_dim=8)
+
+
+def slim_vit_refusal(**changes) -> str:
+    settings = {**SLIM_TINY, "head_widths": [[8, 8], [4]], "mlp_widths": [48, 0], **changes}
+    with pytest.raises(ConfigError) as error:
+        SlimViT(**settings)
+    return str(error.value)
+
+
+def test_a_slim_vit_refuses_each_inconsistent_structure_word_for_word():
+    assert slim_vit_refusal(patch_size=5) == (
+        "SlimViT: patch_size (P) = 5 does not divide image_size = 16; choose one of [1, 2, 4, 8, 16]."
+    )
+    assert slim_vit_refusal(head_dim=0) == "SlimViT: head_dim = 0 is outside the allowed range [1, inf)."
+    assert slim_vit_refusal(attention_dropout=1.0) == (
+        "SlimViT: attention_dropout = 1.0 is outside the allowed range [0, 1)."
+    )
+    lengths = "SlimViT: head_widths, mlp_widths and token_counts need one entry per block; got {}."
+    assert slim_vit_refusal(mlp_widths=[48]) == lengths.format("2, 1 and 2")
+    assert slim_vit_refusal(token_counts=[17]) == lengths.format("2, 2 and 1")
+    assert slim_vit_refusal(head_widths=[], mlp_widths=[], token_counts=[]) == lengths.format("0, 0 and 0")
+    assert slim_vit_refusal(head_widths=[[8, 9], [4]]) == (
+        "SlimViT: head_widths[0] = [8, 9]: each width must be in [1, 8]."
+    )
+    assert slim_vit_refusal(head_widths=[[8], [0]]) == "SlimViT: head_widths[1] = [0]: each width must be in [1, 8]."
+    assert slim_vit_refusal(mlp_widths=[48, -1]) == "SlimViT: mlp_widths = [48, -1] has a negative width."
+    for order in ([1, 0, 2], [0, 2, 2], []):
+        assert slim_vit_refusal(token_order=order, token_counts=[1, 1]) == (
+            f"SlimViT: token_order must start with the class token 0 and not repeat: {order}."
+        )
+    assert slim_vit_refusal(token_order=[0, 17]) == (
+        "SlimViT: token_order holds token 17, but 16×16 images in 4×4 patches have tokens 0..16: slim on the same "
+        "dataset."
+    )
+    for counts in ([3, 5], [18, 2], [4, 0]):
+        assert slim_vit_refusal(token_counts=counts) == (
+            f"SlimViT: token_counts = {counts} must be non-increasing, between 1 and len(token_order) = 17."
+        )
+
+
+def test_a_slim_vit_takes_the_smallest_structure_and_documents_its_defaults():
+    one = SlimViT(**{**SLIM_TINY, "head_dim": 1}, head_widths=[[1]], mlp_widths=[0], token_counts=[1])
+    assert len(one.blocks) == 1 and one.blocks[0].num_tokens == 1
+    default = SlimViT(head_widths=[[64]], mlp_widths=[8])
+    assert default.init_args == {
+        "num_classes": 10, "image_size": 32, "in_channels": 3, "head_widths": [[64]], "mlp_widths": [8],
+        "token_order": list(range(65)), "token_counts": [65], "patch_size": 4, "embed_dim": 768, "head_dim": 64,
+        "dropout": 0.0, "attention_dropout": 0.0, "drop_path_rate": 0.0, "pooling": "token",
+    }  # fmt: skip
+    assert default.head.out_features == 10 and default.patch_embed.kernel_size == (4, 4)
+    assert default.patch_embed.in_channels == 3 and default.pos_embed.shape == (1, 65, 768)
+    assert default.blocks[0].attn.scale == 64**-0.5
+    assert torch.equal(default.token_order, torch.arange(65)) and "token_order" not in default.state_dict()
+    block = default.blocks[0]
+    assert (block.attn.attention_dropout, block.attn.proj_drop.p, block.drop_path.p) == (0.0, 0.0, 0.0)
+
+
+def test_a_slim_blocks_dropouts_and_stochastic_depth_are_the_ones_given():
+    model = SlimViT(**SLIM_TINY, head_widths=[[8], [8]], mlp_widths=[48, 48], dropout=0.1, attention_dropout=0.2,
+                    drop_path_rate=0.3)  # fmt: skip
+    first, last = model.blocks
+    assert (first.attn.attention_dropout, first.attn.proj_drop.p) == (0.2, 0.1)
+    assert [module.p for module in first.mlp.modules() if isinstance(module, torch.nn.Dropout)] == [0.1]
+    assert (first.drop_path.p, last.drop_path.p) == (0.0, pytest.approx(0.3))  # linear over depth (float32 steps)
+    default_block = SlimBlock(24, [8], 48, 17, 8**-0.5)
+    assert (default_block.attn.attention_dropout, default_block.attn.proj_drop.p, default_block.drop_path.p) == (
+        0.0, 0.0, 0.0
+    )  # fmt: skip
+    default_attention = SlimAttention(24, [8], 8**-0.5)
+    assert (default_attention.attention_dropout, default_attention.proj_drop.p) == (0.0, 0.0)
+
+
+def test_the_budgets_are_refused_outside_zero_one_by_name_with_the_hint():
+    model = searched()
+    for options, name, value in (
+        ({"budget": 0.0}, "attention budget", 0.0),
+        ({"budget": 0.5, "mlp_budget": 1.5}, "MLP budget", 1.5),
+        ({"budget": 0.5, "token_budget": -0.1}, "token budget", -0.1),
+    ):
+        with pytest.raises(ConfigError) as error:
+            keep_masks(model, **options)
+        assert str(error.value) == (
+            f"slim: {name} = {value} is outside the allowed range (0, 1]. It is the fraction of ζ kept."
+        )
+    everything = keep_masks(model, 1.0)
+    assert everything.attention.all() and everything.mlp.all() and everything.tokens.all()
+    own = keep_masks(model, 1.0, attention_budget=0.5, mlp_budget=0.25)
+    assert own.attention.float().mean() == 0.5 and own.mlp.float().mean() == 0.25 and own.tokens.all()
+
+
+def test_mean_pooling_needs_a_patch_token_in_the_last_block():
+    model = searched(pooling="mean")
+    with torch.no_grad():
+        model.token_logit[-1, 1:].fill_(0.01)  # the last block's patches rank last
+    with pytest.raises(ConfigError) as error:
+        keep_masks(model, 1.0, token_budget=0.02)
+    assert str(error.value) == (
+        "slim: token budget 0.02 keeps no patch token in the last block, which mean pooling reads; raise the token "
+        "budget."
+    )
+    keep_masks(searched(pooling="token"), 1.0, token_budget=0.02)  # the class token pooling reads is always kept
+
+
+def test_the_ranking_is_by_magnitude_unless_told_and_ties_keep_the_earlier_entry():
+    scores = torch.tensor([0.5, -2.0, 1.0, 0.1])
+    assert top_fraction(scores, 0.5).tolist() == [False, True, True, False]
+    assert top_fraction(scores, 0.5, "signed").tolist() == [True, False, True, False]
+    with pytest.raises(ConfigError) as error:
+        top_fraction(scores, 0.5, "largest")
+    assert str(error.value) == "slim: ranking = 'largest' is not one of 'magnitude', 'signed'."
+    tied = torch.ones(5000)
+    kept = top_fraction(tied, 0.3)
+    assert kept[:1500].all() and not kept[1500:].any()
+    model = searched()
+    with torch.no_grad():
+        model.attention_mask.neg_()  # every ζ negative: signed ranking keeps the smallest magnitudes
+    signed = keep_masks(model, 0.5, ranking="signed").attention
+    assert torch.equal(signed, top_fraction(model.attention_mask, 0.5, "signed"))
+    assert not torch.equal(signed, keep_masks(model, 0.5).attention)
+
+
+def test_a_search_model_refuses_its_options_word_for_word_and_takes_the_vits_positional_ones():
+    with pytest.raises(ConfigError) as error:
+        SearchableViT(**TINY, attention_search="block")
+    assert str(error.value) == "SearchableViT: attention_search = 'block' is not one of 'channel', 'head', 'head_dim'."
+    for name in ("attention_l1", "mlp_l1", "token_l1"):
+        with pytest.raises(ConfigError) as error:
+            SearchableViT(**TINY, **{name: -1e-3})
+        label = {"attention_l1": "attention_l1 (w1)", "mlp_l1": "mlp_l1 (w2)", "token_l1": "token_l1 (w3)"}[name]
+        assert str(error.value) == f"SearchableViT: {label} = -0.001 is outside the allowed range [0, inf)."
+    free = SearchableViT(**TINY, attention_l1=0.0, mlp_l1=0.0, token_l1=0.0)
+    assert free.sparsity_loss() == 0
+    model = SearchableViT(5, 16, 3, patch_size=4, embed_dim=24, depth=3, num_heads=3, mlp_ratio=2.0)
+    assert model.head.out_features == 5 and model.pos_embed.shape == (1, 17, 24) and model.patch_embed.in_channels == 3
+    assert model.l1_weights == (1e-4, 1e-4, 1e-4) and model.attention_search == "channel"
+    assert set(model.masks()) == {"attention", "mlp", "token"}
+    assert model.no_weight_decay() == VisionTransformer(**TINY).no_weight_decay() | {
+        "attention_mask", "mlp_mask", "token_logit"
+    }  # fmt: skip
+
+
+def test_weights_that_do_not_fit_the_search_model_are_refused_with_the_reason():
+    model = SearchableViT(**TINY)
+    other = VisionTransformer(**{**TINY, "embed_dim": 12, "num_heads": 2})
+    with pytest.raises(RuntimeError) as reason:
+        model.load_state_dict(other.state_dict(), strict=False)
+    with pytest.raises(ConfigError) as error:
+        model.load_vit_weights(other.state_dict())
+    assert str(error.value) == (
+        f"SearchableViT: the ViT weights do not fit this architecture ({str(reason.value).splitlines()[-1].strip()}). "
+        "Build the search model with the ViT's own settings (the same model piece: width, depth, heads, MLP ratio, "
+        "patch size, and the same dataset)."
+    )
+    weights = trained_vit().state_dict()
+    for state, missing, unexpected in (
+        ({key: value for key, value in weights.items() if key != "head.bias"}, ["head.bias"], []),
+        ({**weights, "extra": torch.ones(1)}, [], ["extra"]),
+    ):
+        with pytest.raises(ConfigError) as error:
+            model.load_vit_weights(state)
+        assert str(error.value) == (
+            f"SearchableViT: the weights are not a baseline ViT's: missing {missing}, unexpected {unexpected}. "
+            "The search starts from a `lit_vir.models.VisionTransformer` checkpoint."
+        )
+
+
+def test_from_vit_reads_the_vits_own_sizes():
+    vit = VisionTransformer(num_classes=4, image_size=24, in_channels=1, patch_size=6, embed_dim=32, depth=2,
+                            num_heads=4, mlp_ratio=3.0, attention_dropout=0.1, pooling="mean")  # fmt: skip
+    search = SearchableViT.from_vit(vit)
+    assert search.pos_embed.shape == (1, 17, 32) and search.patch_embed.kernel_size == (6, 6)
+    assert search.blocks[0].attn.num_heads == 4 and search.blocks[0].mlp.fc1.out_features == 96
+    assert search.blocks[0].attn.attention_dropout == 0.1 and search.pooling == "mean"
+
+
+def test_attention_dropout_acts_in_training_only():
+    model = SearchableViT(**TINY, attention_dropout=0.5)
+    batch = images()
+    model.eval()
+    torch.testing.assert_close(model(batch), model(batch), rtol=0, atol=0)
+    model.train()
+    torch.manual_seed(0)
+    first = model(batch)
+    assert not torch.allclose(first, model(batch))
+
+
+def test_a_float64_search_model_runs_and_slims_in_float64():
+    model = searched()
+    reference = model(images()).double()
+    search = copy.deepcopy(model).double()
+    batch = images().double()
+    torch.testing.assert_close(search(batch), reference, rtol=1e-4, atol=1e-4)
+    slimmed = slim(search, 0.5)
+    assert all(parameter.dtype == torch.float64 for parameter in slimmed.parameters())
+    assert slimmed(batch).dtype == torch.float64
+
+
+def test_slim_passes_each_budget_and_the_search_models_settings_on():
+    search = SearchableViT.from_vit(VisionTransformer(num_classes=5, image_size=16, in_channels=1, patch_size=2,
+                                                      embed_dim=24, depth=2, num_heads=3, mlp_ratio=2.0, dropout=0.1,
+                                                      attention_dropout=0.2, drop_path_rate=0.3))  # fmt: skip
+    slimmed = slim(search, 1.0, mlp_budget=0.5)
+    assert sum(slimmed.init_args["mlp_widths"]) == 48  # half of 2 × 48 units
+    assert {key: slimmed.init_args[key] for key in ("in_channels", "patch_size", "dropout", "attention_dropout",
+                                                    "drop_path_rate")} == {
+        "in_channels": 1, "patch_size": 2, "dropout": 0.1, "attention_dropout": 0.2, "drop_path_rate": 0.3
+    }  # fmt: skip
