@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -364,3 +365,111 @@ def test_vitae_forward_is_its_stages_then_the_mean_token_head():
         feature_map = tokens.transpose(1, 2).reshape(2, -1, size, size)
     expected = F.linear(tokens.mean(dim=1), model.head.weight, model.head.bias)
     torch.testing.assert_close(model(images), expected, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------- refusals and options, word for word
+
+GLOBAL = dict(prm_dim=4, dilations=(1, 2))
+
+
+def vitae_refusal(**options) -> str:
+    with pytest.raises(ConfigError) as error:
+        ViTAEv2(**({"image_size": 32, "in_channels": 3, "stages": (ViTAEStage(2, 8, 1, 2, **GLOBAL),)} | options))
+    return str(error.value)
+
+
+def test_each_vitae_refusal_names_the_model_the_field_the_value_and_the_range():
+    for field in ("num_classes", "image_size", "in_channels"):
+        assert vitae_refusal(**{field: 0}) == f"ViTAEv2: {field} = 0 is outside the allowed range [1, inf)."
+    for field in ("mlp_ratio", "reduction_mlp_ratio"):
+        assert vitae_refusal(**{field: 0.0}) == f"ViTAEv2: {field} = 0.0 is outside the allowed range (0, inf)."
+    assert vitae_refusal(attention_dropout=1.0) == (
+        "ViTAEv2: attention_dropout = 1.0 is outside the allowed range [0, 1)."
+    )
+    assert vitae_refusal(stages=()) == (
+        "ViTAEv2: stages is empty; give at least one ViTAEStage (or null for the preset)."
+    )
+    assert vitae_refusal(stages=("x",)) == "ViTAEv2: stages[0] = 'x' is not a ViTAEStage."
+    stage = ViTAEStage(2, 8, 1, 2, **GLOBAL)
+    cases = [
+        (replace(stage, downsample=3), "stages[0].downsample = 3 is not one of 2, 4, 8."),
+        (replace(stage, dim=0), "stages[0].dim = 0 is outside the allowed range [1, inf)."),
+        (replace(stage, depth=-1), "stages[0].depth = -1 is outside the allowed range [0, inf)."),
+        (replace(stage, window=-1), "stages[0].window = -1 is outside the allowed range [0, inf)."),
+        (replace(stage, prm_kernel=0), "stages[0].prm_kernel = 0 is outside the allowed range [1, inf)."),
+        (
+            replace(stage, prm_kernel=1),
+            "stages[0].prm_kernel = 1 is narrower than the stride stages[0].downsample = 2, so the PRM would skip "
+            "pixels; use a kernel ≥ the stride.",
+        ),
+        (
+            replace(stage, window=3),
+            "stages[0].window = 3 does not divide its map size (image 32) = 16; choose one of [1, 2, 4, 8, 16].",
+        ),
+        (replace(stage, reduction_heads=3), "stages[0].dim = 8 is not divisible by stages[0].reduction_heads = 3."),
+        (
+            replace(stage, normal_groups=3),
+            "stages[0].normal_groups = 3 does not divide the PCM widths (8, 32); choose a common divisor (1 always "
+            "works).",
+        ),
+    ]
+    for bad, message in cases:
+        assert vitae_refusal(stages=(bad,)) == f"ViTAEv2: {message}"
+    assert vitae_refusal(image_size=28, in_channels=1, stages=(replace(stage, downsample=8, prm_kernel=8),)) == (
+        "ViTAEv2: stages[0].downsample = 8 does not divide the map size entering it = 28; choose one of "
+        "[1, 2, 4, 7, 14, 28]."
+    )
+    with pytest.raises(ConfigError) as error:
+        ViTAEv2(image_size=30)
+    assert str(error.value) == (
+        "ViTAEv2: image_size = 30 has no built-in stage layout (it needs a multiple of 4: 28 → 14, 7 or 32 → 16, 8, "
+        "4); pass `stages` whose downsample ratios divide the image."
+    )
+
+
+@pytest.mark.parametrize(
+    ("stage", "size"),
+    [
+        (ViTAEStage(2, 8, 1, 2, prm_kernel=2, prm_dim=4, dilations=(1,)), 16),  # (k − 1)·d + 1 = 2 = r: just wide
+        (ViTAEStage(4, 8, 1, 2, prm_kernel=3, prm_dim=4, dilations=(2,)), 8),  # (3 − 1)·2 + 1 = 5 ≥ 4
+        (ViTAEStage(8, 8, 0, 2, prm_kernel=8, prm_dim=4, dilations=(1,)), 4),  # ×8 in one cell, no Normal Cell
+    ],
+)
+def test_the_narrowest_accepted_kernels_and_every_stride_map_the_image_as_promised(stage, size):
+    model = ViTAEv2(num_classes=3, image_size=32, in_channels=3, stages=(stage,), mlp_ratio=0.5,
+                    reduction_mlp_ratio=0.5).eval()  # fmt: skip
+    tokens, out_size = model.stages[0].reduction(torch.rand(2, 3, 32, 32))
+    assert out_size == size and tokens.shape == (2, size * size, 8)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_dropouts_reach_every_cell_and_attention_dropout_acts_in_training_only():
+    model = ViTAEv2(num_classes=3, image_size=32, in_channels=3, stages=tiny_stages(3), dropout=0.1,
+                    attention_dropout=0.2)  # fmt: skip
+    attentions = [module for module in model.modules() if isinstance(module, (WindowAttention, TokenAttention))]
+    assert attentions and all(module.attention_dropout == 0.2 for module in attentions)
+    assert all(module.proj_drop.p == 0.1 for module in attentions)
+    mlp_dropouts = [module.p for name, module in model.named_modules() if ".mlp" in name and hasattr(module, "p")]
+    assert mlp_dropouts and set(mlp_dropouts) == {0.1}
+    images = torch.rand(2, 3, 32, 32)
+    quiet = ViTAEv2(num_classes=3, image_size=32, in_channels=3, stages=tiny_stages(3), attention_dropout=0.5)
+    quiet.eval()
+    torch.testing.assert_close(quiet(images), quiet(images), rtol=0, atol=0)
+    quiet.train()
+    assert not torch.allclose(quiet(images), quiet(images))
+
+
+def test_a_window_of_1_lets_each_token_attend_to_itself_only():
+    """softmax over one key is 1: each output is proj(v) of its own token, whatever the others are."""
+    torch.manual_seed(0)
+    attention = WindowAttention(4, 4, 1, window=1, attention_dropout=0.0, dropout=0.0).eval()
+    tokens = torch.randn(1, 16, 4)  # a 4×4 map
+    _, _, v = attention.qkv(tokens).chunk(3, dim=-1)
+    torch.testing.assert_close(attention(tokens, 4), attention.proj(v), rtol=1e-5, atol=1e-6)
+
+
+def test_the_defaults_are_the_32_pixel_layout_and_the_official_initialisation():
+    model = ViTAEv2()
+    assert model.stage_specs == STAGES_32 and model.head.out_features == 10 and model.num_classes == 10
+    weights = torch.cat([module.weight.flatten() for module in model.modules() if isinstance(module, torch.nn.Linear)])
+    assert weights.std().item() == pytest.approx(0.02, rel=0.02)  # 5.8M draws: the std within 2%
