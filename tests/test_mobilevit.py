@@ -375,3 +375,48 @@ def test_backbone_piece_is_the_presets_backbone():
     assert options == {
         key: list(value) if isinstance(value, tuple) else value for key, value in EXMOBILEVIT_BACKBONE.items()
     }
+
+
+def mobilevit_refusal(**options) -> str:
+    with pytest.raises(ConfigError) as error:
+        MobileViT(**{**TINY, **options})
+    return str(error.value)
+
+
+def test_each_mobilevit_refusal_names_the_model_the_field_and_the_allowed_values():
+    for field in ("num_classes", "image_size", "in_channels", "final_dim", "expand_ratio", "num_heads"):
+        assert mobilevit_refusal(**{field: 0}) == f"MobileViT: {field} = 0 is outside the allowed range [1, inf)."
+    assert mobilevit_refusal(channels=(8, 8)) == "MobileViT: channels = (8, 8) must be 6 integers ≥ 1."
+    assert mobilevit_refusal(transformer_dims=(8, 0, 8)) == (
+        "MobileViT: transformer_dims = (8, 0, 8) must be 3 integers ≥ 1."
+    )
+    assert mobilevit_refusal(transformer_depths=(1, -1, 1)) == (
+        "MobileViT: transformer_depths = (1, -1, 1) must be 3 integers ≥ 0."
+    )
+    assert mobilevit_refusal(head_dim=0) == "MobileViT: head_dim = 0 is outside the allowed range [1, inf)."
+    assert mobilevit_refusal(patch_size=0) == "MobileViT: patch_size = 0 is outside the allowed range [1, inf)."
+    assert mobilevit_refusal(output_stride=16) == "MobileViT: output_stride = 16 is not one of 8, 32."
+    assert mobilevit_refusal(attention_dropout=1.0) == (
+        "MobileViT: attention_dropout = 1.0 is outside the allowed range [0, 1)."
+    )
+    assert mobilevit_refusal(drop_path_rate=1.0) == (
+        "MobileViT: drop_path_rate = 1.0 is outside the allowed range [0, 1)."
+    )
+    assert mobilevit_refusal(extension=5) == (
+        f"MobileViT: extension = 5 is not one of {', '.join(map(repr, EXTENSION_WIDTHS))}."
+    )
+    assert mobilevit_refusal(extension=(8, 8)) == "MobileViT: extension = (8, 8) must be 3 integers ≥ 1."
+
+
+def test_the_smallest_accepted_options_build_a_model_that_runs():
+    """Depth 0 transformers, head width 1, patch 1, MLP ratios below 1: each at its lowest allowed value."""
+    model = MobileViT(**{**TINY, "transformer_depths": (0, 0, 0), "head_dim": 1, "patch_size": 1,
+                         "mlp_ratio": 0.5}).eval()  # fmt: skip
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert model.num_classes == 10
+
+
+def test_the_output_stride_is_8_up_to_64_pixels_and_32_above():
+    """The default stride schedule: 8 for small images (the stem and two stages stride), 32 from 65 pixels on."""
+    small, large = MobileViT(**TINY, image_size=64), MobileViT(**TINY, image_size=65)
+    assert small.output_stride == 8 and large.output_stride == 32
