@@ -879,3 +879,49 @@ def test_slim_passes_each_budget_and_the_search_models_settings_on():
                                                     "drop_path_rate")} == {
         "in_channels": 1, "patch_size": 2, "dropout": 0.1, "attention_dropout": 0.2, "drop_path_rate": 0.3
     }  # fmt: skip
+
+
+def test_from_vit_takes_a_one_block_vit_and_refuses_a_width_its_ratio_cannot_rebuild():
+    one = VisionTransformer(**{**TINY, "depth": 1})
+    assert len(SearchableViT.from_vit(one).blocks) == 1
+    odd = VisionTransformer(num_classes=5, image_size=16, in_channels=3, patch_size=4, embed_dim=11, depth=1,
+                            num_heads=1, mlp_ratio=1.3637)  # fmt: skip
+    assert odd.blocks[0].mlp.fc1.out_features == 15  # int(11 · 1.3637); 15/11 rebuilds int(14.99…) = 14
+    with pytest.raises(ValueError) as error:
+        SearchableViT.from_vit(odd)
+    assert str(error.value) == f"SearchableViT.from_vit: mlp_ratio {15 / 11} does not reproduce the width."
+
+
+def test_the_signed_ranking_reaches_the_tokens_too():
+    model = searched()
+    with torch.no_grad():
+        model.token_logit[:, 1:9].fill_(-2.5)  # strongly negative ζ_tok: kept by magnitude, last when signed
+    for rank_class_token in (False, True):
+        signed = keep_masks(model, 1.0, token_budget=0.5, ranking="signed", rank_class_token=rank_class_token)
+        magnitude = keep_masks(model, 1.0, token_budget=0.5, rank_class_token=rank_class_token)
+        assert not signed.tokens[:, 1:9].any() and magnitude.tokens[:, 1:9].all()
+
+
+def test_mean_pooling_reads_the_last_blocks_patches_whichever_earlier_blocks_keep():
+    """One patch kept in all (token budget 0.02 of 3 × 16): kept up to block 1 only is refused, although blocks 0
+    and 1 keep a patch; kept in the last block as patch 1 (the first patch) is enough."""
+    model = searched(pooling="mean")
+    with torch.no_grad():
+        model.token_logit.fill_(0.01)
+        model.token_logit[1, 5] = 3.0  # the one kept patch: block 1's patch 5
+    with pytest.raises(ConfigError, match="keeps no patch token in the last block"):
+        keep_masks(model, 1.0, token_budget=0.02)
+    with torch.no_grad():
+        model.token_logit[1, 5] = 0.01
+        model.token_logit[-1, 1] = 3.0  # the last block's first patch
+    kept = keep_masks(model, 1.0, token_budget=0.02).tokens
+    assert kept[-1].tolist() == [True, True] + [False] * 15
+
+
+def test_a_search_model_runs_under_bf16_autocast():
+    """The token mask's key bias is cast to the attention's dtype, bf16 under autocast on the CPU."""
+    model = searched()
+    batch = images()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model(batch)
+    torch.testing.assert_close(mixed.float(), model(batch), rtol=0.1, atol=0.15)
