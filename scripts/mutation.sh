@@ -106,8 +106,8 @@ declare -A SELECTION=(
     -k 'not ddp and not taskset_gave'"  # the taskset test runs the installed lit-vir, outside mutmut's copy
   [lit_vir/training/callbacks/revit.py]="tests/test_small_callbacks.py tests/test_revit.py -k 'alpha or piece_trains'"
   [lit_vir/training/callbacks/state_cache.py]="tests/test_small_callbacks.py tests/test_engine.py -k 'cache'"
-  [lit_vir/commands/bench.py]="tests/test_bench_command.py tests/test_engine.py tests/test_tool_configs.py
-    -k 'test_bench_command or (bench and not writes_every_field and not bad_values)'"
+  [lit_vir/commands/bench.py]="tests/test_tool_bench.py tests/test_engine.py tests/test_tool_configs.py
+    -k 'test_tool_bench or (bench and not writes_every_field and not bad_values)'"
     # those two tests run bench's worker subprocess, in whose folder mutmut's trampoline finds no configuration
   [lit_vir/models/ridge.py]="tests/test_ridge.py tests/test_reservoirpy_oracle.py -k 'not fit and not command_line'"
   [lit_vir/training/ridge.py]="tests/test_ridge.py -k 'not command_line'"  # a logging error inside mutmut's copy
