@@ -118,8 +118,11 @@ def test_the_resident_set_is_psutils_and_the_peak_sees_an_allocation_freed_insid
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, every page written
         del block
     assert 56 <= resident.peak - before <= 80
-    baseline = bench.resident_mib()
-    assert 28 <= bench.peak_step_memory(lambda: torch.ones(32 * 2**20 // 4), torch.device("cpu"), baseline) <= 44
+
+
+def test_a_cpu_steps_peak_is_the_highest_resident_set_above_the_baseline(monkeypatch):
+    monkeypatch.setattr(bench, "resident_mib", lambda: 500.0)  # every reading, the sampler thread's too
+    assert bench.peak_step_memory(lambda: None, torch.device("cpu"), baseline=120.0) == 380.0
 
 
 def test_without_proc_the_resident_set_is_the_peak_so_far(monkeypatch):
